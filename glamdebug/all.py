@@ -1,0 +1,6 @@
+# Hand-written, not exported from a notebook (as fastai's own `all.py`): the one import for notebooks.
+"`from glamdebug.all import *`: fastai's vision API and every public name of glamdebug"
+from fastai.vision.all import *
+from .core import *
+from .data import *
+from .preds import *
