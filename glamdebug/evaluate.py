@@ -14,7 +14,8 @@ from .data import split_dl
 from .preds import *
 
 # %% auto #0
-__all__ = ['STEPS', 'REMEDIES', 'HumanLevel', 'human_level_error', 'ErrorReport', 'bias_variance', 'ErrorCurves']
+__all__ = ['STEPS', 'REMEDIES', 'HumanLevel', 'human_level_error', 'ErrorReport', 'bias_variance', 'ErrorCurves',
+           'report_command']
 
 # %% ../nbs/04_evaluate.ipynb #c0005
 STEPS = {1: 'underfitting', 2: 'overfitting', 3: 'distribution shift', 4: 'rebalance'}
@@ -175,7 +176,7 @@ class ErrorReport(Report):
     def to_dict(self):
         d = super().to_dict()
         d.update(diagnosis=self.diagnosis, problems=list(self.problems), notes=list(self.notes),
-                 gaps={r['key']: dict(value=r['value'], noise=r['noise'], verdict=r['verdict']) for r in self.rows})
+                 gaps={r['key']: dict(value=r['value'], noise=r['noise'], verdict=r['verdict']) for r in self.rows[1:]})
         return d
 
     def plot(self, ax=None, figsize=(7, 4), title=None):
@@ -490,3 +491,53 @@ def error_report(self:Learner, goal:float, # the goal error (fraction), or `huma
     rep.extra['splits'] = {k: (p.split if isinstance(p.split, str) else k) for k, p in preds.items()}
     rep.hints = _concrete(self, rep, preds, stop)
     return rep
+
+# %% ../nbs/04_evaluate.ipynb #c0032
+def _pick_test(col, test):
+    "The split used as test: `test` if given, else 'test', else the first 'test_*' split, else None"
+    if test: 
+        if test not in col.splits: raise GlamError(f'no split {test!r} in the collection; splits present: {name_some(col.splits)}')
+        return test
+    return next((s for s in ['test'] + [s for s in col.splits if str(s).startswith('test_')] if s in col.splits), None)
+
+@cli_command('report', help='train the version-zero model on a collection and print its bias-variance error report', args=[
+    (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
+    (('--goal',), dict(type=float, default=0.02, help='goal error as a fraction, e.g. 0.02 for 2%% (default 0.02)')),
+    (('--human-level',), dict(nargs=2, metavar=('COL_A', 'COL_B'), default=None,
+                              help='estimate the goal from two annotation columns of the CSV (their disagreement rate)')),
+    (('--arch',), dict(default='lenet', help="model: 'lenet' or a timm name (default lenet)")),
+    (('--epochs',), dict(type=int, default=5, help='training epochs (default 5)')),
+    (('--size',), dict(type=int, default=64, help='image size in pixels (default 64)')),
+    (('--bs',), dict(type=int, default=32, help='batch size (default 32)')),
+    (('--test',), dict(default=None, help="split used as test (default 'test', else the first 'test_*' split)")),
+    (('--train-valid',), dict(default=None, help='split of held-out items from the training distribution, if any')),
+    (('--json',), dict(action='store_true', help='print the report as JSON')),
+    (('--plot',), dict(default=None, metavar='PNG', help='also save the waterfall plot to this file')),
+    (('--seed',), dict(type=int, default=0)),
+])
+def report_command(ns):
+    "`glamdebug report`: read and check the collection, train `defaults_learner`, print `learn.error_report`"
+    from glamdebug.data import read_collection, collection_dls
+    from glamdebug.models import defaults_learner
+    from fastai.torch_core import set_seed
+    p = Path(ns.collection)
+    csv = p/'collection.csv' if p.is_dir() else p
+    if not csv.exists(): raise GlamError(f'collection not found: {csv}')
+    if ns.epochs < 1: raise GlamError(f'--epochs must be at least 1, got {ns.epochs}')
+    df = read_collection(csv)
+    goal = human_level_error(df, *ns.human_level) if ns.human_level else ns.goal
+    set_seed(ns.seed, reproducible=True)
+    dls = collection_dls(df, size=ns.size, bs=ns.bs)
+    test = _pick_test(dls.collection, ns.test)
+    if ns.train_valid: _pick_test(dls.collection, ns.train_valid)
+    learn = defaults_learner(dls, ns.arch)
+    curves = ErrorCurves()
+    if not ns.json: print(f'Training {ns.arch} for {ns.epochs} epochs at {ns.size} px on {len(dls.train_ds)} items…', flush=True)
+    with learn.no_logging(), learn.no_bar(): learn.fit(ns.epochs, cbs=curves)
+    rep = learn.error_report(goal=goal, test=test, train_valid=ns.train_valid, curves=curves)
+    if ns.plot:
+        import matplotlib; matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        rep.plot(); plt.tight_layout(); plt.savefig(ns.plot, dpi=120); plt.close('all')
+    print(rep.to_json(indent=1) if ns.json else rep.to_text())
+    return 0

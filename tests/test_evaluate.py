@@ -1,0 +1,124 @@
+"Tests of glamdebug.evaluate: the worked example, every diagnosis branch, the noise rule, a real learner, the CLI"
+import json, math, os, subprocess, sys
+from pathlib import Path
+import numpy as np, pandas as pd, pytest
+from fastcore.test import test_eq as t_eq, test_close as t_close, test_fail as t_fail
+from glamdebug.core import GlamError, error_ci
+from glamdebug.evaluate import *
+
+def gaps(r): return {k: v['verdict'] for k, v in r.to_dict()['gaps'].items()}
+
+# --- numbers alone -------------------------------------------------------------------------------
+
+def test_worked_example():
+    r = bias_variance(goal=0.01, train=0.20, valid=0.27, test=0.28)
+    t_eq(r.diagnosis, 'both under- and overfitting: address underfitting first')
+    t_eq(r.table.index.tolist(), ['irreducible error (goal)', 'avoidable bias', 'variance',
+                                  'distribution shift / validation overfitting', '= test error'])
+    t_eq(r.table['value'].tolist(), [0.01, 0.19, 0.07, 0.01, 0.28])     # exact, no 0.19000000000000003
+    t_eq(gaps(r), dict(avoidable_bias='problem', variance='problem', valid_test='fine'))
+    t_eq(r.problems, ['underfitting', 'overfitting'])
+    rem = r.remedies
+    t_eq(rem.step.tolist(), [1]*5 + [2]*10)
+    t_eq(rem.remedy.tolist()[:5], ['make the model bigger', 'reduce regularisation', 'error analysis',
+                                   'a different architecture', 'add features'])
+    t_eq(rem.remedy.tolist()[5:], ['more training data', 'normalisation', 'data augmentation', 'regularisation',
+                                   'error analysis', 'a better architecture', 'tune hyperparameters', 'early stopping',
+                                   'remove features', 'reduce model size'])
+    assert 'train 20 %, valid 27 %, test 28 %' in r.summary
+
+def test_pure_underfitting():
+    r = bias_variance(0.01, 0.15, 0.16, 0.165)
+    t_eq(r.problems, ['underfitting'])
+    t_eq(r.diagnosis, 'underfitting: train error is 14 points above the goal')
+    t_eq(r.remedies.step.unique().tolist(), [1])
+
+def test_pure_overfitting():
+    r = bias_variance(0.01, 0.015, 0.12, 0.125)
+    t_eq(r.problems, ['overfitting'])
+    t_eq(r.diagnosis, 'overfitting: valid error is 10.5 points above train error')
+    t_eq(r.remedies.step.unique().tolist(), [2])
+
+def test_shift_without_and_with_train_valid():
+    r = bias_variance(0.01, 0.02, 0.03, test=0.20)
+    t_eq(r.problems, ['distribution shift'])
+    t_eq(r.remedies.step.unique().tolist(), [3, 4])      # can't tell shift from validation overfitting: both listed
+    assert any('train-valid' in n for n in r.notes)
+    r = bias_variance(0.01, 0.02, train_valid=0.025, valid=0.15, test=0.155)
+    t_eq(r.table.index.tolist(), ['irreducible error (goal)', 'avoidable bias', 'variance', 'distribution shift',
+                                  'validation overfitting', '= test error'])
+    t_eq(r.problems, ['distribution shift']); t_eq(r.remedies.step.unique().tolist(), [3])
+    r = bias_variance(0.01, 0.02, train_valid=0.025, valid=0.03, test=0.15)
+    t_eq(r.problems, ['validation overfitting']); t_eq(r.remedies.step.unique().tolist(), [4])
+    t_eq(r.remedies.remedy.tolist(), ['rebalance the splits'])
+
+def test_all_fine():
+    r = bias_variance(0.02, 0.025, 0.03, 0.035)
+    t_eq(r.problems, []); assert r.diagnosis.startswith('all fine'); t_eq(len(r.remedies), 0)
+
+def test_goal_above_train_error():
+    r = bias_variance(0.05, 0.02, 0.10, 0.11, n=1000)
+    t_eq(gaps(r)['avoidable_bias'], 'below goal'); t_eq(r.table.loc['avoidable bias', 'value'], -0.03)
+    t_eq(r.problems, ['overfitting'])
+    assert any('below the goal' in n for n in r.notes)
+
+def test_zero_errors():
+    r = bias_variance(0, 0, 0, 0, n=500)
+    t_eq(r.problems, []); assert r.diagnosis.startswith('all fine')
+    assert all(np.isfinite(r.table['noise'].iloc[1:4]))
+    t_eq(r.errors.loc['test', 'ci_lo'], 0.)
+
+def test_split_of_size_0_and_1():
+    r = bias_variance(0.01, 0.02, 0.03, float('nan'), n=dict(train=1000, valid=300, test=0))
+    t_eq(gaps(r)['valid_test'], 'no data'); assert 'test has no items: its error is unknown' in r.notes
+    assert '= valid error' in r.table.index           # the total is the last error measured
+    r = bias_variance(0.01, 0.30, 0.32, 1.0, n=dict(train=1000, valid=300, test=1))
+    t_eq(gaps(r)['valid_test'], 'not significant'); assert any('1 item' in n for n in r.notes)
+    t_eq(gaps(bias_variance(0.01, 0.02, 0.03, 1.0, n=dict(train=1000, valid=300, test=1)))['valid_test'], 'problem')  # 1 of 1 wrong vs 3 %: p < 0.05
+    r = bias_variance(0.3, 1.0, 0.0, n=dict(train=1, valid=1))
+    t_eq(gaps(r), dict(avoidable_bias='not significant', variance='fine'))
+    assert r.diagnosis.startswith('no gap is larger than its noise')
+
+def test_noise_rule():
+    "1 point between valid and test is noise on 100 items, real on 100,000"
+    small, big = bias_variance(0.01, 0.20, 0.27, 0.28, n=100), bias_variance(0.01, 0.20, 0.27, 0.28, n=100_000)
+    t_eq(gaps(small)['valid_test'], 'not significant'); t_eq(gaps(big)['valid_test'], 'problem')
+    # the noise is Newcombe's: the facing halves of the two Wilson intervals in quadrature
+    lo_t = error_ci(28, 100)[0]; hi_v = error_ci(27, 100)[1]
+    t_close(small.table.loc['distribution shift / validation overfitting', 'noise'], math.hypot(0.28-lo_t, hi_v-0.27))
+    # a noisy goal (double-annotated sample) adds its own noise
+    g = HumanLevel(2, 100)
+    t_eq(gaps(bias_variance(0.02, 0.05, 0.05, n=dict(train=10_000, valid=10_000)))['avoidable_bias'], 'problem')
+    t_eq(gaps(bias_variance(g, 0.05, 0.05, n=dict(train=10_000, valid=10_000)))['avoidable_bias'], 'not significant')
+
+def test_bad_input():
+    t_fail(lambda: bias_variance(1, 20, 27, 28), contains='20 % is 0.2')
+    t_fail(lambda: bias_variance(0.01, -0.1, 0.2), contains='outside [0, 1]')
+    t_fail(lambda: bias_variance(0.01, '0.2', 0.2), contains='must be a number')
+    t_fail(lambda: bias_variance(None, 0.2, 0.2), contains='required')
+    t_fail(lambda: bias_variance(0.01, 0.2, 0.3, n=dict(tset=5)), contains="unknown split(s) tset")
+    t_fail(lambda: bias_variance(0.01, 0.2, 0.3, n=2.5), contains='dict of item counts')
+    t_fail(lambda: bias_variance(0.01, 0.2, 0.3, n=dict(train=-1)), contains='whole number of items')
+    t_fail(lambda: bias_variance(0.01, 0.25, 0.3, n=dict(train=10)), contains='not a whole number of errors')
+    with pytest.raises(GlamError): bias_variance(0.01, 0.2, 0.3, test=2)
+
+def test_human_level_error():
+    df = pd.DataFrame(dict(a=['map']*90 + ['text']*10, b=['map']*85 + ['photo']*5 + ['text']*8 + [None, '']))
+    h = human_level_error(df, 'a', 'b')
+    t_eq((h.k, h.n), (5, 98)); t_close(float(h), 5/98); t_eq(h.ci, error_ci(5, 98))
+    r = bias_variance(h, 0.2, 0.25)
+    t_eq(r.errors.loc['goal', 'n'], 98)
+    t_fail(lambda: human_level_error(df, 'a', 'nope'), contains="'nope' not found")
+    t_fail(lambda: human_level_error(pd.DataFrame(dict(a=[None], b=['x'])), 'a', 'b'), contains='both')
+
+def test_renderings():
+    r = bias_variance(0.01, 0.20, 0.27, 0.28, n=dict(train=800, valid=200, test=200))
+    md, html, txt = r._repr_markdown_(), r._repr_html_(), r.to_text()
+    for s in (md, html, txt): assert 'avoidable bias' in s and 'make the model bigger' in s
+    d = json.loads(r.to_json())
+    t_eq(d['diagnosis'], r.diagnosis); t_eq(d['problems'], ['underfitting', 'overfitting'])
+    t_eq(d['gaps']['avoidable_bias']['value'], 0.19)
+    import matplotlib; matplotlib.use('Agg')
+    ax = r.plot()
+    t_eq(len(ax.patches), 5)      # goal, 3 gaps, test error
+    t_close(ax.patches[-1].get_height(), 28)
