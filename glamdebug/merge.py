@@ -118,14 +118,17 @@ def _is_stringy(dtype): return pd.api.types.is_string_dtype(dtype) or pd.api.typ
 
 @patch
 def _merge_col(self:LabelMerge, col:pd.Series):
-    "`col` with the merge applied (text labels where a merged name is text and the labels were not)"
-    m = self.mapping
-    new = col.astype(object).map(lambda v: m.get(str(v), v) if pd.notna(v) else v)
-    changed = (new.astype(object) != col.astype(object)) & col.notna()
-    if isinstance(col.dtype, pd.CategoricalDtype): return new.astype('category')
-    if _is_stringy(col.dtype): return new.astype(col.dtype)
-    if changed.any(): return new.map(lambda v: str(v) if pd.notna(v) else v)  # mixed ints and names: all text
-    return col.copy()
+    "`col` with the merge applied, missing values left as they are (text labels where a merged name is text and the labels were not)"
+    m, mask = self.mapping, col.notna()
+    vals = col[mask].astype(object).map(lambda v: m.get(str(v), v))
+    changed = vals.astype(str) != col[mask].astype(str)
+    if _is_stringy(col.dtype) and not isinstance(col.dtype, pd.CategoricalDtype):
+        res = col.copy(); res[mask] = vals.astype(str)
+        return res
+    if not changed.any(): return col.copy()
+    res = col.astype(object).copy()
+    res[mask] = vals.map(str) if not isinstance(col.dtype, pd.CategoricalDtype) else vals  # mixed ints and names: all text
+    return res.astype('category') if isinstance(col.dtype, pd.CategoricalDtype) else res
 
 def _check_cols(df, label_col, original_col):
     if not isinstance(df, pd.DataFrame): raise GlamError(f'expected a DataFrame, got {type(df).__name__}')
