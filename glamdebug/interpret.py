@@ -12,6 +12,7 @@ from torch import nn
 from fastcore.basics import store_attr, patch, ifnone
 from fastcore.meta import delegates
 from .core import *
+from .preds import Preds  # patches `Learner.get_split_preds`: inference once per split, cached
 
 # %% auto #0
 __all__ = ['confusion_matrix', 'most_confused', 'confused_pairs', 'GlamInterpretation', 'merge_codes', 'merge_probs',
@@ -104,7 +105,7 @@ class GlamInterpretation:
                  items=None, # `n` items (file names, a DataFrame of rows…) for evidence and plots
                  losses=None, # `n` losses; cross-entropy from `probs` when missing
                  learn=None, # The `Learner` that made them, if any (for `plot_top_losses`)
-                 dl=None, # The `DataLoader` they were made on, if any
+                 dl=None, # The split they were made on (`DataLoader`, split name or index), if any
                  split=None, # Name of the split, for titles
                 ):
         probs = _plain(probs)
@@ -120,9 +121,9 @@ class GlamInterpretation:
             raise GlamError(f'targets have shape {tuple(tt.shape)}: one-hot or multi-label targets. '
                             'Multi-label interpretation is not supported yet; pass one class code per item')
         if not probs.is_floating_point(): raise GlamError(f'probs must be floating point, got {probs.dtype}')
-        nan = probs.isnan().any(1)
-        if nan.any(): raise GlamError(f'probs of item {int(nan.nonzero()[0,0])} contain NaN')
-        s = probs.double().sum(1)
+        if probs.dtype in (torch.float16, torch.bfloat16): probs = probs.float()
+        if probs.isnan().any(): raise GlamError(f'probs of item {int(probs.isnan().any(1).nonzero()[0,0])} contain NaN')
+        s = probs.sum(1)  # float32 is precise enough for a 1e-2 tolerance, and a float64 copy of (n, k) would double the memory
         off = (s - 1).abs() > 1e-2
         if off.any():
             i = int(off.nonzero()[0, 0])
@@ -137,8 +138,12 @@ class GlamInterpretation:
         self._cm = None
 
     @classmethod
-    def from_preds(cls, probs, targs, vocab, items=None, losses=None, split=None):
-        "An interpretation of saved predictions: `probs` `(n, k)`, `targs` codes, `vocab`; no `Learner` needed"
+    def from_preds(cls, probs, targs=None, vocab=None, items=None, losses=None, split=None):
+        "An interpretation of saved predictions: `probs` `(n, k)`, `targs` codes, `vocab` (or one `Preds`); no `Learner` needed"
+        if isinstance(probs, Preds):
+            p = probs
+            return cls(p.probs, p.targs, p.vocab, items=ifnone(items, p.items), losses=ifnone(losses, p.losses), split=ifnone(split, p.split))
+        if targs is None or vocab is None: raise GlamError('from_preds needs `probs`, `targs` and `vocab` (or a `Preds`)')
         return cls(probs, targs, vocab, items=items, losses=losses, split=split)
 
     @property
@@ -184,41 +189,29 @@ class GlamInterpretation:
                 + f', error {self.error:.2%})')
 
 # %% ../nbs/05_interpret.ipynb #c0026
-def _get_split_dl(learn, split):
-    try: data = importlib.import_module('glamdebug.data')
-    except ImportError as e: raise GlamError(f'split {split!r} needs glamdebug.data.split_dl; pass a DataLoader') from e
-    return data.split_dl(learn.dls, split)
-
-def _dl_vocab(dl, learn):
-    v = getattr(dl, 'vocab', None)
-    if v is None: v = getattr(learn.dls, 'vocab', None)
-    if len(v) and not isinstance(v[0], str) and hasattr(v[0], '__len__'): v = v[-1]  # several category blocks: the last (as fastai)
-    return v
+def _show_dl(learn, split):
+    "The `DataLoader` whose items are in the same order as `learn.get_split_preds(split)` (no inference), for fastai's plots"
+    try:
+        from glamdebug.preds import _resolve_dl
+        return _resolve_dl(learn, split)[0]
+    except Exception:
+        if isinstance(split, int): split = ['train', 'valid'][split]
+        if split == 'valid': return learn.dls.valid
+        if split == 'train': return learn.dls.train.new(shuffle=False, drop_last=False)
+        return split if hasattr(split, 'one_batch') else None
 
 @patch(cls_method=True)
 def from_learner(cls:GlamInterpretation,
                  learn, # A single-label classification `Learner`
                  dl=None, # A `DataLoader`, a split name ('train', 'valid', 'test'…) or a DataFrame of rows; `learn.dls[ds_idx]` when None
-                 ds_idx:int=1, # Index of `learn.dls` used when `dl` is None
+                 ds_idx:int=1, # Index of `learn.dls` used when `dl` is None (0: train, with validation transforms; 1: valid)
                 ):
-    "An interpretation of `learn`'s predictions on `dl` (or `learn.dls[ds_idx]`), from ONE inference pass"
+    "An interpretation of `learn`'s predictions on `dl` (or `learn.dls[ds_idx]`), from ONE inference pass (`learn.get_split_preds`)"
     if _is_multilabel_loss(learn.loss_func):
         raise GlamError(f'{type(learn.loss_func).__name__} is a multi-label loss: multi-label interpretation is not supported yet')
-    if hasattr(learn, 'get_split_preds'):
-        split = dl if dl is not None else {0: 'train', 1: 'valid'}.get(ds_idx, learn.dls[ds_idx])
-        p = learn.get_split_preds(split)
-        return cls(p.probs, p.targs, p.vocab, items=getattr(p, 'items', None), losses=getattr(p, 'losses', None),
-                   learn=learn, dl=getattr(p, 'dl', None), split=getattr(p, 'split', split))
-    # Fallback while `glamdebug.preds` is not there: one `get_preds` pass
-    split = dl if isinstance(dl, str) else ({0: 'train', 1: 'valid'}.get(ds_idx) if dl is None else None)
-    if dl is None: dl = learn.dls[ds_idx].new(shuffle=False, drop_last=False)
-    elif isinstance(dl, (str, pd.DataFrame)): dl = _get_split_dl(learn, dl)
-    with torch.inference_mode(): probs, targs, losses = learn.get_preds(dl=dl, with_loss=True)
-    if targs.ndim == 2 and targs.shape[1] > 1:
-        raise GlamError(f'targets have shape {tuple(targs.shape)}: multi-label interpretation is not supported yet')
-    s = probs.double().sum(1)
-    if ((s - 1).abs() > 1e-2).any(): probs = probs.float().softmax(1)  # a loss without `activation` (plain nn.CrossEntropyLoss) gives logits
-    return cls(probs, targs, _dl_vocab(dl, learn), items=getattr(dl, 'items', None), losses=losses, learn=learn, dl=dl, split=split)
+    split = dl if dl is not None else ds_idx
+    p = learn.get_split_preds(split)
+    return cls(p.probs, p.targs, p.vocab, items=p.items, losses=p.losses, learn=learn, dl=split, split=p.split)
 
 # %% ../nbs/05_interpret.ipynb #c0031
 def _top_classes(cm, top):
@@ -306,10 +299,11 @@ def plot_top_losses(self:GlamInterpretation,
                     largest:bool=True, # Largest (or smallest) losses
                     **kwargs):
     "Show the `k` items with the largest losses: fastai's `plot_top_losses` when a learner and `dl` are there, else the images at `items`"
-    if self.learn is not None and self.dl is not None:
+    dl = _show_dl(self.learn, self.dl) if self.learn is not None and self.dl is not None else None
+    if dl is not None:
         from fastai.interpret import ClassificationInterpretation
         # reuse the kept losses: fastai only re-runs the `k` items it shows
-        return ClassificationInterpretation(self.learn, self.dl, self.losses).plot_top_losses(k, largest, **kwargs)
+        return ClassificationInterpretation(self.learn, dl, self.losses).plot_top_losses(k, largest, **kwargs)
     import matplotlib.pyplot as plt
     from PIL import Image
     losses, idx = self.top_losses(k, largest)

@@ -64,8 +64,10 @@ def test_from_learner_runs_inference_once(digits_learn):
     class CountValidate(Callback):
         n = 0
         def before_validate(self): CountValidate.n += 1
+    digits_learn.clear_split_preds()
     with digits_learn.added_cbs(CountValidate()):
         interp = GlamInterpretation.from_learner(digits_learn)
+        GlamInterpretation.from_learner(digits_learn)   # cached on the learner: no second pass
         interp.confusion_matrix(); interp.most_confused(); interp.confused_pairs(); interp.per_class()
         suggest_merges(interp, min_rate=0.01)
         import matplotlib; matplotlib.use('Agg')
