@@ -228,16 +228,20 @@ def from_suggestions(cls:LabelMerge,
                      sugg, # `MergeSuggestions` from `suggest_merges`
                      top:int=None, # keep the first `top` groups (ranked by their most-confused pair)
                      min_rate:float=None, # keep the groups whose best pair's symmetric confusion rate is at least this
+                     labels=None, # keep only the groups holding one of these labels (the ones you judged reasonable)
                      names=None, # a name per kept group (default: the suggestion's, e.g. `blank_or_cover`)
                      note:str=None): # why you accept it, kept in the provenance
     "A merge of the groups `suggest_merges` found (the `top` ones, or those above `min_rate`), with their evidence"
     groups = [list(g) for g in sugg.groups]
     pairs = sugg.pairs
     best = [float(pairs.loc[(pairs.group == gi) & pairs.status.str.startswith('merged'), 'rate'].max()) for gi in range(len(groups))]
-    keep = [gi for gi in range(len(groups)) if (min_rate is None or best[gi] >= min_rate)]
+    want = None if labels is None else {str(o) for o in ([labels] if isinstance(labels, (str, int)) else labels)}
+    keep = [gi for gi in range(len(groups)) if (min_rate is None or best[gi] >= min_rate)
+            and (want is None or want & {str(o) for o in groups[gi]})]
     if top is not None: keep = keep[:top]
     if not keep:
-        why = 'found no group' if not groups else f'no group with a rate >= {min_rate}' if min_rate is not None else 'top=0'
+        why = ('found no group' if not groups else f'no group with a rate >= {min_rate}' if min_rate is not None
+               else f'no group with {name_some(sorted(want))}' if want else 'top=0')
         raise GlamError(f'nothing to merge: the suggestions have {why} ({sugg.summary})')
     sm = sugg.mapping
     if names is None: names = [sm.get(str(groups[gi][0]), sm.get(groups[gi][0])) for gi in keep]
@@ -245,7 +249,7 @@ def from_suggestions(cls:LabelMerge,
     evidence = dict(pairs=pairs[pairs.group.isin(keep)], groups=gt, params=dict(sugg.params),
                     n_items=sugg.n, error_before=sugg.error_before,
                     error_after=sugg.error_after if len(keep) == len(groups) else float(gt.error_after.iloc[0]) if len(keep) == 1 else None)
-    prov = dict(source='suggest_merges', evidence=evidence, kept=dict(top=top, min_rate=min_rate))
+    prov = dict(source='suggest_merges', evidence=evidence, kept=dict(top=top, min_rate=min_rate, labels=None if want is None else sorted(want)))
     if note: prov['note'] = note
     return cls.from_groups([groups[gi] for gi in keep], names=names, vocab=[str(o) for o in sugg.vocab], provenance=prov)
 
