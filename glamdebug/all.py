@@ -4,3 +4,10 @@ from fastai.vision.all import *
 from .core import *
 from .data import *
 from .preds import *
+from .samples import *
+from .models import *
+from .evaluate import *
+from .interpret import *
+from .merge import *
+from .debug import *
+from .fastpath import *
