@@ -1,0 +1,215 @@
+"""GPU benchmark for issue 7: plain fastai vs glamdebug's fast path, resnet50 at 224 px, batch 128, one run.
+
+Reproduces the issue's two tables for plain fastai (model ceiling, fastai DataLoader, fastai training fp32 /
+to_fp16 / to_fp16().to_channelslast(); scan-sized JPEG decoding) and puts glamdebug's figures beside them
+(cache build, cached DataLoader, training with `cached_dls` + `learn.fast()`), as a fraction of the bf16 ceiling
+measured in the same run. Each row is in its own try/except. Output: a table on stdout and in $OUT (or
+benchmarks/results/). `GLAM_TINY=1` runs a tiny version on the CPU to check the script.
+"""
+import os, sys, time, json, tempfile, traceback, multiprocessing as mp
+from pathlib import Path
+import numpy as np, pandas as pd
+from PIL import Image
+import torch
+
+TINY = bool(os.environ.get('GLAM_TINY'))
+CUDA = torch.cuda.is_available() and not TINY
+DEV = torch.device('cuda' if CUDA else 'cpu')
+SIZE, BS = (32, 8) if TINY else (224, 128)
+N_SMALL, N_VALID, N_SCAN = (64, 16, 16) if TINY else (4096, 256, 480)
+SMALL_PX, SCAN_WH = (48, (300, 225)) if TINY else (256, (2400, 1800))
+WORKERS = 2 if TINY else min(15, (os.cpu_count() or 2) - 1)
+STEADY_S = 0.5 if TINY else 3.0  # seconds of steady state per loader/model row
+OUT = Path(os.environ.get('OUT') or Path(__file__).parent/'results')
+OUT.mkdir(parents=True, exist_ok=True)
+torch.backends.cudnn.benchmark = True
+if TINY: torch.set_num_threads(1)
+
+from fastai.vision.all import (ImageDataLoaders, Resize, aug_transforms, vision_learner, create_vision_model, resnet50,
+                               resnet18, Callback, CrossEntropyLossFlat, error_rate)
+from glamdebug.fastpath import cached_dls, ImageCache
+ARCH = resnet18 if TINY else resnet50
+
+rows, ceiling = [], {}
+def row(table, name, ips, note=''):
+    rows.append(dict(table=table, what=name, images_per_s=ips, note=note))
+    print(f'[{table}] {name}: {ips:,.0f} images/s {note}', flush=True)
+
+def attempt(f):
+    try: f()
+    except Exception as e:
+        traceback.print_exc()
+        rows.append(dict(table='error', what=f.__name__, images_per_s=float('nan'), note=f'{type(e).__name__}: {e}'[:200]))
+
+def sync():
+    if CUDA: torch.cuda.synchronize()
+
+# ---------------------------------------------------------------- data, generated on the device
+tmp = Path(tempfile.mkdtemp(prefix='glamfast'))
+def _small(i):
+    r = np.random.default_rng(i)
+    a = (r.random((SMALL_PX//16, SMALL_PX//16, 3))*255).astype(np.uint8)
+    im = Image.fromarray(a).resize((SMALL_PX, SMALL_PX), Image.BICUBIC)
+    fn = tmp/'small'/f'{i}.jpg'; im.save(fn, quality=90); return fn.name
+def _scan(i):
+    r = np.random.default_rng(1000 + i)
+    w, h = SCAN_WH
+    a = (r.random((h//40, w//40, 3))*255).astype(np.uint8)
+    a = np.asarray(Image.fromarray(a).resize((w, h), Image.BICUBIC)).astype(np.int16)
+    a = np.clip(a + r.normal(0, 5, (h, w, 1)).astype(np.int16), 0, 255).astype(np.uint8)
+    fn = tmp/'scans'/f'{i}.jpg'; Image.fromarray(a).save(fn, quality=90); return fn.name
+
+def table(folder, names, n_valid):
+    labels = ['a', 'b']
+    df = pd.DataFrame(dict(fname=names, label=[labels[i % 2] for i in range(len(names))],
+                           split=['valid' if i < n_valid else 'train' for i in range(len(names))]))
+    df['is_valid'] = df.split == 'valid'
+    df.attrs['path'] = str(folder)
+    return df
+
+t0 = time.perf_counter()
+(tmp/'small').mkdir(); (tmp/'scans').mkdir()
+with mp.get_context('fork').Pool(WORKERS) as pool:
+    small = pool.map(_small, range(N_SMALL + N_VALID), chunksize=32)
+    scans = pool.map(_scan, range(N_SCAN), chunksize=4)
+df_small, df_scan = table(tmp/'small', small, N_VALID), table(tmp/'scans', scans, 0)
+mb = np.mean([(tmp/'scans'/f).stat().st_size for f in scans[:20]])/1e6
+print(f'generated {len(small)} {SMALL_PX} px JPEGs and {len(scans)} {SCAN_WH[0]}×{SCAN_WH[1]} JPEGs '
+      f'({mb:.2f} MB each) in {time.perf_counter()-t0:.1f} s; device {torch.cuda.get_device_name() if CUDA else "cpu"}', flush=True)
+
+# ---------------------------------------------------------------- helpers
+def loader_rate(dl, skip=3, max_s=STEADY_S):
+    "images/s of iterating `dl` (device transfer and batch transforms included), after `skip` warm-up batches"
+    n, t = 0, None
+    while True:
+        for i, b in enumerate(dl):
+            sync()
+            if t is None:
+                if i + 1 >= skip: t = time.perf_counter()
+                continue
+            n += len(b[0])
+            if time.perf_counter() - t > max_s: return n/(time.perf_counter() - t)
+        if t is not None and n and time.perf_counter() - t > max_s/3: return n/(time.perf_counter() - t)
+
+class Rate(Callback):
+    "images/s over training batches, steady state: skips the first `skip` batches and each epoch's first"
+    order = 99
+    def __init__(self, skip=5): self.skip, self.times, self.count = skip, [], 0
+    def before_epoch(self): self.prev = None
+    def after_batch(self):
+        if not self.training: return
+        sync(); now = time.perf_counter(); self.count += 1
+        if self.prev is not None and self.count > self.skip: self.times.append((now - self.prev, len(self.yb[0])))
+        self.prev = now
+    @property
+    def ips(self): return sum(n for _, n in self.times)/sum(t for t, _ in self.times)
+
+def train_rate(dls, setup=lambda l: l, epochs=None, fast=None):
+    learn = vision_learner(dls, ARCH, pretrained=False, loss_func=CrossEntropyLossFlat())
+    learn = setup(learn)
+    cb = Rate()
+    n_ep = epochs or 2
+    with learn.no_bar(), learn.no_logging(): learn.fit(n_ep, 1e-3, cbs=cb)
+    return cb.ips, learn
+
+def model_rate(bf16, channels_last):
+    model = create_vision_model(ARCH, n_out=2, pretrained=False).to(DEV)
+    if channels_last: model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=CUDA)
+    x = torch.rand(BS, 3, SIZE, SIZE, device=DEV)
+    if channels_last: x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 2, (BS,), device=DEV)
+    lf = torch.nn.CrossEntropyLoss()
+    def step():
+        with torch.autocast(DEV.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = lf(model(x).float(), y)
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    for _ in range(5): step()
+    sync(); t = time.perf_counter(); n = 0
+    while time.perf_counter() - t < STEADY_S: step(); n += BS; sync() if n % (4*BS) == 0 else None
+    sync(); return n/(time.perf_counter() - t)
+
+# ---------------------------------------------------------------- table 1: 256 px JPEGs
+T1 = f'{SMALL_PX} px JPEGs'
+def model_fp32(): row(T1, 'model alone, GPU-resident batch, fp32', model_rate(False, False), '(torch AdamW step)')
+def model_bf16():
+    ceiling['ips'] = model_rate(True, True)
+    row(T1, 'model alone, bf16 autocast + channels_last (the ceiling)', ceiling['ips'], '(torch AdamW step)')
+attempt(model_fp32); attempt(model_bf16)
+
+fdls = {}
+def fastai_dls():
+    fdls['small'] = ImageDataLoaders.from_df(df_small, tmp/'small', fn_col='fname', label_col='label', valid_col='is_valid',
+                                            item_tfms=Resize(SIZE), batch_tfms=aug_transforms(), bs=BS,
+                                            num_workers=WORKERS, device=DEV)
+    row(T1, f'fastai DataLoader alone (decode, Resize, aug_transforms), {WORKERS} workers', loader_rate(fdls['small'].train))
+attempt(fastai_dls)
+def fastai_fp32(): row(T1, 'fastai training, defaults (fp32)', train_rate(fdls['small'])[0])
+def fastai_fp16(): row(T1, 'fastai training, to_fp16()', train_rate(fdls['small'], lambda l: l.to_fp16())[0])
+def fastai_fp16_cl(): row(T1, 'fastai training, to_fp16().to_channelslast()', train_rate(fdls['small'], lambda l: l.to_fp16().to_channelslast())[0])
+attempt(fastai_fp32); attempt(fastai_fp16); attempt(fastai_fp16_cl)
+
+gdls = {}
+def glam_cache_small():
+    t = time.perf_counter()
+    gdls['small'] = cached_dls(df_small, size=SIZE, bs=BS, batch_tfms=aug_transforms(), cache_dir=tmp/'cache',
+                               n_workers=WORKERS, device=DEV, progress=False)
+    row(T1, f'glamdebug: cache build, {WORKERS} processes (once)', len(df_small)/(time.perf_counter() - t))
+def glam_dl_small(): row(T1, 'glamdebug: cached DataLoader alone (uint8 memmap -> GPU, aug_transforms there)', loader_rate(gdls['small'].train))
+def glam_train():
+    ips, learn = train_rate(gdls['small'], lambda l: l.fast(), epochs=3)
+    row(T1, 'glamdebug training: cached_dls + learn.fast() (bf16, channels_last, fused AdamW)', ips,
+        f"= {ips/ceiling['ips']:.0%} of the ceiling" if ceiling else '')
+def glam_train_fastai_opt():
+    ips, learn = train_rate(gdls['small'], lambda l: l.fast(fused_opt=False), epochs=3)
+    row(T1, 'glamdebug training: cached_dls + learn.fast(fused_opt=False) (fastai Adam)', ips,
+        f"= {ips/ceiling['ips']:.0%} of the ceiling" if ceiling else '')
+attempt(glam_cache_small); attempt(glam_dl_small); attempt(glam_train); attempt(glam_train_fastai_opt)
+
+# ---------------------------------------------------------------- table 2: scan-sized JPEGs
+T2 = f'{SCAN_WH[0]}x{SCAN_WH[1]} JPEGs'
+def _pil_full(fn):
+    with Image.open(fn) as im: return np.asarray(im.convert('RGB').resize((SIZE, SIZE), Image.BILINEAR)).shape
+def _pil_draft(fn):
+    with Image.open(fn) as im:
+        im.draft('RGB', (SIZE*2, SIZE*2)); return np.asarray(im.convert('RGB').resize((SIZE, SIZE), Image.BILINEAR)).shape
+def pool_rate(f, n):
+    fns = [tmp/'scans'/s for s in scans[:n]]
+    with mp.get_context('fork').Pool(WORKERS) as pool:
+        pool.map(f, fns[:WORKERS])
+        t = time.perf_counter(); pool.map(f, fns, chunksize=2); return len(fns)/(time.perf_counter() - t)
+def fastai_dl_scan():
+    d = df_scan.copy(); d.loc[d.index[:BS], 'is_valid'] = True
+    dls = ImageDataLoaders.from_df(d, tmp/'scans', fn_col='fname', label_col='label', valid_col='is_valid',
+                                   item_tfms=Resize(SIZE), batch_tfms=aug_transforms(), bs=BS // 2 if not TINY else BS,
+                                   num_workers=WORKERS, device=DEV)
+    row(T2, f'fastai DataLoader (Resize item tfm + aug_transforms), {WORKERS} workers', loader_rate(dls.train, skip=1))
+def pil_full(): row(T2, f'PIL full decode + resize, {WORKERS} processes', pool_rate(_pil_full, min(len(scans), 8*WORKERS)))
+def pil_draft(): row(T2, f'PIL draft-mode decode + resize, {WORKERS} processes', pool_rate(_pil_draft, len(scans)))
+attempt(fastai_dl_scan); attempt(pil_full); attempt(pil_draft)
+def glam_cache_scan():
+    t = time.perf_counter()
+    gdls['scan'] = cached_dls(df_scan.assign(split=['valid' if i < BS else 'train' for i in range(len(df_scan))]),
+                              size=SIZE, bs=BS, batch_tfms=aug_transforms(), cache_dir=tmp/'cache', n_workers=WORKERS,
+                              device=DEV, progress=False)
+    row(T2, f'glamdebug: cache build with draft decoding, {WORKERS} processes (once)', len(df_scan)/(time.perf_counter() - t))
+    t = time.perf_counter()
+    cached_dls(df_scan.assign(split=['valid' if i < BS else 'train' for i in range(len(df_scan))]), size=SIZE, bs=BS,
+               cache_dir=tmp/'cache', n_workers=WORKERS, device=DEV, progress=False)
+    row(T2, 'glamdebug: cache re-open, nothing changed (per later run)', len(df_scan)/(time.perf_counter() - t))
+def glam_dl_scan(): row(T2, 'glamdebug: cached DataLoader, one process (uint8 memmap -> GPU, aug_transforms there)', loader_rate(gdls['scan'].train))
+def glam_train_scan():
+    ips, _ = train_rate(gdls['scan'], lambda l: l.fast(), epochs=4)
+    row(T2, 'glamdebug training from the scan cache: learn.fast()', ips, f"= {ips/ceiling['ips']:.0%} of the ceiling" if ceiling else '')
+attempt(glam_cache_scan); attempt(glam_dl_scan)
+
+# ---------------------------------------------------------------- report
+res = pd.DataFrame(rows)
+if ceiling: res['of_ceiling'] = (res.images_per_s/ceiling['ips']).map(lambda v: f'{v:.1%}' if v == v else '')
+with pd.option_context('display.width', 200, 'display.max_colwidth', 95):
+    txt = (f"device: {torch.cuda.get_device_name() if CUDA else 'cpu (tiny check)'}; torch {torch.__version__}; "
+           f"{ARCH.__name__} at {SIZE} px, batch {BS}; {WORKERS} workers; total {time.perf_counter()-t0:.0f} s\n"
+           + res.to_string(index=False, float_format=lambda v: f'{v:,.0f}'))
+print('\n' + txt)
+(OUT/('gpu_fastpath_tiny.txt' if TINY else 'gpu_fastpath.txt')).write_text(txt + '\n')
+(OUT/('gpu_fastpath_tiny.json' if TINY else 'gpu_fastpath.json')).write_text(res.to_json(orient='records', indent=1))
