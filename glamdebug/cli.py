@@ -74,30 +74,33 @@ def errors_table(learn, splits=('train', 'valid', 'test', 'test_shifted')):
 ])
 def demo(ns):
     "The main job: check the collection, train version zero, print troubleshooting and error reports"
-    import torch
+    import contextlib
     from fastai.torch_core import set_seed
     from glamdebug.data import read_collection, check_collection, collection_dls
     from glamdebug.samples import sample_collection
     from glamdebug.models import defaults_learner
+    from glamdebug.evaluate import ErrorReport  # noqa: registers Learner.error_report
     t0 = time.time()
     path = Path(ns.path) if ns.path else sample_collection()
-    csv = path/'collection.csv' if path.is_dir() else path
-    df = read_collection(csv)
+    df = read_collection(path/'collection.csv' if path.is_dir() else path)
     print(check_collection(df).to_text(), end='\n\n', flush=True)
     set_seed(ns.seed, reproducible=True)
-    dls = collection_dls(df, size=ns.size, bs=32)
-    learn = defaults_learner(dls, ns.arch)
-    if not ns.no_troubleshoot:
-        from glamdebug.debug import Learner  # noqa: registers Learner.troubleshoot
-        print(learn.troubleshoot(quick=True).to_text(), end='\n\n', flush=True)
-    print(f'Training {ns.arch} with the version-zero defaults for {ns.epochs} epochs at {ns.size} px…', flush=True)
-    learn.fit(ns.epochs)
-    from glamdebug.evaluate import ErrorReport  # noqa: registers Learner.error_report
-    test = [s for s in ('test', 'test_shifted') if s in dls.collection.splits]
-    rep = learn.error_report(goal=0.02, test=test[0] if test else None)
-    print(rep.to_text(), end='\n\n')
-    with pd.option_context('display.float_format', '{:.3f}'.format):
-        print('Errors per split\n================', errors_table(learn).to_string(), sep='\n')
+    learn = defaults_learner(collection_dls(df, size=ns.size, bs=32), ns.arch)
+    bars = sys.stdout.isatty()      # progress bars in a terminal; plain lines in a log
+    with contextlib.nullcontext() if bars else learn.no_bar():
+        if not ns.no_troubleshoot:
+            from glamdebug.debug import TroubleshootReport  # noqa: registers Learner.troubleshoot
+            print(learn.troubleshoot(quick=True, show_progress=bars).to_text(), end='\n\n', flush=True)
+        print(f'Training {ns.arch} with the version-zero defaults for {ns.epochs} epochs at {ns.size} px…', flush=True)
+        learn.fit(ns.epochs)
+        if not bars:
+            hist = pd.DataFrame(learn.recorder.values, columns=learn.recorder.metric_names[1:-1])
+            print(hist.rename_axis('epoch').to_string(float_format='{:.4f}'.format), end='\n\n')
+        splits = learn.dls.collection.splits
+        rep = learn.error_report(goal=0.02, test='test' if 'test' in splits else None)
+        print(rep.to_text(), end='\n\n')
+        with pd.option_context('display.float_format', '{:.3f}'.format):
+            print('Errors per split\n================', errors_table(learn).to_string(), sep='\n')
     print(f'\ndone in {time.time()-t0:.0f} s')
     return 0
 
