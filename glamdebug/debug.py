@@ -260,7 +260,7 @@ def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose 
     if not msgs: msgs.append(f'{len(classes)} classes over {len(splits)} splits' +
                              (f', all {has.sum()} labels agree with their paths' if structured else ', no label structure in the paths to compare with'))
     details = mism[['item', 'label', 'implied', 'split']].head(50).assign(item=lambda d: d['item'].map(str)) if len(mism) else None
-    chk = Check('labels', status, ev, '; '.join(msgs), ' '.join(adv), details=details)
+    chk = Check('labels', status, ev, '; '.join(msgs), '; '.join(adv), details=details)
     chk.balance = counts
     chk.plot_fn = lambda ax: (counts.plot.barh(ax=ax), ax.set_title('items per class and split'), ax.set_xlabel('items'))
     return chk
@@ -330,13 +330,13 @@ def check_overfit_batch(learn:Learner, n_steps:int=100, # most training steps on
     loss0 = losses[0] if losses else float('nan')
     shape = classify_curve(losses, loss0, target*loss0) if n_tr else 'frozen'
     ev = dict(n_steps=len(losses), lr=float(lr), bs=len(y), loss_start=loss0, loss_end=losses[-1] if losses else float('nan'),
-              loss_min=float(np.nanmin(losses)) if losses else float('nan'), batch_accuracy=acc, n_params=n_par, n_trainable=n_tr,
+              loss_min=float(np.nanmin(losses)) if losses else float('nan'), loss_max=float(np.max(losses)) if losses else float('nan'), batch_accuracy=acc, n_params=n_par, n_trainable=n_tr,
               shape=shape, losses=[float(v) for v in losses])
     if shape == 'ok': status, msg = 'ok', f'loss {loss0:.3g} → {ev["loss_end"]:.3g} in {len(losses)} steps, batch accuracy {acc:.0%}'
     elif shape == 'frozen': status, msg = 'fail', f'0 of {n_par:,} parameters are trainable'
     else:
         status = 'warn' if shape == 'slow' else 'fail'
-        msg = f'{shape}: loss {loss0:.3g} → {ev["loss_end"]:.3g} (min {ev["loss_min"]:.3g}) after {len(losses)} steps at lr {lr:.3g}'
+        msg = f'{shape}: loss {loss0:.3g} → {ev["loss_end"]:.3g} (min {ev["loss_min"]:.3g}, max {ev["loss_max"]:.3g}) after {len(losses)} steps at lr {lr:.3g}'
     def _plot(ax):
         ax.plot(range(len(losses)), losses, marker='.' if len(losses) < 30 else None)
         if losses and np.isfinite(loss0): ax.axhline(target*loss0, ls='--', c='gray', lw=1, label='target')
@@ -345,18 +345,44 @@ def check_overfit_batch(learn:Learner, n_steps:int=100, # most training steps on
     return Check('overfit_batch', status, ev, msg, '' if shape == 'ok' else _CURVE_ADVICE[shape], plot_fn=_plot)
 
 # %% ../nbs/07_debug.ipynb #c0029
+def _fit_const(learn, m, xs, y, n_steps, bs=32, lr=None, seed=0):
+    "`_fit_tensors` for all-zero inputs: 2 zero items stand for the whole batch (a model's output on identical items is identical)"
+    if _n_trainable(m) == 0: return []
+    opt, g, losses, n = _make_opt(learn, m, lr), torch.Generator().manual_seed(seed), [], len(y)
+    z = tuple(torch.zeros_like(x[:2]) for x in xs); m.train()
+    perm, pos = torch.randperm(n, generator=g), 0
+    for _ in range(n_steps):
+        if pos >= n: perm, pos = torch.randperm(n, generator=g), 0
+        idx = perm[pos:pos+bs].to(y.device); pos += bs
+        out = m(*z).mean(0, keepdim=True).expand(len(idx), -1)
+        loss = _loss(learn, out, y[idx]); losses.append(loss.item())
+        if not math.isfinite(losses[-1]): break
+        loss.backward(); opt.step(); opt.zero_grad()
+    return losses
+
+@torch.no_grad()
+def _evaluate_const(learn, m, xs, y):
+    m.eval(); out = m(*tuple(torch.zeros_like(x[:2]) for x in xs)).mean(0, keepdim=True).expand(len(y), -1)
+    return _loss(learn, out, y).item(), (out.argmax(-1) == y).float().mean().item()
+
 def check_input_independent(learn:Learner, n_train:int=256, # training items held in memory
                             n_valid:int=256, # validation items evaluated
                             n_steps:int=40, bs:int=32, lr:float=None, seed:int=0,
-                            margin:float=0.02): # accuracy points the real inputs must gain over zeroed ones
+                            margin:float=0.05): # accuracy the real inputs must gain over zeroed ones
     "Input-independent baseline: a copy trained on zeroed inputs must lose to one trained on the real inputs"
     xs, y = _grab(learn, 0, n_train); vx, vy = _grab(learn, 1, n_valid)
-    zero = lambda x: torch.zeros_like(x)
+    k = _n_classes(learn)
+    if not k or k < 2: return Check('input_independent', 'skip', message=f'{k} class(es): nothing to compare')
     res = {}
-    for name, xf in (('real', None), ('zeroed', zero)):
+    for name in ('real', 'zeroed'):
         m = _copy_model(learn); torch.manual_seed(seed)
-        losses = _fit_tensors(learn, m, xs, y, n_steps, bs, lr, seed, xform=xf)
-        res[name] = _evaluate(learn, m, vx, vy, xform=xf) if losses else (float('nan'), float('nan'))
+        if name == 'real':
+            losses = _fit_tensors(learn, m, xs, y, n_steps, bs, lr, seed)
+            res[name] = _evaluate(learn, m, vx, vy) if losses else None
+        else:
+            losses = _fit_const(learn, m, xs, y, n_steps, bs, lr, seed)
+            res[name] = _evaluate_const(learn, m, vx, vy) if losses else None
+    if res['real'] is None: return Check('input_independent', 'fail', dict(n_trainable=0), 'nothing could be trained', _CURVE_ADVICE['frozen'])
     (rl, ra), (zl, za) = res['real'], res['zeroed']
     lo, hi = error_ci(int(round(ra*len(vy))), len(vy))
     ev = dict(real_valid_loss=rl, zeroed_valid_loss=zl, real_accuracy=ra, zeroed_accuracy=za, real_accuracy_lo=lo,
@@ -365,9 +391,8 @@ def check_input_independent(learn:Learner, n_train:int=256, # training items hel
     def _plot(ax):
         ax.bar(['real', 'zeroed'], [ra, za], color=['C0', 'C7']); ax.set_ylabel('valid accuracy'); ax.set_ylim(0, 1)
         ax.set_title('input-independent baseline')
-    if not math.isfinite(ra): return Check('input_independent', 'fail', ev, 'nothing could be trained', _CURVE_ADVICE['frozen'], plot_fn=_plot)
     if ra >= za + margin and (rl < zl or lo > za): return Check('input_independent', 'ok', ev, msg, plot_fn=_plot)
-    if ra > za: return Check('input_independent', 'warn', ev, msg + ': barely better', 'train longer to be sure, and check labels vs items', plot_fn=_plot)
+    if ra >= za + margin: return Check('input_independent', 'warn', ev, msg + ': barely better', 'train longer to be sure, and check labels vs items', plot_fn=_plot)
     return Check('input_independent', 'fail', ev, msg + ': the model ignores its input',
                  'the real inputs do not help: labels mis-paired with items, inputs destroyed by a transform, or a learning rate that breaks training', plot_fn=_plot)
 
@@ -392,7 +417,7 @@ def check_inputs(learn:Learner, n:int=32):
     if ev['max'] > 20 or ev['min'] < -20:
         _w('fail'); msgs.append(f'inputs range {ev["min"]:.4g}…{ev["max"]:.4g}: pixel values left in 0–255')
         adv.append('divide by 255: `IntToFloatTensor()` with its default `div=255`, and no transform that rescales the batch')
-    if len(norms) > 1:
+    elif len(norms) > 1:
         _w('fail'); msgs.append(f'{len(norms)} `Normalize` transforms in the pipeline'); adv.append('normalise once: remove the extra `Normalize`')
     elif abs(np.mean(ev['mean'])) > 1.5 and np.mean(ev['std']) > 2:
         _w('warn'); msgs.append('mean and std far from 0 and 1: normalised twice?'); adv.append('check that the statistics are applied once')
@@ -405,7 +430,7 @@ def check_inputs(learn:Learner, n:int=32):
     vals = xf.flatten()[torch.randperm(xf.numel())[:20000]].cpu().numpy()
     def _plot(ax):
         ax.hist(vals, bins=50); ax.set_title('input values as fed to the model'); ax.set_xlabel('value')
-    return Check('inputs', status, ev, '; '.join(msgs), ' '.join(adv), plot_fn=_plot)
+    return Check('inputs', status, ev, '; '.join(msgs), '; '.join(adv), plot_fn=_plot)
 
 # %% ../nbs/07_debug.ipynb #c0033
 def show_model_inputs(learn:Learner, n:int=9, # images to show
@@ -612,7 +637,11 @@ def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that 
 # %% ../nbs/07_debug.ipynb #c0056
 def _content_key(x): return hashlib.md5(np.round(x.detach().float().cpu().numpy(), 3).tobytes()).digest()
 
-def check_shuffled_labels(learn:Learner, n_train:int=256, n_valid:int=256, n_epochs:int=20, bs:int=32, lr:float=None, seed:int=0, conf:float=0.99):
+def check_shuffled_labels(learn:Learner, n_train:int=256, # training items (seen without augmentation)
+                          n_valid:int=256, n_epochs:int=20, bs:int=32,
+                          lr:float=None, # default: `lr_mult` × `learn.lr`
+                          lr_mult:float=10., # memorising random labels in few epochs needs a higher rate than learning
+                          seed:int=0, conf:float=0.99): # confidence of the interval that must stay above chance to fail
     "Shuffled-label control: a copy trained briefly on random labels must stay at chance on valid; above chance means leakage"
     from fastai.data.core import TfmdDL
     k = _n_classes(learn)
@@ -622,7 +651,7 @@ def check_shuffled_labels(learn:Learner, n_train:int=256, n_valid:int=256, n_epo
     xs, _ = _grab_dl(tdl, n_train); vx, _ = _grab_dl(learn.dls.valid, n_valid)
     rand = lambda xx: torch.tensor([int.from_bytes(hashlib.md5(_content_key(x) + bytes([seed])).digest()[:4], 'little') % k for x in xx[0]], device=xx[0].device)
     y, vy = rand(xs), rand(vx)
-    m = _copy_model(learn); torch.manual_seed(seed)
+    m = _copy_model(learn); torch.manual_seed(seed); lr = ifnone(lr, lr_mult*learn.lr)
     n_steps = n_epochs*math.ceil(len(y)/bs)
     losses = _fit_tensors(learn, m, xs, y, n_steps, bs, lr, seed)
     if not losses: return Check('shuffled_labels', 'fail', message='nothing could be trained', advice=_CURVE_ADVICE['frozen'])
@@ -630,8 +659,9 @@ def check_shuffled_labels(learn:Learner, n_train:int=256, n_valid:int=256, n_epo
     chance = float(np.bincount(vy.cpu().numpy(), minlength=k).max()/len(vy))
     lo, hi = error_ci(int(round(acc*len(vy))), len(vy), conf)
     _, tacc = _evaluate(learn, m, xs, y)
-    ev = dict(valid_accuracy=acc, accuracy_lo=lo, chance=chance, train_accuracy=tacc, n_train=len(y), n_valid=len(vy), n_steps=n_steps)
+    ev = dict(valid_accuracy=acc, accuracy_lo=lo, chance=chance, train_accuracy=tacc, n_train=len(y), n_valid=len(vy), n_steps=n_steps, lr=float(lr))
     msg = f'valid accuracy on random labels {acc:.1%} (≥ {lo:.1%}) vs chance {chance:.1%}; train accuracy {tacc:.0%}'
+    if tacc < 2*chance: msg += ' (random labels barely memorised: the control has little power; raise `n_epochs` or `lr_mult`)'
     if lo > chance: return Check('shuffled_labels', 'fail', ev, msg + ': above chance',
                                  'the model predicts random labels of valid items: copies of training items in valid (see the leakage check)')
     return Check('shuffled_labels', 'ok', ev, msg)
@@ -644,7 +674,9 @@ def _grab_dl(dl, n):
     return tuple(torch.cat([x[i] for x in xs])[:n] for i in range(len(xs[0]))), torch.cat(ys)[:n]
 
 # %% ../nbs/07_debug.ipynb #c0058
-def check_lr(learn:Learner, num_it:int=60, warn_factor:float=10., fail_factor:float=100.):
+def check_lr(learn:Learner, num_it:int=60, # `lr_find` iterations
+             warn_factor:float=10., # `learn.lr` above this × the suggestion warns
+             fail_factor:float=100.): # above this × the suggestion fails (below 1/this: warns, too slow)
     "Learning rate: fastai's `lr_find` suggestion (valley) on a copy against `learn.lr`"
     import tempfile
     from fastai.callback.schedule import lr_find, valley
@@ -661,9 +693,9 @@ def check_lr(learn:Learner, num_it:int=60, warn_factor:float=10., fail_factor:fl
         ax.plot(lrs, losses); ax.set_xscale('log'); ax.axvline(best, c='C2', ls='--', label=f'valley {best:.2g}')
         ax.axvline(lr, c='C3', label=f'lr {lr:.2g}'); ax.legend(); ax.set_xlabel('learning rate'); ax.set_ylabel('loss')
     msg = f'lr {lr:.3g} vs lr_find valley {best:.3g} (×{ratio:.3g})'
-    fac = max(ratio, 1/ratio)
-    if fac > fail_factor: return Check('lr', 'fail', ev, msg, f'use a learning rate near {best:.2g}', plot_fn=_plot)
-    if fac > warn_factor: return Check('lr', 'warn', ev, msg, f'consider a learning rate nearer {best:.2g}', plot_fn=_plot)
+    if ratio > fail_factor: return Check('lr', 'fail', ev, msg + ': far too high', f'use a learning rate near {best:.2g}', plot_fn=_plot)
+    if ratio > warn_factor: return Check('lr', 'warn', ev, msg + ': too high', f'consider a learning rate nearer {best:.2g}', plot_fn=_plot)
+    if ratio < 1/fail_factor: return Check('lr', 'warn', ev, msg + ': very low', f'training will be slow: try a learning rate nearer {best:.2g}', plot_fn=_plot)
     return Check('lr', 'ok', ev, msg, plot_fn=_plot)
 
 # %% ../nbs/07_debug.ipynb #c0060
@@ -745,6 +777,7 @@ def troubleshoot(self:Learner, quick:bool=True, # the fast checks only (no shuff
     res = []
     it = progress_bar(names, leave=False) if show_progress else names
     for n in it:
+        if show_progress: it.comment = n
         t0 = time.perf_counter()
         with preserved(self):
             try: c = CHECKS[n](self, **kwargs.get(n, {}))

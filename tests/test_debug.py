@@ -1,0 +1,300 @@
+"""`learn.troubleshoot()`: each planted silent bug is caught by the check that should catch it, with useful evidence;
+a clean setup passes every check; the learner is left exactly as it was; the `troubleshoot` command works."""
+import os, sys, json, time, shutil, subprocess, random
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch, torch.nn as nn
+import matplotlib; matplotlib.use('Agg')
+from PIL import Image
+from sklearn.datasets import load_digits
+from fastai.vision.all import Transform, TensorImage, IntToFloatTensor, set_seed
+from glamdebug.core import GlamError
+from glamdebug.data import read_collection, collection_dls
+from glamdebug.models import defaults_learner, lenet_like
+from glamdebug.debug import *
+
+torch.set_num_threads(1)
+SIZE = 32
+
+
+def write_digits(path, n=400, size=SIZE, seed=0):
+    "sklearn digits as RGB PNGs in `images/<split>/<label>/`, plus `collection.csv` (fname,label,split)"
+    d, rng, rows = load_digits(), np.random.default_rng(seed), []
+    for j, i in enumerate(rng.permutation(len(d.images))[:n]):
+        split, lbl = ('valid' if j % 4 == 0 else 'train'), str(d.target[i])
+        fn = Path('images')/split/lbl/f'd{i:04d}.png'
+        (path/fn).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((d.images[i]*16).clip(0, 255).astype(np.uint8)).resize((size, size)).convert('RGB').save(path/fn)
+        rows.append(dict(fname=str(fn), label=lbl, split=split))
+    pd.DataFrame(rows).to_csv(path/'collection.csv', index=False)
+    return path
+
+
+@pytest.fixture(scope='module')
+def coll(tmp_path_factory):
+    path = write_digits(tmp_path_factory.mktemp('digits'))
+    return path, read_collection(path/'collection.csv')
+
+
+def learner(df, path, seed=0, arch='lenet', **kw):
+    set_seed(seed)
+    dl_kw = {k: kw.pop(k) for k in ('batch_tfms',) if k in kw}
+    return defaults_learner(collection_dls(df, path, size=SIZE, **dl_kw), arch=arch, **kw)
+
+
+class Times255(Transform):
+    "A batch transform that forgets pixels were scaled to [0, 1]"
+    order = 99
+    def encodes(self, x: TensorImage): return x*255
+
+
+def statuses(rep): return {c.name: c.status for c in rep.checks}
+
+
+def state(learn):
+    "Everything a check could change"
+    return dict(sd={k: v.clone() for k, v in learn.model.state_dict().items()},
+                modes=[m.training for m in learn.model.modules()], grads=[p.requires_grad for p in learn.model.parameters()],
+                opt=json.dumps({k: str(v) for k, v in learn.opt.state_dict()['hypers'][0].items()}) if learn.opt else None,
+                opt_state=len(learn.opt.state_dict()['state']) if learn.opt else None,
+                cbs=[type(c).__name__ for c in learn.cbs], lr=learn.lr, loss=learn.loss_func,
+                rng=torch.get_rng_state().clone(), dl_rng=learn.dls.train.rng.getstate())
+
+
+def same_state(a, b):
+    assert a['sd'].keys() == b['sd'].keys() and all(torch.equal(a['sd'][k], b['sd'][k]) for k in a['sd'])
+    for k in ('modes', 'grads', 'opt', 'opt_state', 'cbs', 'lr', 'loss', 'dl_rng'): assert a[k] == b[k], k
+    assert torch.equal(a['rng'], b['rng'])
+
+
+# --- the clean case: no false alarm, learner untouched -------------------------------------------------------------
+
+def test_clean_passes_every_check_and_leaves_learner_unchanged(coll):
+    path, df = coll
+    learn = learner(df, path)
+    learn.fit(1)  # an optimizer with state, a recorder with history: all must survive
+    learn.model.eval()  # an unusual mode that must come back as it was
+    before = state(learn)
+    t0 = time.perf_counter()
+    rep = learn.troubleshoot(quick=False, show_progress=False)
+    el = time.perf_counter() - t0
+    assert statuses(rep) == {n: 'ok' for n in CHECKS}, rep.to_text()
+    assert rep.verdict == 'ok' and rep.failed == [] and 'passed' in rep.summary
+    same_state(before, state(learn))
+    print(f'full troubleshoot on {len(df)} digits at {SIZE}px: {el:.1f} s')
+
+
+def test_fresh_learner_quick_mode(coll):
+    path, df = coll
+    learn = learner(df, path, seed=1)
+    before = state(learn)
+    rep = learn.troubleshoot()  # with the progress bar
+    assert [c.name for c in rep.checks] == QUICK_CHECKS and rep.verdict == 'ok', rep.to_text()
+    assert rep['overfit_batch'].evidence['batch_accuracy'] == 1.
+    assert abs(rep['loss_at_init'].evidence['ratio'] - 1) < 0.5
+    same_state(before, state(learn))
+
+
+# --- planted bugs ---------------------------------------------------------------------------------------------------
+
+def test_glob_order_bug(coll):
+    "images listed in one order, labels in another: the labels are a permutation of the right ones"
+    path, df = coll
+    bad = df.copy(); bad['label'] = np.random.default_rng(0).permutation(df.label.values)
+    rep = learner(bad, path).troubleshoot(checks=['labels', 'input_independent', 'overfit_batch'], show_progress=False)
+    lab = rep['labels']
+    assert lab.status == 'fail' and lab.evidence['path_structure'] and lab.evidence['mismatch_frac'] > 0.7
+    assert 'mis-paired' in lab.advice and set(lab.details.columns) >= {'item', 'label', 'implied'}
+    r = lab.details.iloc[0]; assert r.label != r.implied and f'/{r.implied}/' in r['item']
+    ii = rep['input_independent']
+    assert ii.status == 'fail' and ii.evidence['real_accuracy'] < ii.evidence['zeroed_accuracy'] + 0.05, ii
+    assert rep['overfit_batch'].status == 'ok'  # one batch of random labels can be memorised: that check cannot see this bug
+    assert rep.verdict == 'fail' and 'labels' in rep.summary
+
+
+def test_glob_order_plain_fastai(coll, tmp_path):
+    "the same bug with plain fastai DataLoaders (no collection table): labels from a list, items from the folder"
+    from fastai.vision.all import DataBlock, ImageBlock, CategoryBlock, Learner, CrossEntropyLossFlat, GrandparentSplitter
+    path, df = coll
+    files = sorted(path/f for f in df.fname)
+    labels = dict(zip(files, np.random.default_rng(0).permutation([f.parent.name for f in files])))
+    dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_y=lambda f: labels[f],
+                    splitter=GrandparentSplitter(train_name='train', valid_name='valid')).dataloaders(files, bs=32, num_workers=0)
+    assert not hasattr(dls, 'collection')
+    c = check_labels(Learner(dls, lenet_like(10), loss_func=CrossEntropyLossFlat()))
+    assert c.status == 'fail' and c.evidence['n_items'] == len(files) and c.evidence['mismatch_frac'] > 0.7
+
+
+def test_softmax_before_cross_entropy(coll):
+    path, df = coll
+    learn = learner(df, path, arch=nn.Sequential(lenet_like(10), nn.Softmax(dim=1)))
+    rep = learn.troubleshoot(checks=['loss_input', 'overfit_batch'], show_progress=False)
+    li = rep['loss_input']
+    assert li.status == 'fail' and li.evidence['looks_like'] == 'probabilities' and li.evidence['expects'] == 'logits'
+    assert 'softmax' in li.advice
+    ob = rep['overfit_batch']
+    assert ob.status == 'fail' and ob.evidence['loss_end'] > 0.5*ob.evidence['loss_start']
+
+
+def test_lr_10(coll):
+    path, df = coll
+    rep = learner(df, path, lr=10).troubleshoot(checks=['overfit_batch', 'lr', 'numerics'], show_progress=False)
+    ob = rep['overfit_batch']
+    assert ob.status == 'fail' and ob.evidence['shape'] in ('explodes', 'oscillates') and ob.evidence['lr'] == 10
+    assert ob.evidence['loss_max'] > 10*ob.evidence['loss_start']
+    assert 'learning rate' in ob.advice
+    lr = rep['lr']
+    assert lr.status == 'fail' and lr.evidence['suggested'] < 0.1 and lr.evidence['ratio'] > 100
+    assert rep['numerics'].status in ('warn', 'fail')
+    ob.plot()  # the curve
+
+
+@pytest.mark.parametrize('tfm', ['times255', 'div1'])
+def test_inputs_left_in_0_255(coll, tfm):
+    path, df = coll
+    bt = Times255() if tfm == 'times255' else IntToFloatTensor(div=1)
+    rep = learner(df, path, batch_tfms=bt).troubleshoot(checks=['inputs', 'loss_at_init'], show_progress=False)
+    c = rep['inputs']
+    assert c.status == 'fail' and c.evidence['max'] > 200 and '0–255' in c.message and 'normalised twice' not in c.message
+    assert rep['loss_at_init'].status == 'fail' and rep['loss_at_init'].evidence['ratio'] > 3
+
+
+def test_constant_label(coll):
+    path, df = coll
+    const = df.copy(); const['label'] = '3'
+    c = check_labels(learner(const, path))
+    assert c.status == 'fail' and c.evidence['n_classes'] == 1 and 'single label' in c.message
+
+
+def test_class_absent_from_split(coll):
+    path, df = coll
+    no7 = df[~((df.label == '7') & (df.split == 'valid'))].copy()
+    c = check_labels(learner(no7, path))
+    assert c.status == 'warn' and c.evidence['absent'] == {'valid': ['7']}
+
+
+def leak_copies(df, path, n=10, seed=0):
+    "`n` train images copied into valid: half byte-identical, half shrunk by 2 px and re-encoded as JPEG"
+    tr, extra = df[df.split == 'train'].sample(n, random_state=seed), []
+    (path/'leak').mkdir(exist_ok=True)
+    for i, r in enumerate(tr.itertuples()):
+        dst = Path('leak')/f'copy{i}.{"png" if i < n//2 else "jpg"}'
+        if i < n//2: shutil.copy(path/r.fname, path/dst)
+        else:
+            im = Image.open(path/r.fname).convert('RGB'); im.resize((im.width - 2, im.height - 2)).save(path/dst, quality=90)
+        extra.append(dict(fname=str(dst), label=r.label, split='valid', src=r.fname))
+    out = pd.concat([df, pd.DataFrame(extra)], ignore_index=True); out.attrs = dict(df.attrs)
+    return out, extra
+
+
+def test_duplicates_across_train_and_valid(coll):
+    path, df = coll
+    leak, extra = leak_copies(df, path)
+    c = check_leakage(learner(leak.drop(columns='src'), path))
+    assert c.status == 'fail' and c.evidence['n_exact_pairs'] == 5 and c.evidence['n_near_pairs'] == 5
+    assert c.evidence['n_leaked_items'] == 10
+    found = {(Path(a).name, Path(b).name) for a, b in zip(c.details.train_item, c.details.other_item)}
+    assert found == {(Path(e['src']).name, Path(e['fname']).name) for e in extra}
+    assert 'leakage' in c.name and 'remove the copies' in c.advice
+
+
+def test_frozen_model_cannot_learn(coll):
+    path, df = coll
+    m = lenet_like(10)
+    for p in m.parameters(): p.requires_grad_(False)
+    rep = learner(df, path, arch=m).troubleshoot(checks=['overfit_batch', 'input_independent'], show_progress=False)
+    ob = rep['overfit_batch']
+    assert ob.status == 'fail' and ob.evidence['n_trainable'] == 0 and ob.evidence['shape'] == 'frozen' and 'unfreeze' in ob.advice
+    assert rep['input_independent'].status == 'fail'
+
+
+def test_eval_mode_not_deterministic(coll):
+    path, df = coll
+    class AlwaysDrop(nn.Module):
+        def forward(self, x): return nn.functional.dropout(x, 0.5, training=True)
+    c = check_train_eval(learner(df, path, arch=nn.Sequential(lenet_like(10), AlwaysDrop())))
+    assert c.status == 'fail' and c.evidence['eval_max_diff'] > 0
+
+
+def test_nan_first_layer(coll):
+    path, df = coll
+    class Log(nn.Module):
+        def forward(self, x): return torch.log(x - 1)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), Log(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    c = check_numerics(learner(df, path, arch=m))
+    assert c.status == 'fail' and c.evidence['first_nonfinite_layer'] == '2 (Log)'
+
+
+def test_massive_leak_shuffled_label_control(coll):
+    "valid made of copies of train items: random labels keyed by content are predicted far above chance"
+    path, df = coll
+    tr = df[df.split == 'train']
+    big = pd.concat([tr, tr.head(100).assign(split='valid')], ignore_index=True); big.attrs = dict(df.attrs)
+    c = check_shuffled_labels(learner(big, path))
+    assert c.status == 'fail' and c.evidence['valid_accuracy'] > 2*c.evidence['chance']
+
+
+# --- the pieces -----------------------------------------------------------------------------------------------------
+
+def test_classify_curve():
+    assert classify_curve([2., 1, .5, .1, .05, .01]) == 'ok'
+    assert classify_curve([2., 3, 5, 40, float('nan')]) == 'explodes'
+    assert classify_curve([2., 2.1, 2.3, 2.6, 2.8, 3, 3.3, 3.5]) == 'up'
+    assert classify_curve([2., 1.9, 2, 1.95, 2., 1.9, 2.0, 1.96]) == 'plateaus'
+    assert classify_curve([2., 1, 2.5, .8, 2.4, .7, 2.6, .9, 2.3, 1., 2.5]) == 'oscillates'
+
+
+def test_find_duplicates_is_linear():
+    "10,000 random hashes plus 20 planted near copies: found exactly, in well under a second per thousand items"
+    rng = np.random.default_rng(0); n = 10_000
+    hs = [(f'{i}', int(rng.integers(0, 2**63)), False, rng.integers(0, 256, (16, 16)).astype(np.uint8)) for i in range(n)]
+    splits = ['train']*n
+    for k in range(20):  # item n-1-k in valid: a copy of item k with 2 flipped hash bits and a slightly different thumbnail
+        md5, h, p, t = hs[k]
+        hs[n-1-k] = (f'x{k}', h ^ 0b101, p, np.clip(t.astype(int) + 1, 0, 255).astype(np.uint8)); splits[n-1-k] = 'valid'
+    t0 = time.perf_counter()
+    pairs, _ = find_duplicates([f'f{i}' for i in range(n)], splits, hashes=hs)
+    el = time.perf_counter() - t0
+    assert len(pairs) == 20 and set(pairs.kind) == {'near'} and (pairs.hash_bits == 2).all()
+    assert el < 10, el
+
+
+def test_report_renders(coll):
+    path, df = coll
+    bad = df.copy(); bad['label'] = np.random.default_rng(0).permutation(df.label.values)
+    rep = learner(bad, path).troubleshoot(checks=['labels', 'inputs', 'overfit_batch'], show_progress=False)
+    d = json.loads(rep.to_json())
+    assert d['verdict'] == 'fail' and d['checks']['labels']['status'] == 'fail' and len(d['table']) == 3
+    assert 'labels: details' in d and d['checks']['overfit_batch']['evidence']['losses']
+    md, html = rep._repr_markdown_(), rep._repr_html_()
+    assert '| labels | fail |' in md and 'data:image/png;base64' in html
+    assert 'FAIL' in rep.to_text().upper()
+    fig = rep.plot(); assert len([a for a in fig.axes if a.has_data()]) == 3
+    assert show_model_inputs(learner(df, path), n=4) is not None
+    with pytest.raises(GlamError): rep = learner(df, path).troubleshoot(checks=['nope'])
+    with pytest.raises(GlamError): rep = learner(df, path).troubleshoot(overfit=dict(n_steps=3))
+
+
+def test_crashing_model_is_a_failed_check(coll):
+    "a model that does not fit the data (wrong input channels) becomes failing checks, not an exception"
+    path, df = coll
+    learn = learner(df, path, arch=lenet_like(10, n_in=1))
+    rep = learn.troubleshoot(checks=['loss_at_init', 'overfit_batch'], show_progress=False)
+    assert all(c.status == 'fail' and 'crashed' in c.message for c in rep.checks)
+
+
+def test_cli_troubleshoot(coll, tmp_path, capsys):
+    "one real subprocess (the glob-order bug: exit 1, JSON), the clean case and a missing file through `main` in-process"
+    from glamdebug.cli import main
+    path, df = coll
+    bad = df.copy(); bad['label'] = np.random.default_rng(0).permutation(df.label.values)
+    bad.to_csv(path/'glob_bug.csv', index=False)
+    r = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'troubleshoot', str(path/'glob_bug.csv'), '--size', str(SIZE),
+                        '--checks', 'labels', '--json'], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=300)
+    assert r.returncode == 1, r.stderr
+    d = json.loads(r.stdout[r.stdout.index('{'):])
+    assert d['checks']['labels']['status'] == 'fail' and d['verdict'] == 'fail'
+    assert main(['troubleshoot', str(path/'collection.csv'), '--size', str(SIZE), '--checks', 'labels,inputs,loss_input']) == 0
+    out = capsys.readouterr().out
+    assert 'Troubleshoot' in out and 'All 3 checks passed' in out
+    assert main(['troubleshoot', str(tmp_path/'missing.csv')]) == 2
+    assert 'error' in capsys.readouterr().err
