@@ -92,7 +92,8 @@ def _plain(x):
     return t.detach().cpu().as_subclass(torch.Tensor)
 
 def _item_name(o):
-    if isinstance(o, Path): return str(o.name) if len(o.parts) < 2 else str(Path(*o.parts[-2:]))
+    "A short name for an item: the last two parts of a path (`cover/cover_0004.png`), else `str`"
+    if isinstance(o, (str, Path)) and ('/' in str(o) or isinstance(o, Path)): return '/'.join(Path(o).parts[-2:])
     return str(o)
 
 # %% ../nbs/05_interpret.ipynb #c0016
@@ -434,8 +435,8 @@ class MergeSuggestions(Report):
 # %% ../nbs/05_interpret.ipynb #c0044
 def suggest_merges(interp:GlamInterpretation, # Predictions kept once
                    min_rate:float=0.05, # Smallest symmetric confusion rate (c_ij + c_ji) / (n_i + n_j) of a pair
-                   min_count:int=2, # Smallest number of confusions c_ij + c_ji of a pair
-                   max_group:int|None=4, # Largest number of labels in one group (None: no limit)
+                   min_count:int=3, # Smallest number of confusions c_ij + c_ji of a pair
+                   max_group:int|None=3, # Largest number of labels in one group (None: no limit)
                    allow_all:bool=False, # Allow merging every label into one
                    n_examples:int=3, # Example items (highest loss first) per pair
                   ) -> MergeSuggestions:
@@ -476,6 +477,7 @@ def suggest_merges(interp:GlamInterpretation, # Predictions kept once
     pairs = pd.DataFrame(dict(label_a=[vocab[a] for a in i], label_b=[vocab[b] for b in j],
                               n_a=sizes[i], n_b=sizes[j], a_as_b=off[i, j], b_as_a=off[j, i], count=cnt, rate=rate,
                               rate_a_as_b=off[i, j]/np.maximum(sizes[i], 1), rate_b_as_a=off[j, i]/np.maximum(sizes[j], 1),
+                              rate_lo=[error_ci(int(c), int(sizes[a] + sizes[b]))[0] for c, a, b in zip(cnt, i, j)],
                               share_of_errors=cnt/max(n_err, 1),
                               group=[group_of.get(a, -1) if status[x].startswith('merged') else -1 for x, a in enumerate(i.tolist())],
                               status=status, examples=examples))
