@@ -492,7 +492,7 @@ def error_report(self:Learner, goal:float, # the goal error (fraction), or `huma
     rep.hints = _concrete(self, rep, preds, stop)
     return rep
 
-# %% ../nbs/04_evaluate.ipynb #c0032
+# %% ../nbs/04_evaluate.ipynb #c0041
 def _pick_test(col, test):
     "The split used as test: `test` if given, else 'test', else the first 'test_*' split, else None"
     if test: 
@@ -524,6 +524,7 @@ def report_command(ns):
     csv = p/'collection.csv' if p.is_dir() else p
     if not csv.exists(): raise GlamError(f'collection not found: {csv}')
     if ns.epochs < 1: raise GlamError(f'--epochs must be at least 1, got {ns.epochs}')
+    if not ns.human_level: _check_error('goal', ns.goal, True)     # before any training
     df = read_collection(csv)
     goal = human_level_error(df, *ns.human_level) if ns.human_level else ns.goal
     set_seed(ns.seed, reproducible=True)

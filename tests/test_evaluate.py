@@ -122,3 +122,113 @@ def test_renderings():
     ax = r.plot()
     t_eq(len(ax.patches), 5)      # goal, 3 gaps, test error
     t_close(ax.patches[-1].get_height(), 28)
+
+# --- a real trained learner on the sample collection -----------------------------------------------
+
+from fastai.callback.core import Callback
+
+class CountPasses(Callback):
+    "Counts inference passes (one `before_validate` per `get_preds`)"
+    def __init__(self): self.n = 0
+    def before_validate(self): self.n += 1
+
+@pytest.fixture(scope='module')
+def trained():
+    import torch
+    from fastai.torch_core import set_seed
+    from glamdebug.data import read_collection, collection_dls
+    from glamdebug.samples import sample_collection
+    from glamdebug.models import defaults_learner
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    df = read_collection(sample_collection()/'collection.csv', check_images=False)
+    set_seed(0, reproducible=True)
+    dls = collection_dls(df, size=64)
+    learn = defaults_learner(dls)
+    curves = ErrorCurves(n_train=10_000)        # every training item: comparable with the report's train error
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(5, 3e-3, cbs=curves)
+    return learn, curves
+
+def test_learner_test_shifted_is_distribution_shift(trained):
+    learn, curves = trained
+    with learn.no_bar(): r = learn.error_report(goal=0.02, test='test_shifted')
+    assert 'distribution shift' in r.problems, r
+    t_eq(gaps(r)['valid_test'], 'problem')
+    t_eq(r.extra['splits']['test'], 'test_shifted')
+    t_eq(r.errors.n.tolist()[1:], [240, 90, 90])
+    t_eq(set(r.per_class.columns), {'n_train', 'train', 'n_valid', 'valid', 'n_test', 'test'})
+    t_eq(r.per_class.n_train.sum(), 240)
+    # no false alarm: the same learner on the test split drawn like the training data
+    with learn.no_bar(): same = learn.error_report(goal=0.02, test='test')
+    assert gaps(same)['valid_test'] != 'problem', same
+    assert 'distribution shift' not in same.problems
+
+def test_learner_concrete_remedies(trained):
+    learn, _ = trained
+    with learn.no_bar(): r = learn.error_report(goal=0.0, test='test_shifted')   # goal 0: underfitting surely listed
+    how = dict(zip(r.remedies.remedy, r.remedies.how))
+    t_eq(how['make the model bigger'], 'lenet → resnet18 (`bigger(learn)`)')
+    assert how['reduce regularisation'].startswith('wd is 0, no dropout'), how
+    assert 'has 40 training items' in r.hints['more training data']
+    assert r.hints['analyse test-valid errors'].startswith('classes that lose most from valid to test')
+
+def test_error_curves_match_the_report(trained):
+    learn, curves = trained
+    d = curves.df
+    t_eq(d.epoch.tolist(), [0, 1, 2, 3, 4])
+    # valid error read from fastai's own validation pass = fastai's error_rate metric, epoch by epoch
+    i = learn.recorder.metric_names.index('error_rate') - 1
+    rec = [v[i] for v in learn.recorder.values] if len(learn.recorder.values) == 5 else None
+    if rec is not None: t_close(d.valid_error.values, np.array(rec), eps=1e-6)
+    # train error at the last epoch = the report's train error (all items, validation transforms, eval mode)
+    with learn.no_bar(): r = learn.error_report(goal=0.02, curves=curves)
+    t_close(d.train_error.iloc[-1], r.errors.loc['train', 'error'], eps=1e-9)
+    t_close(d.valid_error.iloc[-1], r.errors.loc['valid', 'error'], eps=1e-9)
+    assert 'epoch' in r.hints['early stopping']
+    import matplotlib; matplotlib.use('Agg')
+    ax = curves.plot(goal=0.02)
+    t_eq(len(ax.lines) >= 2, True); t_eq(len(ax.collections), 1)       # two curves, one shaded gap
+
+def test_inference_once(trained):
+    learn, _ = trained
+    learn.clear_split_preds()
+    cb = CountPasses()
+    learn.add_cb(cb)
+    try:
+        with learn.no_bar():
+            learn.error_report(goal=0.02, test='test_shifted'); t_eq(cb.n, 3)     # train, valid, test_shifted
+            learn.error_report(goal=0.05, test='test_shifted'); t_eq(cb.n, 3)     # all cached
+            learn.error_report(goal=0.02, test='test'); t_eq(cb.n, 4)             # only the new split
+    finally: learn.remove_cb(cb)
+
+def test_learner_bad_split(trained):
+    learn, _ = trained
+    with pytest.raises(GlamError, match='nope'): learn.error_report(goal=0.02, test='nope')
+    with pytest.raises(GlamError, match='outside'): learn.error_report(goal=2, test='test')
+
+# --- the command ----------------------------------------------------------------------------------
+
+def _cli(*args, timeout=120):
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    return subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'report', *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+def test_cli_bad_input(tmp_path, capsys):
+    "In process (the subprocess path is covered below): each bad input exits 2 with one line naming it"
+    from glamdebug.cli import main
+    def run(*a):
+        rc = main(['report', *a]); err = capsys.readouterr().err.strip().splitlines()
+        return rc, err[-1] if err else ''
+    t_eq(run(str(tmp_path/'nope.csv')), (2, f'glamdebug report: error: collection not found: {tmp_path/"nope.csv"}'))
+    t_eq(run(str(tmp_path)), (2, f'glamdebug report: error: collection not found: {tmp_path/"collection.csv"}'))
+    from glamdebug.samples import sample_collection
+    rc, err = run(str(sample_collection()), '--goal', '5'); t_eq(rc, 2); assert 'errors are fractions' in err
+    rc, err = run(str(sample_collection()), '--test', 'test_nope'); t_eq(rc, 2); assert "no split 'test_nope'" in err
+    rc, err = run(str(sample_collection()), '--epochs', '0'); t_eq(rc, 2); assert '--epochs' in err
+
+def test_cli_report(tmp_path):
+    from glamdebug.samples import make_sample_collection
+    p = make_sample_collection(tmp_path/'s', n_per_class=6, n_valid=3, n_test=3, n_shifted=3, size=32, progress=False)
+    r = _cli(str(p), '--epochs', '1', '--size', '32', '--goal', '0.05', '--test', 'test_shifted', '--plot', str(tmp_path/'wf.png'))
+    assert r.returncode == 0, r.stderr
+    assert 'Error report (bias-variance)' in r.stdout and 'Diagnosis:' in r.stdout and 'avoidable bias' in r.stdout
+    assert (tmp_path/'wf.png').stat().st_size > 1000
