@@ -123,8 +123,8 @@ class GlamInterpretation:
                             'Multi-label interpretation is not supported yet; pass one class code per item')
         if not probs.is_floating_point(): raise GlamError(f'probs must be floating point, got {probs.dtype}')
         if probs.dtype in (torch.float16, torch.bfloat16): probs = probs.float()
-        if probs.isnan().any(): raise GlamError(f'probs of item {int(probs.isnan().any(1).nonzero()[0,0])} contain NaN')
-        s = probs.sum(1)  # float32 is precise enough for a 1e-2 tolerance, and a float64 copy of (n, k) would double the memory
+        s = probs.sum(1)  # one pass: NaNs propagate into the row sums; float32 is precise enough for a 1e-2 tolerance
+        if s.isnan().any(): raise GlamError(f'probs of item {int(s.isnan().nonzero()[0,0])} contain NaN')
         off = (s - 1).abs() > 1e-2
         if off.any():
             i = int(off.nonzero()[0, 0])
@@ -216,7 +216,7 @@ def from_learner(cls:GlamInterpretation,
 
 # %% ../nbs/05_interpret.ipynb #c0031
 def _top_classes(cm, top):
-    "Up to `top` class codes taken from the most-confused pairs (then the classes with most errors), in code order"
+    "Up to `top` class codes taken from the most-confused pairs, in code order (classes without confusions are left out)"
     off = np.array(cm, copy=True); np.fill_diagonal(off, 0)
     i, j = np.nonzero(off)
     o = np.argsort(-off[i, j], kind='stable')
@@ -225,10 +225,7 @@ def _top_classes(cm, top):
         for c in (a, b):
             if c not in keep and len(keep) < top: keep.append(int(c))
         if len(keep) >= top: break
-    if len(keep) < top:
-        for c in np.argsort(-off.sum(1), kind='stable'):
-            if len(keep) >= top: break
-            if int(c) not in keep: keep.append(int(c))
+    if not keep: keep = list(range(min(top, len(cm))))  # no confusion at all: the first classes
     return sorted(keep)
 
 @patch
@@ -252,13 +249,14 @@ def plot_confusion_matrix(self:GlamInterpretation,
     sub = cm[np.ix_(idx, idx)]
     if normalize: sub = sub / np.maximum(sizes[idx], 1)[:, None]
     m = len(idx)
-    if ax is None:
-        side = min(max(4, 0.35*m + 2), 20)
+    own = ax is None
+    if own:
+        side = min(max(5, 0.35*m + 3), 20)
         _, ax = plt.subplots(figsize=figsize or (side, side))
     ax.imshow(sub, interpolation='nearest', cmap=cmap)
     if title is None:
         title = 'Confusion matrix' + (f' (split {self.split})' if self.split is not None else '')
-        if m < self.k: title += f'\n{m} of {self.k} classes: those in the most-confused pairs'
+        if m < self.k: title += f'\n{m} of {self.k} classes (most confused)'
     ax.set_title(title)
     labels = [str(self.vocab[i]) for i in idx]
     ax.set_xticks(range(m)); ax.set_xticklabels(labels, rotation=90)
@@ -272,6 +270,7 @@ def plot_confusion_matrix(self:GlamInterpretation,
                     color='white' if v > thresh else 'black', fontsize=8 if m > 15 else 10)
     ax.set_ylim(m - .5, -.5)
     ax.set_ylabel('Actual'); ax.set_xlabel('Predicted'); ax.grid(False)
+    if own: ax.figure.tight_layout()
     return ax
 
 # %% ../nbs/05_interpret.ipynb #c0034
@@ -427,6 +426,7 @@ class MergeSuggestions(Report):
             a.set_xlabel('Predicted'); a.set_ylabel('Actual')
             row = self.group_table.iloc[gs.index(g)]
             a.set_title(f"error {self.error_before:.1%} → {row['error_after']:.1%}", fontsize=9)
+        axs[0].figure.tight_layout()
         return axs[0].figure
     def to_dict(self):
         "The suggestions as plain data: pairs, groups, mapping, errors before and after, parameters"

@@ -131,7 +131,23 @@ def test_bad_codes_are_named():
     t_fail(lambda: GlamInterpretation.from_preds(torch.eye(3), [0, -1, 2], 'abc'), contains='target -1')
     t_fail(lambda: GlamInterpretation.from_preds(torch.randn(5, 3), [0, 1, 2, 0, 1], 'abc'), contains='logits')
     t_fail(lambda: GlamInterpretation.from_preds(torch.eye(3), [0, 1, 2], ['a', 'a', 'b']), contains="duplicate labels in vocab: a")
+    nan = torch.eye(3); nan[2, 0] = float('nan')
+    t_fail(lambda: GlamInterpretation.from_preds(nan, [0, 1, 2], 'abc'), contains='item 2 contain NaN')
     assert issubclass(GlamError, ValueError)
+
+
+def test_plot_confusion_matrix_many_classes_shows_confused_ones():
+    import matplotlib; matplotlib.use('Agg')
+    k = 150
+    t = torch.arange(k*20) % k
+    interp = GlamInterpretation.from_preds(synth_probs(t, k, confuse=[(3, 7), (40, 41), (100, 12)], p_confuse=0.3), t,
+                                           [f'class_{i:03d}' for i in range(k)])
+    ax = interp.plot_confusion_matrix(normalize=True)
+    t_eq([l.get_text() for l in ax.get_xticklabels()], ['class_003', 'class_007', 'class_012', 'class_040', 'class_041', 'class_100'])
+    ax = interp.plot_confusion_matrix(top=4)
+    t_eq(len(ax.get_xticklabels()), 4)
+    t10 = torch.arange(100) % 10
+    t_eq(len(GlamInterpretation.from_preds(synth_probs(t10, 10), t10, list('abcdefghij')).plot_confusion_matrix().get_xticklabels()), 10)
 
 
 def test_confusion_matrix_target_size_time_memory():
