@@ -47,6 +47,7 @@ def _paper(rng, S, tint=None):
     return base[None, None] + shade[..., None]
 
 def _ink(rng, dark=(20, 70)):
+    "A dark, slightly warm ink colour"
     v = rng.uniform(*dark)
     return np.array([v, v * rng.uniform(.85, 1.), v * rng.uniform(.7, 1.)], np.float32)
 
@@ -56,10 +57,13 @@ def _stamp(img, mask, color, alpha=1.):
     return img * (1 - a) + np.asarray(color, np.float32)[None, None] * a
 
 def _mask(S):
+    "A blank `L` mask to draw on, and its `ImageDraw`"
     m = Image.new('L', (S, S), 0)
     return m, ImageDraw.Draw(m)
 
-def _m(m): return np.asarray(m, np.float32) / 255.
+def _m(m):
+    "A mask `Image` as floats in [0,1]"
+    return np.asarray(m, np.float32) / 255.
 
 def _curve(rng, S, n=20, step=None, start=None):
     "A smooth random polyline: a walk with slowly turning direction"
@@ -86,22 +90,21 @@ def _text_lines(rng, S, draw, x0, x1, y0, y1, lh, wh, fill=255):
         y += lh * (2.2 if rng.random() < .08 else 1)
 
 # %% ../nbs/02_samples.ipynb #c0011
+_CONTOURS = [(150, 100, 60), (120, 90, 70), (90, 110, 80)]
 _WASHES = [(190, 225, 160), (245, 185, 185), (250, 230, 140), (175, 210, 240), (215, 190, 235), (250, 200, 150)]
 
 def _render_map(rng, S):
     img = _paper(rng, S)
     img = _stamp(img, np.ones((S, S)), (235, 225, 190), rng.uniform(.1, .5))  # aged, yellowish map paper
-    f = _field(rng, S, rng.integers(3, 6), 2)
-    nlev = rng.uniform(5, 10)
-    t = (f * nlev) % 1
-    w = rng.uniform(.04, .09)
-    img = _stamp(img, (np.minimum(t, 1 - t) < w), rng.choice([(150, 100, 60), (120, 90, 70), (90, 110, 80)]), rng.uniform(.5, .9))
     g = _field(rng, S, int(rng.integers(2, 4)))  # coloured regions (counties, land use) in washes
     cols = rng.permutation(len(_WASHES))[:3]
     for (lo, hi), c in zip(((0, .33), (.33, .66), (.66, 1.01)), cols):
-        img = _stamp(img, (g >= lo) & (g < hi), _WASHES[c], rng.uniform(.45, .8))
-    if rng.random() < .7:  # sea / lake tint on the low ground
-        img = _stamp(img, f < rng.uniform(.1, .3), (170, 200, 220), rng.uniform(.5, .9))
+        img = _stamp(img, (g >= lo) & (g < hi), _WASHES[c], rng.uniform(.55, .85))
+    f = _field(rng, S, rng.integers(3, 6), 2)  # the relief
+    if rng.random() < .8:  # sea / lake on the low ground
+        img = _stamp(img, f < rng.uniform(.15, .35), (150, 190, 225), rng.uniform(.6, .9))
+    t = (f * rng.uniform(5, 10)) % 1  # contour lines
+    img = _stamp(img, np.minimum(t, 1 - t) < rng.uniform(.04, .09), _CONTOURS[rng.integers(len(_CONTOURS))], rng.uniform(.5, .9))
     m, d = _mask(S)
     for _ in range(rng.integers(1, 3)): d.line(_curve(rng, S, 25), fill=255, width=int(rng.integers(2, 5)))
     img = _stamp(img, _m(m), (60, 110, 180), .85)  # rivers
@@ -128,10 +131,10 @@ def _render_drawing(rng, S):
     img = _paper(rng, S, tint=((250, 250, 250), rng.uniform(.3, .8)))  # good white drawing paper
     ink = _ink(rng, (15, 80)) if rng.random() < .8 else np.array([90, 60, 40], np.float32) * rng.uniform(.6, 1.)
     m, d = _mask(S)
-    for _ in range(rng.integers(5, 12)):
-        d.line(_curve(rng, S, int(rng.integers(8, 25))), fill=255, width=int(rng.integers(2, 5)), joint='curve')
-    for _ in range(rng.integers(1, 4)):  # hatching: a region filled with parallel strokes
-        cx, cy, r = rng.uniform(.2, .8) * S, rng.uniform(.2, .8) * S, rng.uniform(.1, .3) * S
+    for _ in range(rng.integers(6, 14)):
+        d.line(_curve(rng, S, int(rng.integers(8, 25)), start=rng.uniform(.2, .8, 2) * S), fill=255, width=int(rng.integers(2, 6)), joint='curve')
+    for _ in range(rng.integers(2, 5)):  # hatching: a region filled with parallel strokes
+        cx, cy, r = rng.uniform(.25, .75) * S, rng.uniform(.25, .75) * S, rng.uniform(.12, .3) * S
         a, sp = rng.uniform(0, math.pi), S * rng.uniform(.03, .05)
         hm, hd = _mask(S)
         for k in np.arange(-r, r, sp):
@@ -248,7 +251,7 @@ def _render_blank(rng, S):
 _RENDER = dict(map=_render_map, drawing=_render_drawing, photo=_render_photo, text=_render_text, cover=_render_cover, blank=_render_blank)
 
 # %% ../nbs/02_samples.ipynb #c0024
-def _finish(rng, img, size, noise=1.5):
+def _finish(rng, img, size, noise=1.):
     "Downsample the supersampled float image to `size` px and add faint sensor noise: a uint8 RGB `Image`"
     im = Image.fromarray(np.clip(img, 0, 255).round().astype(np.uint8), 'RGB').resize((size, size), Image.BOX)
     a = np.asarray(im, np.float32) + rng.normal(0, noise, (size, size, 1)).astype(np.float32)
@@ -290,7 +293,7 @@ def _save(im, fn, quality=None):
 
 # %% ../nbs/02_samples.ipynb #c0030
 def make_sample_collection(path, # folder to write into (created; an earlier collection there is replaced)
-                           n_per_class:int=40, # training images per class
+                           n_per_class:int=60, # training images per class
                            size:int=64, # image size in pixels
                            seed:int=0, # the collection is a function of the seed
                            n_valid:int|float=15, # validation images per class (a float: a fraction of `n_per_class`)

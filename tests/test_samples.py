@@ -51,7 +51,7 @@ def test_csv_layout_and_counts(fresh):
     t_eq(sorted(df.label.unique()), sorted(SAMPLE_CLASSES))
     t_eq(list(df.split.unique()), list(SAMPLE_SPLITS))
     n = df.groupby(['split', 'label']).size().unstack()
-    t_eq(n.loc['train'].tolist(), [40]*6)
+    t_eq(n.loc["train"].tolist(), [60]*6)
     for s in ('valid', 'test', 'test_shifted'): t_eq(n.loc[s].tolist(), [15]*6)
     t_eq(df.fname.is_unique, True)
     # sorted deterministically: by split (in SAMPLE_SPLITS order), label, file name
