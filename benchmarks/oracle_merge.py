@@ -97,7 +97,7 @@ def analyse(interp, title):
     out(interp.confused_pairs().head(10).to_string(index=False, float_format=lambda x: f'{x:.3f}'))
     ms = suggest_merges(interp)
     out('\n' + ms.to_text())
-    allp = suggest_merges(interp, min_rate=0, min_count=1).pairs
+    allp = suggest_merges(interp, min_rate=0, min_count=1, min_lift=0).pairs
     cleanlab_compare(interp, allp)
     return ms
 

@@ -395,14 +395,19 @@ class MergeSuggestions(Report):
     @property
     def summary(self):
         p = self.params
-        crit = f"symmetric confusion rate ≥ {p['min_rate']:.3g} and ≥ {p['min_count']} confusions"
+        crit = f"symmetric confusion rate ≥ {p['min_rate']:.3g}, ≥ {p['min_count']} confusions and lift ≥ {p.get('min_lift', 0):.3g}"
         if not self.groups:
             return (f'No pair of the {len(self.vocab)} labels reaches {crit} on {self.n} items '
                     f'(error {self.error_before:.2%}): nothing to merge.')
         gs = '; '.join(' + '.join(str(x) for x in g) for g in self.groups)
-        return (f'{len(self.groups)} group(s) to merge: {gs} ({len(self.pairs)} pair(s) with {crit}). '
-                f'Merging them, error on {self.n} items goes from {self.error_before:.2%} to {self.error_after:.2%} '
-                f'(summed probabilities, no retraining).')
+        res = (f'{len(self.groups)} group(s) to merge: {gs} ({len(self.pairs)} pair(s) with {crit}). '
+               f'Merging them, error on {self.n} items goes from {self.error_before:.2%} to {self.error_after:.2%} '
+               f'(summed probabilities, no retraining).')
+        n_in = sum(len(g) for g in self.groups)
+        if n_in*2 >= len(self.vocab):
+            res += (f' The groups take in {n_in} of the {len(self.vocab)} labels: confusion this widespread often means an'
+                    ' underfitting model; reduce bias first, and merge only labels that are ambiguous for people too.')
+        return res
     def sections(self): return [('Groups', self.group_table)]
     def plot(self, ax=None, max_groups=6, **kwargs):
         "Confusion sub-matrix of each group (counts; rows actual, columns predicted)"
@@ -434,8 +439,9 @@ class MergeSuggestions(Report):
 
 # %% ../nbs/05_interpret.ipynb #c0044
 def suggest_merges(interp:GlamInterpretation, # Predictions kept once
-                   min_rate:float=0.05, # Smallest symmetric confusion rate (c_ij + c_ji) / (n_i + n_j) of a pair
+                   min_rate:float=0.1, # Smallest symmetric confusion rate (c_ij + c_ji) / (n_i + n_j) of a pair
                    min_count:int=3, # Smallest number of confusions c_ij + c_ji of a pair
+                   min_lift:float=1.5, # Smallest lift: confusions / those expected if both classes' errors were spread evenly
                    max_group:int|None=3, # Largest number of labels in one group (None: no limit)
                    allow_all:bool=False, # Allow merging every label into one
                    n_examples:int=3, # Example items (highest loss first) per pair
@@ -448,10 +454,12 @@ def suggest_merges(interp:GlamInterpretation, # Predictions kept once
     i, j = np.nonzero(sym)
     cnt = sym[i, j]
     rate = cnt / np.maximum(sizes[i] + sizes[j], 1)
-    keep = (cnt >= min_count) & (rate >= min_rate)
-    i, j, cnt, rate = i[keep], j[keep], cnt[keep], rate[keep]
+    errs = off.sum(1)
+    lift = cnt * max(k - 1, 1) / np.maximum(errs[i] + errs[j], 1)  # 1: no more than the classes' errors spread evenly
+    keep = (cnt >= min_count) & (rate >= min_rate) & (lift >= min_lift)
+    i, j, cnt, rate, lift = i[keep], j[keep], cnt[keep], rate[keep], lift[keep]
     o = np.lexsort((j, i, -cnt, -rate))
-    i, j, cnt, rate = i[o], j[o], cnt[o], rate[o]
+    i, j, cnt, rate, lift = i[o], j[o], cnt[o], rate[o], lift[o]
     uf, status = _UnionFind(k), []
     for a, b in zip(i.tolist(), j.tolist()):
         ra, rb = uf.find(a), uf.find(b)
@@ -478,7 +486,7 @@ def suggest_merges(interp:GlamInterpretation, # Predictions kept once
                               n_a=sizes[i], n_b=sizes[j], a_as_b=off[i, j], b_as_a=off[j, i], count=cnt, rate=rate,
                               rate_a_as_b=off[i, j]/np.maximum(sizes[i], 1), rate_b_as_a=off[j, i]/np.maximum(sizes[j], 1),
                               rate_lo=[error_ci(int(c), int(sizes[a] + sizes[b]))[0] for c, a, b in zip(cnt, i, j)],
-                              share_of_errors=cnt/max(n_err, 1),
+                              lift=lift, share_of_errors=cnt/max(n_err, 1),
                               group=[group_of.get(a, -1) if status[x].startswith('merged') else -1 for x, a in enumerate(i.tolist())],
                               status=status, examples=examples))
     label_groups = [[vocab[c] for c in g] for g in groups]
@@ -494,7 +502,7 @@ def suggest_merges(interp:GlamInterpretation, # Predictions kept once
     gt['gain'] = before - gt['error_after']
     after = merged_error(interp.probs, interp.targs, vocab, label_groups) if groups else before
     relabel = (interp.n_err - int(gt['confusions_within'].sum())) / max(interp.n, 1)
-    params = dict(min_rate=min_rate, min_count=min_count, max_group=max_group, allow_all=allow_all)
+    params = dict(min_rate=min_rate, min_count=min_count, min_lift=min_lift, max_group=max_group, allow_all=allow_all)
     return MergeSuggestions(pairs, label_groups, gt, before, after, vocab, params, cm, interp.n, relabel)
 
 @patch

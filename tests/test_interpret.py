@@ -214,13 +214,33 @@ def test_suggest_merges_transitive_groups_and_limits():
     # three labels confused in a chain: never all merged unless asked
     t3 = torch.arange(600) % 3
     i3 = GlamInterpretation.from_preds(synth_probs(t3, 3, confuse=[(0, 1), (1, 2), (0, 2)], p_confuse=0.4), t3, 'abc')
-    r = suggest_merges(i3)
+    t_eq(suggest_merges(i3).groups, [])        # with 3 labels confused evenly no pair stands out (lift ~1)
+    r = suggest_merges(i3, min_lift=0)
     t_eq(len(r.groups), 1); t_eq(len(r.groups[0]), 2)
     assert r.pairs.status.str.contains('every label').any()
-    t_eq(suggest_merges(i3, allow_all=True).groups, [['a', 'b', 'c']])
+    t_eq(suggest_merges(i3, min_lift=0, allow_all=True).groups, [['a', 'b', 'c']])
     # thresholds
     t_eq(suggest_merges(interp, min_rate=0.99).groups, [])
     t_eq(suggest_merges(interp, min_count=10**6).groups, [])
+
+
+def test_evenly_spread_errors_are_not_a_merge():
+    "an underfitting model (45 % error spread evenly over 4 labels) has pair rates above min_rate but no pair stands out"
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(4000) % 4
+    wrong = torch.rand(4000, generator=g) < .45
+    p = torch.where(wrong, (t + torch.randint(1, 4, (4000,), generator=g)) % 4, t)
+    probs = torch.full((4000, 4), .1); probs[torch.arange(4000), p] = .7
+    interp = GlamInterpretation.from_preds(probs, t, list('abcd'))
+    allp = suggest_merges(interp, min_lift=0).pairs
+    assert (allp.rate >= .1).all() and (allp.lift < 1.3).all(), allp
+    t_eq(suggest_merges(interp).groups, [])
+    # the same model with one pair planted on top: that pair, and only it, is suggested
+    t2 = torch.arange(4000) % 6
+    spread = torch.where(torch.rand(4000, generator=g) < .45, (t2 + torch.randint(1, 6, (4000,), generator=g)) % 6, t2)
+    p2 = torch.where(t2 < 4, spread, t2); swap = (t2 >= 4) & (torch.rand(4000, generator=g) < .4); p2[swap] = 9 - t2[swap]
+    probs2 = torch.full((4000, 6), .06); probs2[torch.arange(4000), p2] = .7
+    t_eq(suggest_merges(GlamInterpretation.from_preds(probs2, t2, list('abcdef'))).groups, [['e', 'f']])
 
 
 def test_merged_error_sums_probabilities():
@@ -252,7 +272,7 @@ def test_top_pair_agrees_with_cleanlab(digits_learn):
     # on a real learner's predictions, cleanlab's top pair is among ours with any confusion
     interp = GlamInterpretation.from_learner(digits_learn)
     ov = find_overlapping_classes(labels=interp.targs.numpy(), pred_probs=interp.probs.numpy())
-    ours = suggest_merges(interp, min_rate=0, min_count=1).pairs
+    ours = suggest_merges(interp, min_rate=0, min_count=1, min_lift=0).pairs
     ours_set = [frozenset(p) for p in zip(ours.label_a, ours.label_b)]
     a, b = (interp.vocab[int(ov.iloc[0][c])] for c in ('Class Index A', 'Class Index B'))
     assert frozenset((a, b)) in ours_set[:5], (a, b, ours.head())
