@@ -19,7 +19,7 @@ SIZE, BS = (32, 8) if TINY else (224, 128)
 N_SMALL, N_VALID, N_SCAN = (64, 16, 16) if TINY else (4096, 256, 480)
 SMALL_PX, SCAN_WH = (48, (300, 225)) if TINY else (256, (2400, 1800))
 WORKERS = 2 if TINY else min(15, (os.cpu_count() or 2) - 1)
-STEADY_S = 0.5 if TINY else 3.0  # seconds of steady state per loader/model row
+STEADY_S = 0.5 if TINY else 2.5  # seconds of steady state per loader/model row
 OUT = Path(os.environ.get('OUT') or Path(__file__).parent/'results')
 OUT.mkdir(parents=True, exist_ok=True)
 torch.backends.cudnn.benchmark = True
@@ -34,6 +34,7 @@ rows, ceiling = [], {}
 def row(table, name, ips, note=''):
     rows.append(dict(table=table, what=name, images_per_s=ips, note=note))
     print(f'[{table}] {name}: {ips:,.0f} images/s {note}', flush=True)
+    (OUT/('gpu_fastpath_tiny.json' if TINY else 'gpu_fastpath.json')).write_text(json.dumps(rows, indent=1))
 
 def attempt(f):
     try: f()
@@ -80,29 +81,32 @@ print(f'generated {len(small)} {SMALL_PX} px JPEGs and {len(scans)} {SCAN_WH[0]}
 # ---------------------------------------------------------------- helpers
 def loader_rate(dl, skip=3, max_s=STEADY_S):
     "images/s of iterating `dl` (device transfer and batch transforms included), after `skip` warm-up batches"
-    n, t = 0, None
+    n, seen, t = 0, 0, None
     while True:
-        for i, b in enumerate(dl):
-            sync()
+        for b in dl:
+            sync(); seen += 1
             if t is None:
-                if i + 1 >= skip: t = time.perf_counter()
+                if seen >= skip: t = time.perf_counter()
                 continue
             n += len(b[0])
             if time.perf_counter() - t > max_s: return n/(time.perf_counter() - t)
-        if t is not None and n and time.perf_counter() - t > max_s/3: return n/(time.perf_counter() - t)
 
 class Rate(Callback):
-    "images/s over training batches, steady state: skips the first `skip` batches and each epoch's first"
+    "images/s over training batches in steady state (skips the first `skip` batches and each epoch's first); syncs only at the ends"
     order = 99
-    def __init__(self, skip=5): self.skip, self.times, self.count = skip, [], 0
-    def before_epoch(self): self.prev = None
+    def __init__(self, skip=5): self.skip, self.total_t, self.total_n, self.count = skip, 0., 0, 0
+    def before_epoch(self): self.t0, self.n = None, 0
     def after_batch(self):
         if not self.training: return
-        sync(); now = time.perf_counter(); self.count += 1
-        if self.prev is not None and self.count > self.skip: self.times.append((now - self.prev, len(self.yb[0])))
-        self.prev = now
+        self.count += 1
+        if self.t0 is None:
+            if self.count >= self.skip: sync(); self.t0 = time.perf_counter()
+        else: self.n += len(self.yb[0])
+    def after_train(self):
+        if self.t0 is None or not self.n: return
+        sync(); self.total_t += time.perf_counter() - self.t0; self.total_n += self.n
     @property
-    def ips(self): return sum(n for _, n in self.times)/sum(t for t, _ in self.times)
+    def ips(self): return self.total_n/self.total_t
 
 def train_rate(dls, setup=lambda l: l, epochs=None, fast=None):
     learn = vision_learner(dls, ARCH, pretrained=False, loss_func=CrossEntropyLossFlat())
@@ -137,6 +141,43 @@ def model_bf16():
     row(T1, 'model alone, bf16 autocast + channels_last (the ceiling)', ceiling['ips'], '(torch AdamW step)')
 attempt(model_fp32); attempt(model_bf16)
 
+gdls = {}
+def glam_cache_small():
+    t = time.perf_counter()
+    gdls['small'] = cached_dls(df_small, size=SIZE, bs=BS, batch_tfms=aug_transforms(), cache_dir=tmp/'cache',
+                               n_workers=WORKERS, device=DEV, progress=False)
+    row(T1, f'glamdebug: cache build, {WORKERS} processes (once)', len(df_small)/(time.perf_counter() - t))
+def glam_dl_small(): row(T1, 'glamdebug: cached DataLoader alone (uint8 memmap -> GPU, aug_transforms there)', loader_rate(gdls['small'].train))
+def glam_train():
+    ips, learn = train_rate(gdls['small'], lambda l: l.fast(), epochs=3)
+    row(T1, 'glamdebug training: cached_dls + learn.fast() (bf16, channels_last, fused AdamW, no per-batch sync, plain tensors)', ips,
+        f"= {ips/ceiling['ips']:.0%} of the ceiling" if ceiling else '')
+def _of(ips): return f"= {ips/ceiling['ips']:.0%} of the ceiling" if ceiling else ''
+def glam_train_variants():
+    for kw, what in [(dict(plain=False), 'fast(plain=False): fastai tensor subclasses into the model'),
+                     (dict(no_sync=False), 'fast(no_sync=False): host sync per batch, as fastai does'),
+                     (dict(fused_opt=False), 'fast(fused_opt=False): fastai Adam'),
+                     (dict(bf16=False, channels_last=False, fused_opt=False, no_sync=False, plain=False), 'every fast() option off: fp32, fastai defaults')]:
+        try:
+            ips, _ = train_rate(gdls['small'], lambda l: l.fast(**kw), epochs=2)
+            row(T1, f'glamdebug training, {what}', ips, _of(ips))
+        except Exception as e: traceback.print_exc(); rows.append(dict(table='error', what=what, images_per_s=float('nan'), note=str(e)[:200]))
+def torch_loop():
+    "the cached DataLoader feeding a plain torch loop (bf16, channels_last, fused AdamW, no host sync)"
+    model = create_vision_model(ARCH, n_out=2, pretrained=False).to(DEV).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=CUDA); lf = torch.nn.CrossEntropyLoss()
+    n, t, seen = 0, None, 0
+    while t is None or time.perf_counter() - t < STEADY_S:
+        for xb, yb in gdls['small'].train:
+            xb, yb = xb.as_subclass(torch.Tensor), yb.as_subclass(torch.Tensor)
+            with torch.autocast(DEV.type, dtype=torch.bfloat16): loss = lf(model(xb).float(), yb)
+            loss.backward(); opt.step(); opt.zero_grad(set_to_none=True); seen += 1
+            if seen == 5: sync(); t = time.perf_counter()
+            elif seen > 5: n += len(xb)
+    sync(); ips = n/(time.perf_counter() - t)
+    row(T1, 'glamdebug cached DataLoader -> plain torch loop (bf16, channels_last, fused AdamW)', ips, _of(ips))
+attempt(glam_cache_small); attempt(glam_dl_small); attempt(glam_train); attempt(torch_loop); attempt(glam_train_variants)
+
 fdls = {}
 def fastai_dls():
     fdls['small'] = ImageDataLoaders.from_df(df_small, tmp/'small', fn_col='fname', label_col='label', valid_col='is_valid',
@@ -148,23 +189,6 @@ def fastai_fp32(): row(T1, 'fastai training, defaults (fp32)', train_rate(fdls['
 def fastai_fp16(): row(T1, 'fastai training, to_fp16()', train_rate(fdls['small'], lambda l: l.to_fp16())[0])
 def fastai_fp16_cl(): row(T1, 'fastai training, to_fp16().to_channelslast()', train_rate(fdls['small'], lambda l: l.to_fp16().to_channelslast())[0])
 attempt(fastai_fp32); attempt(fastai_fp16); attempt(fastai_fp16_cl)
-
-gdls = {}
-def glam_cache_small():
-    t = time.perf_counter()
-    gdls['small'] = cached_dls(df_small, size=SIZE, bs=BS, batch_tfms=aug_transforms(), cache_dir=tmp/'cache',
-                               n_workers=WORKERS, device=DEV, progress=False)
-    row(T1, f'glamdebug: cache build, {WORKERS} processes (once)', len(df_small)/(time.perf_counter() - t))
-def glam_dl_small(): row(T1, 'glamdebug: cached DataLoader alone (uint8 memmap -> GPU, aug_transforms there)', loader_rate(gdls['small'].train))
-def glam_train():
-    ips, learn = train_rate(gdls['small'], lambda l: l.fast(), epochs=3)
-    row(T1, 'glamdebug training: cached_dls + learn.fast() (bf16, channels_last, fused AdamW)', ips,
-        f"= {ips/ceiling['ips']:.0%} of the ceiling" if ceiling else '')
-def glam_train_fastai_opt():
-    ips, learn = train_rate(gdls['small'], lambda l: l.fast(fused_opt=False), epochs=3)
-    row(T1, 'glamdebug training: cached_dls + learn.fast(fused_opt=False) (fastai Adam)', ips,
-        f"= {ips/ceiling['ips']:.0%} of the ceiling" if ceiling else '')
-attempt(glam_cache_small); attempt(glam_dl_small); attempt(glam_train); attempt(glam_train_fastai_opt)
 
 # ---------------------------------------------------------------- table 2: scan-sized JPEGs
 T2 = f'{SCAN_WH[0]}x{SCAN_WH[1]} JPEGs'

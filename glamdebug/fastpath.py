@@ -15,13 +15,13 @@ from fastcore.meta import delegates
 from fastprogress.fastprogress import progress_bar
 from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory, Categorize, Datasets, TfmdDL,
                                DataLoaders, IntToFloatTensor, Transform, Learner, Callback, MixedPrecision, to_device,
-                               Adam, OptimWrapper)
+                               Adam, OptimWrapper, AvgSmoothLoss)
 from .core import *
 from .data import to_rgb, load_rgb, GlamImage, Collection
 
 # %% auto #0
 __all__ = ['load_rgb_draft', 'decode_resized', 'default_cache_dir', 'CacheReport', 'ImageCache', 'CachedImageX', 'CachedDL',
-           'CachedDataLoaders', 'cached_dls', 'fused_adam', 'FastPath']
+           'CachedDataLoaders', 'cached_dls', 'fused_adam', 'DeviceSmoothLoss', 'FastPath']
 
 # %% ../nbs/11_fastpath.ipynb #c0005
 def _draft_size(im, size, scale=2):
@@ -407,16 +407,48 @@ def _flat_params(params):
         else: yield from _flat_params(o)
 
 # %% ../nbs/11_fastpath.ipynb #c0036
+class DeviceSmoothLoss(AvgSmoothLoss):
+    "fastai's `AvgSmoothLoss` kept on the device: no host sync per batch; `value` is a host copy made without waiting"
+    def reset(self): self.count, self.val, self.host = 0, None, torch.tensor(float('nan'))
+    def accumulate(self, learn):
+        self.count += 1
+        l = learn.loss.detach().float().mean()
+        self.val = torch.lerp(l, torch.zeros_like(l) if self.val is None else self.val, self.beta)
+        h = torch.empty((), pin_memory=self.val.is_cuda)
+        h.copy_(self.val/(1 - self.beta**self.count), non_blocking=True)
+        self.host = h  # complete once the device reaches this step; `FastPath` syncs once per epoch
+    @property
+    def value(self): return self.host
+
 class FastPath(Callback):
-    "On CUDA: channels_last model and bf16 autocast (fastai `MixedPrecision`); on the CPU: nothing (plain fp32)"
+    "On CUDA: channels_last model, bf16 autocast (fastai `MixedPrecision`), no host sync per batch; on the CPU: nothing"
     order = -1
-    def __init__(self, bf16=True, channels_last=True): store_attr()
+    def __init__(self, bf16=True, channels_last=True, no_sync=True, plain=True): store_attr()
+    def before_batch(self):
+        # fastai's tensor subclasses route every op of the forward pass through Python `__torch_function__`
+        if self.active and self.plain:
+            self.learn.xb = tuple(x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) else x for x in self.xb)
+            self.learn.yb = tuple(y.as_subclass(torch.Tensor) if isinstance(y, torch.Tensor) else y for y in self.yb)
+    active = False
     def before_fit(self):
-        if not _on_cuda(self.learn): return
+        self.active = _on_cuda(self.learn)
+        if not self.active: return
         if self.channels_last: self.learn.model.to(memory_format=torch.channels_last)
         if self.bf16 and not hasattr(self.learn, 'mixed_precision') and torch.cuda.is_bf16_supported():
             self.learn.add_cb(MixedPrecision(amp_mode='bf16'))
             self.learn.mixed_precision.before_fit()
+        rec = getattr(self.learn, 'recorder', None)
+        if self.no_sync and rec is not None and type(rec.smooth_loss) is AvgSmoothLoss:
+            self.orig, rec.smooth_loss = rec.smooth_loss, DeviceSmoothLoss(beta=rec.smooth_loss.beta)
+    def after_train(self):
+        if self.active: torch.cuda.synchronize()  # the smooth-loss host copies of this epoch are all written now
+    def after_fit(self):
+        if not self.active: return
+        torch.cuda.synchronize()
+        rec = getattr(self.learn, 'recorder', None)
+        if hasattr(self, 'orig') and rec is not None:
+            if rec.smooth_loss.val is not None: self.orig.count, self.orig.val = rec.smooth_loss.count, rec.smooth_loss.val.cpu()*1.
+            rec.smooth_loss = self.orig; del self.orig
 
 def _on_cuda(learn):
     p = next(learn.model.parameters(), None)
@@ -427,7 +459,9 @@ def _on_cuda(learn):
 def fast(self:Learner,
          bf16:bool=True, # bf16 autocast on CUDA (fastai `MixedPrecision(amp_mode='bf16')`)
          channels_last:bool=True, # channels_last model on CUDA (the cached batches already are)
-         fused_opt:bool=True): # on CUDA, replace fastai's `Adam` by the same update as one fused kernel (`fused_adam`)
+         fused_opt:bool=True, # on CUDA, replace fastai's `Adam` by the same update as one fused kernel (`fused_adam`)
+         no_sync:bool=True, # on CUDA, keep the smoothed training loss on the device (fastai copies it to the host every batch)
+         plain:bool=True): # on CUDA, feed the model plain tensors (fastai's subclasses cost Python time on every op)
     "Train and predict in the fast path on CUDA: bf16 autocast, channels_last, fused Adam; each switchable off; no-op on the CPU"
     self.remove_cbs(self.cbs.filter(lambda c: isinstance(c, FastPath)))
     if fused_opt and self.opt_func is Adam and _on_cuda(self):
@@ -435,4 +469,4 @@ def fast(self:Learner,
         if self.opt is not None:
             frozen = getattr(self.opt, 'frozen_idx', 0)
             self.create_opt(); self.opt.freeze_to(frozen)
-    return self.add_cb(FastPath(bf16=bf16, channels_last=channels_last))
+    return self.add_cb(FastPath(bf16=bf16, channels_last=channels_last, no_sync=no_sync, plain=plain))
