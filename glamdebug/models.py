@@ -4,13 +4,13 @@
 
 # %% ../nbs/03_models.ipynb #c0002
 from __future__ import annotations
-import os, warnings, difflib, contextlib
+import os, copy, warnings, difflib, contextlib
 from functools import partial
 from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
-from fastcore.basics import store_attr, ifnone
+from fastcore.basics import store_attr, ifnone, listify
 from fasttransform import Pipeline
 from fastai.learner import Learner
 from fastai.optimizer import Adam
@@ -270,8 +270,8 @@ def defaults_learner(dls:DataLoaders, # the data; `dls.c` classes unless `n_out`
         ldls = _with_normalize(dls, cfg.get('mean', (0.485, 0.456, 0.406)), cfg.get('std', (0.229, 0.224, 0.225)))
     loss_func = loss_func or getattr(getattr(dls, 'train_ds', None), 'loss_func', None) or CrossEntropyLossFlat()
     opt = partial(opt_func, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd) if opt_func is Adam else opt_func
-    learn = Learner(ldls, model, loss_func=loss_func, opt_func=opt, lr=lr, wd=wd, metrics=list(metrics), cbs=cbs, **kwargs)
-    learn.arch_name, learn.glam_dls, learn.pretrained = name, dls, pretrained
+    learn = Learner(ldls, model, loss_func=loss_func, opt_func=opt, lr=lr, wd=wd, metrics=listify(metrics), cbs=cbs, **kwargs)
+    learn.arch_name, learn.glam_dls, learn.pretrained, learn._glam_ldls = name, dls, pretrained, ldls
     learn.glam_settings = dict(arch=arch, pretrained=pretrained, n_out=n_out, n_in=n_in, lr=lr, opt_func=opt_func, mom=mom,
                                sqr_mom=sqr_mom, eps=eps, wd=wd, drop_rate=drop_rate, normalize=normalize, metrics=metrics,
                                loss_func=loss_func, cbs=cbs, model_kwargs=model_kwargs, **kwargs)
@@ -296,5 +296,7 @@ def bigger(learn:Learner, # a learner from `defaults_learner` (or `bigger`)
                       'check the data and labels (error analysis).')
         return None
     for k in ('n_out', 'arch', 'model_kwargs'): s.pop(k, None)
-    s.update(lr=learn.lr, wd=learn.wd, **kwargs)
-    return defaults_learner(getattr(learn, 'glam_dls', learn.dls), arch=ladder[i+1], **s)
+    s.update(lr=learn.lr, wd=learn.wd, cbs=[copy.copy(cb) for cb in listify(s.get('cbs'))] or None, **kwargs)
+    # the caller's dls (before the normalisation `pretrained` adds), unless `learn.dls` was replaced since
+    dls = learn.glam_dls if learn.dls is getattr(learn, '_glam_ldls', None) else learn.dls
+    return defaults_learner(dls, arch=ladder[i+1], **s)

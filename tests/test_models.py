@@ -191,6 +191,12 @@ def test_bigger_walks_the_ladder_and_stops(img_dls):
     t_eq(tuple(seen), ARCH_LADDER)
     t_eq(learn.arch_name, 'resnet50')
     with pytest.raises(GlamError, match='not on the ladder'): bigger(defaults_learner(img_dls, lenet_like))
+    # extra callbacks travel up as copies: a callback belongs to one Learner
+    from fastai.callback.core import Callback
+    class Tag(Callback): pass
+    small = defaults_learner(img_dls, cbs=[Tag()])
+    big = bigger(small)
+    assert small.tag is not big.tag and small.tag.learn is small and big.tag.learn is big
     t_eq(bigger(defaults_learner(img_dls, 'resnet34'), ladder=('resnet34', 'resnet26')).arch_name, 'resnet26')
 
 
@@ -238,3 +244,7 @@ def test_pretrained_loads_and_normalises(img_dls, empty_caches):
     learn = defaults_learner(img_dls, 'resnet18', pretrained=True)
     assert torch.equal(learn.model.conv1.weight, src.conv1.weight)
     assert learn.pretrained
+    # up the ladder the setting travels: resnet34 weights are not here, and bigger says so; without them it works
+    with pytest.raises(GlamError, match='resnet34'): bigger(learn)
+    b = bigger(learn, pretrained=False)
+    assert b.dls is img_dls and b.arch_name == 'resnet34' and not b.pretrained
