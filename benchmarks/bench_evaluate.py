@@ -65,7 +65,8 @@ def main():
     args = p.parse_args()
     if args.threads: torch.set_num_threads(args.threads)
     lines = [f'bench_evaluate: learn.error_report vs plain fastai get_preds per split (median of {args.reps}, lenet, {args.size}px, bs 64)',
-             f'machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} threads {torch.get_num_threads()}, device cpu',
+             f'machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} threads {torch.get_num_threads()}, '
+             f'device {torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}',
              '', f'{"collection":<26} {"train":>6} {"valid":>6} {"test":>6}  {"plain s":>9}  {"report s":>9}  {"ratio":>7}  {"warm ms":>8}']
     print('\n'.join(lines), flush=True)
     ratios = [bench('samples (test_shifted)', sample_collection()/'collection.csv', 'test_shifted', args, lines)]

@@ -367,6 +367,8 @@ class ErrorCurves(Callback):
         if goal is not None: ax.axhline(float(goal)*100, color='gray', ls='--', label='goal')
         b = self.best_epoch
         if b is not None: ax.axvline(b, color='gray', ls=':', lw=1)
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel('epoch'); ax.set_ylabel('error (%)'); ax.legend(fontsize=8)
         return ax
 
