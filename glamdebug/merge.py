@@ -130,6 +130,10 @@ def _merge_col(self:LabelMerge, col:pd.Series):
     res[mask] = vals.map(str) if not isinstance(col.dtype, pd.CategoricalDtype) else vals  # mixed ints and names: all text
     return res.astype('category') if isinstance(col.dtype, pd.CategoricalDtype) else res
 
+def _label_col(df, label_col):
+    "`label_col`, or the one `read_collection` recorded in `df.attrs`, or `'label'`"
+    return label_col if label_col is not None else getattr(df, 'attrs', {}).get('label_col', 'label')
+
 def _check_cols(df, label_col, original_col):
     if not isinstance(df, pd.DataFrame): raise GlamError(f'expected a DataFrame, got {type(df).__name__}')
     if label_col not in df.columns:
@@ -140,9 +144,10 @@ def _check_cols(df, label_col, original_col):
 @patch
 def apply(self:LabelMerge,
            df:pd.DataFrame, # the collection (one row per item)
-           label_col='label', # the column to merge
+           label_col=None, # the column to merge (default: as `read_collection` recorded it, else 'label')
            original_col='label_original'): # where the labels as they were are kept
     "A new DataFrame with `label_col` merged and the labels as they were in `original_col`; `df` is untouched"
+    label_col = _label_col(df, label_col)
     _check_cols(df, label_col, original_col)
     known = _labels_of(df[label_col])
     if original_col in df.columns: known |= _labels_of(df[original_col])  # already merged once: its labels still count
@@ -152,8 +157,9 @@ def apply(self:LabelMerge,
     res[label_col] = self._merge_col(df[label_col])
     return res
 
-def undo_merge(df:pd.DataFrame, label_col='label', original_col='label_original'):
+def undo_merge(df:pd.DataFrame, label_col=None, original_col='label_original'):
     "A new DataFrame with the labels as they were before the first merge (values and dtype) and no `original_col`"
+    label_col = _label_col(df, label_col)
     _check_cols(df, label_col, original_col)
     if original_col not in df.columns:
         raise GlamError(f'nothing to undo: no column {original_col!r} (columns: {name_some(df.columns, 10)})')
@@ -162,14 +168,16 @@ def undo_merge(df:pd.DataFrame, label_col='label', original_col='label_original'
     return res.drop(columns=[original_col])
 
 @patch
-def undo(self:LabelMerge, df:pd.DataFrame, label_col='label', original_col='label_original'):
+def undo(self:LabelMerge, df:pd.DataFrame, label_col=None, original_col='label_original'):
     "A new DataFrame with the labels as they were before the first merge (values and dtype) and no `original_col`"
     return undo_merge(df, label_col=label_col, original_col=original_col)
 
 # %% ../nbs/06_merge.ipynb #c0019
 @patch
-def relabelled(self:LabelMerge, df:pd.DataFrame, label_col='label') -> pd.DataFrame:
+def relabelled(self:LabelMerge, df:pd.DataFrame, label_col=None) -> pd.DataFrame:
     "The rows this merge relabels in `df`, per label: `label`, `merged_into`, `rows`"
+    label_col = _label_col(df, label_col)
+    _check_cols(df, label_col, None)
     s = df[label_col].dropna().astype(str)
     s = s[s.map(lambda v: self.mapping.get(v, v)) != s]
     counts = s.value_counts()
@@ -286,7 +294,7 @@ def load(cls:LabelMerge, path, vocab=None):
 
 # %% ../nbs/06_merge.ipynb #c0040
 @patch
-def report(self:LabelMerge, df=None, label_col='label', original_col='label_original'):
+def report(self:LabelMerge, df=None, label_col=None, original_col='label_original'):
     "A `Report` of the merge: one row per merged label, with the rows it relabels in `df` when given"
     rows = [dict(merged_label=t, labels=', '.join(g)) for t,g in self.groups().items()]
     tab = pd.DataFrame(rows, columns=['merged_label', 'labels'])
