@@ -335,11 +335,11 @@ def _shipped_samples():
     root = Path(here).resolve().parent.parent if here else Path.cwd().resolve().parent
     return root/'data'/'samples'
 
-def sample_collection(path=None # where to render the collection when the shipped copy is not there (default `~/.cache/glamdebug/samples`)
+def sample_collection(path=None # where to render it when there is no shipped copy (default `~/.cache/glamdebug/samples`)
                      ) -> Path:
     "The folder of the sample collection: the repository's `data/samples`, else a copy rendered once into `path`"
     shipped = _shipped_samples()
-    if path is None and (shipped/'collection.csv').exists(): return shipped
+    if (shipped/'collection.csv').exists(): return shipped
     path = Path(path) if path is not None else Path.home()/'.cache'/'glamdebug'/'samples'
     if not (path/'collection.csv').exists(): make_sample_collection(path)
     return path

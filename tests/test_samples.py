@@ -111,3 +111,14 @@ def test_digits_collection(tmp_path):
     # an incomplete folder is rendered again
     (p/df.fname[3]).unlink()
     digits_collection(p); assert (p/df.fname[3]).exists()
+
+def test_sample_collection_without_a_checkout(tmp_path, monkeypatch):
+    "Installed without the repository: rendered once into the given folder, then reused"
+    import glamdebug.samples as gs
+    monkeypatch.setattr(gs, '_shipped_samples', lambda: tmp_path/'no_checkout'/'data'/'samples')
+    p = gs.sample_collection(tmp_path/'cache')
+    t_eq(p, tmp_path/'cache')
+    t_eq(len(pd.read_csv(p/'collection.csv')), 6*(60 + 3*15))
+    before = (p/'collection.csv').stat().st_mtime_ns
+    t_eq(gs.sample_collection(tmp_path/'cache'), p)
+    t_eq((p/'collection.csv').stat().st_mtime_ns, before)
