@@ -4,12 +4,11 @@
 
 # %% ../nbs/06_merge.ipynb #c0002
 from __future__ import annotations
-import os, sys, json, datetime
+import os, json, datetime
 from pathlib import Path
 import numpy as np, pandas as pd
-from fastcore.basics import store_attr, patch
+from fastcore.basics import patch
 from .core import *
-from .core import _md_table
 
 # %% auto #0
 __all__ = ['default_group_name', 'LabelMerge', 'undo_merge', 'parse_merge_spec', 'read_labels_csv', 'merge_csv',
@@ -44,8 +43,8 @@ def _version():
     except Exception: return 'unknown'
 
 def _labels_of(o):
-    "The set of labels (as text) in a vocab, a list, a Series or a DataFrame's `label` column"
-    if isinstance(o, pd.DataFrame): o = o['label']
+    "The set of labels (as text) in a vocab, a list, a Series or a DataFrame's label column"
+    if isinstance(o, pd.DataFrame): o = o[o.attrs.get('label_col', 'label')]
     if isinstance(o, pd.Series): o = o.dropna().unique()
     return {str(v) for v in o}
 
@@ -65,7 +64,7 @@ class LabelMerge:
     @classmethod
     def from_groups(cls,
                     groups, # lists of labels that become one, e.g. `[['cover','blank']]`
-                    names=None, # a name per group (`None` or a `None` in the list: `default_group_name`, e.g. `'blank+cover'`)
+                    names=None, # a name per group (`None` or a `None` in the list: `default_group_name`, e.g. `'blank_or_cover'`)
                     vocab=None, provenance:dict=None):
         "A merge collapsing each of `groups` into one label"
         groups = [[str(o) for o in g] for g in groups]
@@ -369,7 +368,8 @@ def merge_csv(src, # the collection CSV
         try: res = merge.apply(df, label_col=label_col, original_col=original_col)
         except GlamError as e: raise GlamError(f'{src}: {e}') from None
         rel = merge.relabelled(df, label_col=label_col)
-    atomic_write(dst, lambda f: res.to_csv(f, index=False))
+    try: atomic_write(dst, lambda f: res.to_csv(f, index=False))
+    except OSError as e: raise GlamError(f'cannot write {dst}: {e.strerror or e}') from None
     return res, rel
 
 # %% ../nbs/06_merge.ipynb #c0048
