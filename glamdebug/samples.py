@@ -366,7 +366,7 @@ def show_sample_grid(path, # a collection folder with `collection.csv`
     plt.tight_layout()
     return fig
 
-# %% ../nbs/02_samples.ipynb #c0042
+# %% ../nbs/02_samples.ipynb #c0043
 def digits_collection(path, # folder to write into
                       size:int|None=None, # upscale the 8x8 digits to `size` px (None: keep 8x8)
                       seed:int=0, # seed of the stratified split
