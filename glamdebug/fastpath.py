@@ -4,6 +4,7 @@
 
 # %% ../nbs/11_fastpath.ipynb #c0002
 from __future__ import annotations
+from functools import partial
 import os, json, time, uuid, hashlib, threading, queue, warnings, multiprocessing as mp
 from contextlib import nullcontext
 from pathlib import Path
@@ -464,8 +465,9 @@ def fast(self:Learner,
          plain:bool=True): # on CUDA, feed the model plain tensors (fastai's subclasses cost Python time on every op)
     "Train and predict in the fast path on CUDA: bf16 autocast, channels_last, fused Adam; each switchable off; no-op on the CPU"
     self.remove_cbs(self.cbs.filter(lambda c: isinstance(c, FastPath)))
-    if fused_opt and self.opt_func is Adam and _on_cuda(self):
-        self.opt_func = fused_adam
+    base, kw = getattr(self.opt_func, 'func', self.opt_func), getattr(self.opt_func, 'keywords', {})
+    if fused_opt and base is Adam and not getattr(self.opt_func, 'args', ()) and _on_cuda(self):
+        self.opt_func = partial(fused_adam, **kw)
         if self.opt is not None:
             frozen = getattr(self.opt, 'frozen_idx', 0)
             self.create_opt(); self.opt.freeze_to(frozen)

@@ -1,0 +1,83 @@
+"""CPU benchmark for the fast path (issue 7): glamdebug `cached_dls` vs plain fastai `ImageDataLoaders.from_df` + `Resize`.
+
+Side by side in one run, with ratios: cache build time, epoch time and valid error, on the shipped sample collection
+(630 small PNGs) and on a generated set of large scan-like JPEGs. Same model (`defaults_learner`'s LeNet-like CNN),
+same size, same epochs. `python benchmarks/bench_fastpath.py [n_scans]`; writes benchmarks/results/fastpath.txt.
+"""
+import os, sys, time, tempfile, warnings, multiprocessing as mp
+from pathlib import Path
+import numpy as np, pandas as pd, torch
+from PIL import Image
+warnings.filterwarnings('ignore')
+from fastai.vision.all import ImageDataLoaders, Resize, ResizeMethod, set_seed
+from glamdebug.data import read_collection
+from glamdebug.fastpath import cached_dls
+from glamdebug.models import defaults_learner
+import glamdebug.preds
+
+N_SCANS = int(sys.argv[1]) if len(sys.argv) > 1 else 120
+SIZE, BS, EPOCHS = 64, 32, 3
+ROOT = Path(__file__).parent.parent
+tmp = Path(tempfile.mkdtemp(prefix='benchfast'))
+
+def _scan(i):
+    r = np.random.default_rng(i)
+    w, h = 2000, 1500
+    a = (r.random((h//100 + 2, w//100 + 2, 3))*255).astype(np.uint8)
+    a = np.asarray(Image.fromarray(a).resize((w, h), Image.BICUBIC)).astype(np.int16)
+    a = np.clip(a + r.normal(0, 5, (h, w, 1)), 0, 255).astype(np.uint8)
+    fn = tmp/'scans'/f'scan{i:04d}.jpg'; Image.fromarray(a).save(fn, quality=90)
+    return dict(fname=fn.name, label='ab'[i % 2] if i % 3 else 'c', split='valid' if i % 5 == 0 else 'train')
+
+def fit_timed(dls):
+    set_seed(0, reproducible=True)
+    learn = defaults_learner(dls)
+    t = time.perf_counter()
+    with learn.no_bar(), learn.no_logging(): learn.fit(EPOCHS, 3e-3)
+    return (time.perf_counter() - t)/EPOCHS, learn.get_split_preds('valid').error
+
+def compare(name, df, path, draft):
+    out = []
+    t = time.perf_counter()
+    fdls = ImageDataLoaders.from_df(df.assign(is_valid=df.split == 'valid')[lambda d: d.split.isin(['train', 'valid'])],
+                                    path, fn_col='fname', label_col='label', valid_col='is_valid',
+                                    item_tfms=Resize(SIZE, method=ResizeMethod.Squish), bs=BS)
+    setup_f = time.perf_counter() - t
+    ep_f, err_f = fit_timed(fdls)
+    t = time.perf_counter()
+    gdls = cached_dls(df, path=path, size=SIZE, bs=BS, cache_dir=tmp/'cache', draft=draft, n_workers=2, progress=False)
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    cached_dls(df, path=path, size=SIZE, bs=BS, cache_dir=tmp/'cache', draft=draft, progress=False)
+    reopen = time.perf_counter() - t
+    ep_g, err_g = fit_timed(gdls)
+    n = int(df.split.isin(['train', 'valid']).sum())
+    out += [dict(data=name, what='setup (s): fastai DataLoaders / glamdebug cache build (all splits, once)', fastai=setup_f, glamdebug=build),
+            dict(data=name, what='setup (s) on a later run: fastai / glamdebug cache re-open', fastai=setup_f, glamdebug=reopen),
+            dict(data=name, what=f'epoch time (s), {n} train+valid images, LeNet-like, {SIZE} px', fastai=ep_f, glamdebug=ep_g),
+            dict(data=name, what=f'valid error after {EPOCHS} epochs', fastai=err_f, glamdebug=err_g),
+            dict(data=name, what=f'first run total (setup + {EPOCHS} epochs), s', fastai=setup_f + EPOCHS*ep_f, glamdebug=build + EPOCHS*ep_g)]
+    return out
+
+if __name__ == '__main__':
+    t0 = time.perf_counter()
+    rows = compare('sample collection (630 PNGs)', read_collection(ROOT/'data'/'samples'/'collection.csv'), ROOT/'data'/'samples', draft=False)
+    (tmp/'scans').mkdir()
+    t = time.perf_counter()
+    with mp.get_context('fork').Pool(2) as pool: recs = pool.map(_scan, range(N_SCANS))
+    gen = time.perf_counter() - t
+    df = pd.DataFrame(recs); df.attrs['path'] = str(tmp/'scans')
+    mb = np.mean([(tmp/'scans'/f).stat().st_size for f in df.fname])/1e6
+    rows += compare(f'{N_SCANS} scans, 2000x1500 JPEG ({mb:.1f} MB)', df, tmp/'scans', draft=True)
+    res = pd.DataFrame(rows)
+    res['ratio'] = res.fastai/res.glamdebug
+    res.loc[res.what.str.startswith('valid error'), 'ratio'] = np.nan
+    with pd.option_context('display.width', 200, 'display.max_colwidth', 80):
+        txt = (f'glamdebug fast path vs plain fastai on the CPU ({os.cpu_count()} cores, shared with other work; torch threads '
+               f'{torch.get_num_threads()}); fastai: ImageDataLoaders.from_df + Resize({SIZE}, squish), default workers; '
+               f'glamdebug: cached_dls (draft decoding for the JPEG scans). ratio = fastai / glamdebug (higher: glamdebug faster).\n'
+               f'scan generation {gen:.0f} s (not counted); total {time.perf_counter()-t0:.0f} s\n'
+               + res.to_string(index=False, float_format=lambda v: f'{v:.3g}'))
+    print(txt)
+    out = ROOT/'benchmarks'/'results'; out.mkdir(parents=True, exist_ok=True)
+    (out/'fastpath.txt').write_text(txt + '\n')
