@@ -18,7 +18,8 @@ from .core import *
 
 # %% auto #0
 __all__ = ['SPLITS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'read_collection', 'CollectionReport',
-           'check_collection', 'simplify', 'Collection', 'collection_dls', 'split_dl']
+           'check_collection', 'simplify', 'Collection', 'collection_columns', 'split_rows', 'collection_dls',
+           'split_dl']
 
 # %% ../nbs/01_data.ipynb #c0005
 SPLITS = ('train', 'valid', 'test', 'test_shifted', 'train_valid')
@@ -285,6 +286,23 @@ class Collection:
     def __repr__(self): return f'Collection({len(self.df)} items, splits {self.splits}, path={self.path})'
 
 # %% ../nbs/01_data.ipynb #c0028
+def collection_columns(df, path=None, fn_col=None, label_col=None, split_col=None):
+    "`(path, fn_col, label_col, split_col)` from the arguments, else what `read_collection` recorded, else the defaults; checked"
+    fn_col = fn_col or df.attrs.get('fn_col', 'fname')
+    label_col = label_col or df.attrs.get('label_col', 'label')
+    split_col = split_col or df.attrs.get('split_col', 'split')
+    path = Path(path if path is not None else df.attrs.get('path', '.'))
+    for c in (fn_col, label_col, split_col):
+        if c not in df.columns: raise GlamError(f'the table has no column {c!r}; its columns are {name_some(map(repr, df.columns), n=12)}')
+    return path, fn_col, label_col, split_col
+
+def split_rows(df, split, split_col='split'):
+    "The rows of `df` whose `split_col` is `split`; a `GlamError` naming the splits present if there are none"
+    rows = df[df[split_col] == split]
+    if not len(rows): raise GlamError(f'no rows with {split_col} == {split!r}; splits present: {name_some(sorted(map(str, df[split_col].unique())))}')
+    return rows
+
+# %% ../nbs/01_data.ipynb #c0029
 def collection_dls(df, # a collection table (from `read_collection`)
                    path=None, # folder file names are relative to (default `df.attrs['path']`)
                    size=64, # images are squished to `size`×`size` (or a (h, w) tuple)
@@ -293,15 +311,8 @@ def collection_dls(df, # a collection table (from `read_collection`)
                    fn_col=None, label_col=None, split_col=None, # default: as `read_collection` recorded, else fname/label/split
                    num_workers=0, vocab=None, **kwargs) -> DataLoaders:
     "fastai `DataLoaders` (train/valid) for a collection table, built with `DataBlock`; `dls.collection` keeps the table"
-    fn_col = fn_col or df.attrs.get('fn_col', 'fname')
-    label_col = label_col or df.attrs.get('label_col', 'label')
-    split_col = split_col or df.attrs.get('split_col', 'split')
-    path = Path(path if path is not None else df.attrs.get('path', '.'))
-    for c in (fn_col, label_col, split_col):
-        if c not in df.columns: raise GlamError(f'the table has no column {c!r}; its columns are {name_some(map(repr, df.columns), n=12)}')
-    tr, va = df[df[split_col] == train], df[df[split_col] == valid]
-    for name, part in ((train, tr), (valid, va)):
-        if not len(part): raise GlamError(f'no rows with {split_col} == {name!r}; splits present: {name_some(sorted(map(str, df[split_col].unique())))}')
+    path, fn_col, label_col, split_col = collection_columns(df, path, fn_col, label_col, split_col)
+    tr, va = split_rows(df, train, split_col), split_rows(df, valid, split_col)
     sub = pd.concat([tr, va]).reset_index(drop=True)
     vocab = vocab if vocab is not None else sorted(df[label_col].astype(str).unique())
     item_tfms = item_tfms if item_tfms is not None else Resize(size, method=ResizeMethod.Squish)
@@ -312,7 +323,7 @@ def collection_dls(df, # a collection table (from `read_collection`)
     dls.collection = Collection(df, path, fn_col, label_col, split_col)
     return dls
 
-# %% ../nbs/01_data.ipynb #c0029
+# %% ../nbs/01_data.ipynb #c0030
 def split_dl(dls, split, df=None, bs=None) -> TfmdDL:
     "A labelled, unshuffled `DataLoader` over the rows of `split` (a split name or a DataFrame) with validation transforms"
     col = getattr(dls, 'collection', None)
@@ -321,8 +332,7 @@ def split_dl(dls, split, df=None, bs=None) -> TfmdDL:
         if df is None and col is None: raise GlamError('these DataLoaders have no collection table: pass df=')
         table = df if df is not None else col.df
         sc = col.split_col if col is not None else 'split'
-        rows, name = table[table[sc] == split], split
-        if not len(rows): raise GlamError(f'no rows with {sc} == {split!r}; splits present: {name_some(sorted(map(str, table[sc].unique())))}')
+        rows, name = split_rows(table, split, sc), split
     lc = col.label_col if col is not None else 'label'
     unknown = sorted(set(rows[lc].astype(str)) - set(dls.vocab))
     if unknown: raise GlamError(f'labels not in the model vocab: {name_some(unknown)}')
