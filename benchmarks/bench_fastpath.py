@@ -16,7 +16,7 @@ from glamdebug.models import defaults_learner
 import glamdebug.preds
 
 N_SCANS = int(sys.argv[1]) if len(sys.argv) > 1 else 120
-SIZE, BS, EPOCHS = 64, 32, 3
+SIZE, BS, EPOCHS = 64, 32, 6
 ROOT = Path(__file__).parent.parent
 tmp = Path(tempfile.mkdtemp(prefix='benchfast'))
 

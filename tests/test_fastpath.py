@@ -114,21 +114,25 @@ def test_sample_batches_identical(samples, tmp_path):
         t_eq(xc, xu); t_eq(yc, yu)
 
 def test_same_error_as_uncached(samples, tmp_path):
-    "Training on the cache reaches the same valid error as the uncached path (same seed; within noise)"
+    """Training on the cache reaches the same valid error as the uncached path. Same initial weights, same batch order,
+    pixel-identical batches: the runs differ only by float rounding (cached batches are channels_last-strided, so the
+    CPU conv may sum in another order). Measured: error 11.1 % vs 12.2 % (1 of 90 items), loss 0.384 vs 0.382"""
+    import random
     from glamdebug.models import defaults_learner
-    errs, times = {}, {}
+    res, init = {}, None
     for name in ('uncached', 'cached'):
-        set_seed(0, reproducible=True)
         dls = (collection_dls(samples, size=32, bs=32) if name == 'uncached' else
                cached_dls(samples, size=32, bs=32, cache_dir=tmp_path, draft=False, progress=False))
         set_seed(0, reproducible=True)
-        learn = defaults_learner(dls).fast()
-        t = time.perf_counter()
-        with learn.no_bar(), learn.no_logging(): learn.fit(8, 3e-3)
-        times[name] = time.perf_counter() - t
+        learn = defaults_learner(dls).fast()  # `fast()` is a no-op on the CPU
+        if init is None: init = {k: v.clone() for k, v in learn.model.state_dict().items()}
+        else: learn.model.load_state_dict(init)
+        learn.dls.train.rng = random.Random(0)  # same shuffling
+        with learn.no_bar(), learn.no_logging(): learn.fit(4, 3e-3)
         p = learn.get_split_preds('valid')
-        errs[name] = p.error
         t_eq(p.n, 90)
-    print(errs, times)
-    # measured (seeds 0, 1, 2): uncached 7.8 / 6.7 / 6.7 %, cached 10.0 / 8.9 / 6.7 % (90 valid items: 1 item = 1.1 points)
-    assert errs['cached'] < 0.25 and abs(errs['cached'] - errs['uncached']) <= 0.1, errs
+        res[name] = (p.error, float(p.losses.mean()))
+    print(res)
+    assert res['cached'][0] < 0.5, res
+    assert abs(res['cached'][0] - res['uncached'][0]) <= 3/90, res
+    t_close(res['cached'][1], res['uncached'][1], eps=0.05)
