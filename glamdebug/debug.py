@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_debug.ipynb #c0002
 from __future__ import annotations
-import time, math, hashlib, re, io, base64, random, contextlib, html as _html
+import time, math, hashlib, re, io, base64, random, contextlib, functools, html as _html
 from pathlib import Path
 from copy import deepcopy
 import numpy as np, pandas as pd
@@ -100,6 +100,16 @@ def preserved(learn:Learner):
         missing = [cb for cb in cbs if cb not in learn.cbs]
         if missing: learn.add_cbs(missing)
         _set_rng_states(learn, rngs)
+
+def _guarded(f):
+    "Run check `f` inside `preserved(learn)` and record how long it took in `Check.seconds`"
+    @functools.wraps(f)
+    def _inner(learn, *args, **kwargs):
+        t0 = time.perf_counter()
+        with preserved(learn): c = f(learn, *args, **kwargs)
+        c.seconds = time.perf_counter() - t0
+        return c
+    return _inner
 
 # %% ../nbs/07_debug.ipynb #c0014
 def _dev(m):
@@ -214,6 +224,7 @@ def _implied_label(p:Path, classes:set):
     return toks[0] if len(set(toks)) == 1 else None
 
 # %% ../nbs/07_debug.ipynb #c0017
+@_guarded
 def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose path must imply a class before paths are trusted
                  fail_frac:float=0.05, # share of disagreeing items above which the check fails (below: warn)
                  imbalance:float=10.): # largest/smallest class ratio in train above which it warns
@@ -266,8 +277,9 @@ def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose 
     return chk
 
 # %% ../nbs/07_debug.ipynb #c0022
+@_guarded
 def check_loss_at_init(learn:Learner, n:int=64, # items of the valid set to average over
-                       warn_ratio:float=1.5, fail_ratio:float=3.): # loss/ln(k) above which it warns, fails
+                       warn_ratio:float=2.5, fail_ratio:float=4.): # loss/ln(k) above which it warns, fails
     "Loss at init ≈ ln(k) for `k` classes with a freshly initialised head; far above means a head scale / init problem"
     xs, y = _grab(learn, 1, n)
     m = _copy_model(learn).train()
@@ -309,6 +321,7 @@ def classify_curve(losses, loss0=None, target=None):
     if last < 0.5*first: return 'slow'
     return 'plateaus'
 
+@_guarded
 def check_overfit_batch(learn:Learner, n_steps:int=100, # most training steps on the batch
                         bs:int=16, # items in the batch
                         lr:float=None, # learning rate (default `learn.lr`)
@@ -365,6 +378,7 @@ def _evaluate_const(learn, m, xs, y):
     m.eval(); out = m(*tuple(torch.zeros_like(x[:2]) for x in xs)).mean(0, keepdim=True).expand(len(y), -1)
     return _loss(learn, out, y).item(), (out.argmax(-1) == y).float().mean().item()
 
+@_guarded
 def check_input_independent(learn:Learner, n_train:int=256, # training items held in memory
                             n_valid:int=256, # validation items evaluated
                             n_steps:int=40, bs:int=32, lr:float=None, seed:int=0,
@@ -399,6 +413,7 @@ def check_input_independent(learn:Learner, n_train:int=256, # training items hel
 # %% ../nbs/07_debug.ipynb #c0032
 def _normalizers(dl): return [t for t in getattr(getattr(dl, 'after_batch', None), 'fs', []) if isinstance(t, Normalize)]
 
+@_guarded
 def check_inputs(learn:Learner, n:int=32):
     "Inputs as the model sees them: range, mean, std per channel; flags 0–255, double or missing normalisation, constant images"
     xs, y = _one_batch(learn, 0, n); x = xs[0]
@@ -464,6 +479,7 @@ def _loss_kind(lf):
     if any(s in name for s in ('crossentropy', 'focal', 'labelsmoothing')): return 'logits'
     return 'other'
 
+@_guarded
 def check_loss_input(learn:Learner, n:int=32):
     "Loss input: outputs that already look like probabilities fed to a loss that expects logits; output width vs classes; negative loss"
     xs, y = _one_batch(learn, 1, n)
@@ -495,6 +511,7 @@ def check_loss_input(learn:Learner, n:int=32):
     return Check('loss_input', 'ok', ev, f'{ev["looks_like"]} into {ev["loss_func"]}' + (f' (expects {kind})' if kind != 'other' else ''))
 
 # %% ../nbs/07_debug.ipynb #c0043
+@_guarded
 def check_numerics(learn:Learner, n_steps:int=3, bs:int=16, lr:float=None, big:float=1e4):
     "Numerics: NaN/inf in loss, activations or gradients over a few steps, with the first layer where they appear"
     xs, y = _one_batch(learn, 0, bs)
@@ -538,6 +555,7 @@ def check_numerics(learn:Learner, n_steps:int=3, bs:int=16, lr:float=None, big:f
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 _DROP = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
+@_guarded
 def check_train_eval(learn:Learner, n:int=32):
     "Train/eval mode: BatchNorm/Dropout present; eval-mode predictions deterministic; size of the train-vs-eval difference"
     xs, y = _one_batch(learn, 1, n)
@@ -610,6 +628,7 @@ def find_duplicates(items, splits, max_dist:int=4, # most differing bits of the 
                        for i, j, k, d, m in rows], columns=['train_item', 'other_item', 'other_split', 'kind', 'hash_bits', 'thumb_diff'])
     return df, hs
 
+@_guarded
 def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that still count as a near duplicate
                   tol:float=0.015, # mean absolute thumbnail difference (0–1) that still counts as a near duplicate
                   fail_frac:float=0.01): # share of valid/test items with a near copy in train above which it fails
@@ -637,6 +656,7 @@ def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that 
 # %% ../nbs/07_debug.ipynb #c0056
 def _content_key(x): return hashlib.md5(np.round(x.detach().float().cpu().numpy(), 3).tobytes()).digest()
 
+@_guarded
 def check_shuffled_labels(learn:Learner, n_train:int=256, # training items (seen without augmentation)
                           n_valid:int=256, n_epochs:int=20, bs:int=32,
                           lr:float=None, # default: `lr_mult` × `learn.lr`
@@ -674,6 +694,7 @@ def _grab_dl(dl, n):
     return tuple(torch.cat([x[i] for x in xs])[:n] for i in range(len(xs[0]))), torch.cat(ys)[:n]
 
 # %% ../nbs/07_debug.ipynb #c0058
+@_guarded
 def check_lr(learn:Learner, num_it:int=60, # `lr_find` iterations
              warn_factor:float=10., # `learn.lr` above this × the suggestion warns
              fail_factor:float=100.): # above this × the suggestion fails (below 1/this: warns, too slow)
@@ -738,7 +759,10 @@ class TroubleshootReport(Report):
     def table(self):
         return pd.DataFrame([dict(check=c.name, status=c.status, finding=c.message, advice=c.advice, seconds=c.seconds) for c in self.checks])
     def sections(self):
-        return [(f'{c.name}: details', c.details) for c in self.checks if c.details is not None and c.status != 'ok']
+        "Details of the checks that did not pass (mismatched labels, duplicate pairs…) and the class balance per split"
+        out = [(f'{c.name}: details', c.details) for c in self.checks if c.details is not None and c.status != 'ok']
+        bal = next((c.balance for c in self.checks if getattr(c, 'balance', None) is not None), None)
+        return out + ([('class balance (items per split)', bal)] if bal is not None else [])
     def to_dict(self):
         d = super().to_dict(); d.update(verdict=self.verdict, checks={c.name: c.to_dict() for c in self.checks}); return d
     def _repr_html_(self):
@@ -779,13 +803,12 @@ def troubleshoot(self:Learner, quick:bool=True, # the fast checks only (no shuff
     for n in it:
         if show_progress: it.comment = n
         t0 = time.perf_counter()
-        with preserved(self):
-            try: c = CHECKS[n](self, **kwargs.get(n, {}))
-            except GlamError: raise
-            except Exception as e:
-                c = Check(n, 'fail', dict(error=f'{type(e).__name__}: {e}'), f'the check crashed: {type(e).__name__}: {e}'[:300],
-                          'the model does not run on this data as the check uses it: fix this error first (shapes, dtypes, devices)')
-        c.seconds = time.perf_counter() - t0
+        try: c = CHECKS[n](self, **kwargs.get(n, {}))  # each check runs inside `preserved(self)`
+        except GlamError: raise
+        except Exception as e:
+            c = Check(n, 'fail', dict(error=f'{type(e).__name__}: {e}'), f'the check crashed: {type(e).__name__}: {e}'[:300],
+                      'the model does not run on this data as the check uses it: fix this error first (shapes, dtypes, devices)',
+                      seconds=time.perf_counter() - t0)
         res.append(c)
     return TroubleshootReport(res)
 

@@ -92,6 +92,18 @@ def test_fresh_learner_quick_mode(coll):
     assert rep['overfit_batch'].evidence['batch_accuracy'] == 1.
     assert abs(rep['loss_at_init'].evidence['ratio'] - 1) < 0.5
     same_state(before, state(learn))
+    c = check_overfit_batch(learn, n_steps=5)  # a check called alone (it seeds torch) also leaves everything, RNGs included
+    assert c.seconds > 0
+    same_state(before, state(learn))
+
+
+def test_sample_collection_quick_mode_clean():
+    "the demo's setting: the sample collection at 32 px, quick mode, a fresh learner: no alarm"
+    from glamdebug.samples import sample_collection
+    df = read_collection(sample_collection()/'collection.csv')
+    rep = learner(df, df.attrs['path'], seed=3).troubleshoot(show_progress=False)
+    assert rep.verdict == 'ok', rep.to_text()
+    assert rep['labels'].evidence['n_with_implied_label'] == len(df)
 
 
 # --- planted bugs ---------------------------------------------------------------------------------------------------
