@@ -29,9 +29,15 @@ def _scan(i):
     fn = tmp/'scans'/f'scan{i:04d}.jpg'; Image.fromarray(a).save(fn, quality=90)
     return dict(fname=fn.name, label='ab'[i % 2] if i % 3 else 'c', split='valid' if i % 5 == 0 else 'train')
 
-def fit_timed(dls):
+INIT = {}
+def fit_timed(dls, key):
+    "Same initial weights and batch order for both pipelines, so the valid errors compare like for like"
+    import random
     set_seed(0, reproducible=True)
     learn = defaults_learner(dls)
+    if key in INIT: learn.model.load_state_dict(INIT[key])
+    else: INIT[key] = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    learn.dls.train.rng = random.Random(0)
     t = time.perf_counter()
     with learn.no_bar(), learn.no_logging(): learn.fit(EPOCHS, 3e-3)
     return (time.perf_counter() - t)/EPOCHS, learn.get_split_preds('valid').error
@@ -43,19 +49,19 @@ def compare(name, df, path, draft):
                                     path, fn_col='fname', label_col='label', valid_col='is_valid',
                                     item_tfms=Resize(SIZE, method=ResizeMethod.Squish), bs=BS)
     setup_f = time.perf_counter() - t
-    ep_f, err_f = fit_timed(fdls)
+    ep_f, err_f = fit_timed(fdls, name)
     t = time.perf_counter()
     gdls = cached_dls(df, path=path, size=SIZE, bs=BS, cache_dir=tmp/'cache', draft=draft, n_workers=2, progress=False)
     build = time.perf_counter() - t
     t = time.perf_counter()
     cached_dls(df, path=path, size=SIZE, bs=BS, cache_dir=tmp/'cache', draft=draft, progress=False)
     reopen = time.perf_counter() - t
-    ep_g, err_g = fit_timed(gdls)
+    ep_g, err_g = fit_timed(gdls, name)
     n = int(df.split.isin(['train', 'valid']).sum())
     out += [dict(data=name, what='setup (s): fastai DataLoaders / glamdebug cache build (all splits, once)', fastai=setup_f, glamdebug=build),
             dict(data=name, what='setup (s) on a later run: fastai / glamdebug cache re-open', fastai=setup_f, glamdebug=reopen),
             dict(data=name, what=f'epoch time (s), {n} train+valid images, LeNet-like, {SIZE} px', fastai=ep_f, glamdebug=ep_g),
-            dict(data=name, what=f'valid error after {EPOCHS} epochs', fastai=err_f, glamdebug=err_g),
+            dict(data=name, what=f'valid error after {EPOCHS} epochs (same init and batch order)', fastai=err_f, glamdebug=err_g),
             dict(data=name, what=f'first run total (setup + {EPOCHS} epochs), s', fastai=setup_f + EPOCHS*ep_f, glamdebug=build + EPOCHS*ep_g)]
     return out
 

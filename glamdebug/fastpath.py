@@ -296,8 +296,10 @@ class CachedDL(TfmdDL):
         "The uint8 batch for dataset positions `idxs`: `(TensorImage (B, 3, H, W), TensorCategory)`"
         ds = self.dataset
         x = torch.from_numpy(ds.cache.arr[ds.cache_rows[idxs]])
-        if self.device is not None and self.device.type == 'cuda': x = x.pin_memory()
-        x = TensorImage(x.permute(0, 3, 1, 2))  # NHWC storage: a channels_last batch
+        cuda = self.device is not None and self.device.type == 'cuda'
+        if cuda: x = x.pin_memory()
+        x = x.permute(0, 3, 1, 2)  # NHWC storage: a channels_last batch, what a channels_last model wants on CUDA
+        x = TensorImage(x if cuda else x.contiguous())  # on the CPU: the same layout (and arithmetic) as fastai's batches
         return (x,) if ds.codes is None else (x, TensorCategory(torch.from_numpy(ds.codes[idxs])))
 
     def create_batches(self, samps):
