@@ -254,7 +254,7 @@ def defaults_learner(dls:DataLoaders, # the data; `dls.c` classes unless `n_out`
     "A `Learner` with version-zero defaults (see `DEFAULTS`) and nothing else switched on; train it with `learn.fit(n)`"
     n_out = ifnone(n_out, _get_c(dls))
     if not n_out: raise GlamError('defaults_learner: cannot tell the number of classes from dls (no dls.c); pass n_out=')
-    n_in = ifnone(n_in, _get_n_in(dls))
+    n_in = n_in if n_in is not None else _get_n_in(dls)   # only draw a batch when needed: it consumes random state
     mk = dict(model_kwargs or {})
     if isinstance(arch, nn.Module): model, name = arch, type(arch).__name__
     elif callable(arch): model, name = _call_arch(arch, n_out, n_in, **mk), getattr(arch, '__name__', type(arch).__name__)
