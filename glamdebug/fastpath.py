@@ -18,7 +18,7 @@ from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory
                                DataLoaders, IntToFloatTensor, Transform, Learner, Callback, MixedPrecision, to_device,
                                Adam, OptimWrapper, AvgSmoothLoss)
 from .core import *
-from .data import to_rgb, load_rgb, GlamImage, Collection
+from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows
 
 # %% auto #0
 __all__ = ['load_rgb_draft', 'decode_resized', 'default_cache_dir', 'CacheReport', 'ImageCache', 'CachedImageX', 'CachedDL',
@@ -373,19 +373,13 @@ def cached_dls(df, # a collection table (from `read_collection`)
                **kwargs) -> CachedDataLoaders:
     "`collection_dls` from an `ImageCache`: uint8 batches gathered from a memmap, converted and augmented on the device"
     if item_tfms is not None: raise GlamError('cached_dls takes no item_tfms (the cache stores resized images): use batch_tfms, which run on the device')
-    fn_col = fn_col or df.attrs.get('fn_col', 'fname')
-    label_col = label_col or df.attrs.get('label_col', 'label')
-    split_col = split_col or df.attrs.get('split_col', 'split')
-    path = Path(path if path is not None else df.attrs.get('path', '.'))
-    for c in (fn_col, label_col, split_col):
-        if c not in df.columns: raise GlamError(f'the table has no column {c!r}; its columns are {name_some(map(repr, df.columns), n=12)}')
+    path, fn_col, label_col, split_col = collection_columns(df, path, fn_col, label_col, split_col)
     vocab = vocab if vocab is not None else sorted(df[label_col].astype(str).unique())
     cache = ImageCache(cache_dir, size=size, method=method, draft=draft, hash=hash, n_workers=n_workers, progress=progress)
     report = cache.update([path/f for f in df[fn_col]])
     dsets = []
     for name in (train, valid):
-        part = df[df[split_col] == name]
-        if not len(part): raise GlamError(f'no rows with {split_col} == {name!r}; splits present: {name_some(sorted(map(str, df[split_col].unique())))}')
+        part = split_rows(df, name, split_col)
         part = _usable_rows(part, cache, path, fn_col, what=f'{name} split')
         ds = _cached_dsets(part, cache, path, fn_col, label_col, vocab, split_idx=len(dsets))
         dsets.append(ds)
