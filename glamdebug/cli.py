@@ -64,7 +64,7 @@ def errors_table(learn, splits=('train', 'valid', 'test', 'test_shifted')):
     return pd.DataFrame(rows).set_index('split')
 
 # %% ../nbs/10_cli.ipynb #c0008
-@cli_command('demo', help='run the method on the embedded sample collection (about a minute on a laptop CPU)', args=[
+@cli_command('demo', help='run the method on the embedded sample collection (seconds on a laptop CPU)', args=[
     (('--epochs',), dict(type=int, default=8, help='training epochs (default 8)')),
     (('--size',), dict(type=int, default=32, help='image size in pixels (default 32)')),
     (('--arch',), dict(default='lenet', help="model: 'lenet' or a timm name (default lenet)")),
@@ -82,11 +82,11 @@ def demo(ns):
     from glamdebug.evaluate import ErrorReport  # noqa: registers Learner.error_report
     t0 = time.time()
     path = Path(ns.path) if ns.path else sample_collection()
-    df = read_collection(path/'collection.csv' if path.is_dir() else path)
+    bars = sys.stdout.isatty()      # progress bars in a terminal; plain lines in a log
+    df = read_collection(path/'collection.csv' if path.is_dir() else path, progress=bars)
     print(check_collection(df).to_text(), end='\n\n', flush=True)
     set_seed(ns.seed, reproducible=True)
     learn = defaults_learner(collection_dls(df, size=ns.size, bs=32), ns.arch)
-    bars = sys.stdout.isatty()      # progress bars in a terminal; plain lines in a log
     with contextlib.nullcontext() if bars else learn.no_bar():
         if not ns.no_troubleshoot:
             from glamdebug.debug import TroubleshootReport  # noqa: registers Learner.troubleshoot

@@ -116,6 +116,7 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
                     splits=None, # allowed split values (default `SPLITS`, plus any `test_*`)
                     on_bad='raise', # 'raise' one error naming the offenders, or 'drop' the bad rows and report them
                     check_images=True, # decode every image to catch unreadable and truncated files
+                    progress=True, # a progress bar while checking images (large collections only)
                    ) -> pd.DataFrame:
     "Read and validate a collection table; returns a clean DataFrame with `attrs['path']` set (and `attrs['dropped']`: the dropped rows as records)"
     if on_bad not in ('raise', 'drop'): raise GlamError(f"on_bad must be 'raise' or 'drop', not {on_bad!r}")
@@ -160,7 +161,7 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
         if not exists[i]: _add('missing file', i, str(files[i]))
     if check_images:
         ok = [i for i in cand if exists[i]]
-        for i, why in zip(ok, _check_images([files[i] for i in ok])):
+        for i, why in zip(ok, _check_images([files[i] for i in ok], show_progress=progress)):
             if why is not None: _add('unreadable image', i, f'{files[i]} ({why})')
     if problems:
         lines = [f'{len(v)} {k}{"s" if len(v) > 1 else ""}: {name_some((d for _, d in v), n=3, sep="; ")}' for k, v in problems.items()]

@@ -491,6 +491,7 @@ def error_report(self:Learner, goal:float, # the goal error (fraction), or `huma
                         n={k: p.n for k, p in preds.items()}, tol=tol, per_class=_per_class(preds))
     rep.preds = preds
     rep.extra['splits'] = {k: (p.split if isinstance(p.split, str) else k) for k, p in preds.items()}
+    rep.notes += [f'{_LABEL[k]} is the split {v!r}' for k, v in rep.extra['splits'].items() if k in ('test', 'train_valid') and v != k]
     rep.hints = _concrete(self, rep, preds, stop)
     return rep
 
