@@ -63,7 +63,9 @@ def _jsonable(o):
     if isinstance(o, float) and math.isnan(o): return None
     if isinstance(o, np.ndarray): return [_jsonable(x) for x in o.tolist()]
     if isinstance(o, Path): return str(o)
-    if isinstance(o, pd.DataFrame): return [{str(k): _jsonable(v) for k,v in r.items()} for r in o.reset_index().to_dict('records')] if not isinstance(o.index, pd.RangeIndex) else [{str(k): _jsonable(v) for k,v in r.items()} for r in o.to_dict('records')]
+    if isinstance(o, pd.DataFrame):
+        if not isinstance(o.index, pd.RangeIndex): o = o.reset_index()
+        return [{str(k): _jsonable(v) for k,v in r.items()} for r in o.to_dict('records')]
     if isinstance(o, dict): return {str(k): _jsonable(v) for k,v in o.items()}
     if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
     if hasattr(o, 'item') and callable(o.item):

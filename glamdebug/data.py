@@ -105,7 +105,7 @@ def _check_images(fns, workers=None, show_progress=True):
     "Reasons (or None) for each of `fns`, decoding in a thread pool (PIL releases the GIL while decoding)"
     workers = workers or min(8, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(workers) as ex:
-        it = ex.map(_readable, fns, chunksize=16) if hasattr(ex, 'map') else map(_readable, fns)
+        it = ex.map(_readable, fns, chunksize=16)
         if show_progress and len(fns) > 200 and not in_test(): it = progress_bar(it, total=len(fns), leave=False)
         return list(it)
 
