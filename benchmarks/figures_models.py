@@ -1,6 +1,6 @@
 """The figures issue 3 asks for, reproducibly: version zero (`defaults_learner`, plain `fit`) on real and sample data.
 
-    python benchmarks/figures_models.py digits  [--size 16] [--bs 32] [--epochs 8] [--threads 1]
+    python benchmarks/figures_models.py digits  [--size 16] [--bs 32] [--epochs 8] [--threads 1] [--seeds 0 1 2]
     python benchmarks/figures_models.py samples [--size 64] [--bs 32] [--epochs 20] [--archs lenet resnet18]
 
 `digits`: LeNet-like on `digits_collection` (scikit-learn's 1,797 handwritten digits, 60/20/20 split): valid error
@@ -24,7 +24,16 @@ def digits(a):
     from glamdebug.samples import digits_collection
     from glamdebug.models import defaults_learner
     import glamdebug.preds
+    from fastai.torch_core import set_seed
     p = digits_collection(Path(tempfile.mkdtemp()))   # writing the PNGs is set-up, not timed
+    return ''.join(_digits_once(a, p, seed) for seed in a.seeds)
+
+
+def _digits_once(a, p, seed):
+    from glamdebug.data import read_collection, collection_dls
+    from glamdebug.models import defaults_learner
+    from fastai.torch_core import set_seed
+    set_seed(seed, reproducible=True)
     t0, c0 = time.perf_counter(), time.process_time()
     df = read_collection(Path(p)/'collection.csv')
     dls = collection_dls(df, size=a.size, bs=a.bs)
@@ -36,7 +45,7 @@ def digits(a):
     pr = learn.get_split_preds('valid')
     t3, c3 = time.perf_counter(), time.process_time()
     lo, hi = pr.error_ci()
-    return (f'digits, lenet, size {a.size}, bs {a.bs}, {a.epochs} epochs, plain fit at lr {learn.lr}, wd {learn.wd}: '
+    return (f'digits, seed {seed}, lenet, size {a.size}, bs {a.bs}, {a.epochs} epochs, plain fit at lr {learn.lr}, wd {learn.wd}: '
             f'{len(dls.train_ds)} train / {pr.n} valid\n'
             f'  valid error {pr.error:.2%} ({pr.n_err}/{pr.n}, 95% CI {lo:.1%}-{hi:.1%})\n'
             f'  wall: fit {t2-t1:.1f} s, read + dls + fit + valid preds {t3-t0:.1f} s; CPU time of that part {c3-c0:.1f} s\n')
@@ -74,6 +83,7 @@ def main(argv=None):
     p.add_argument('--bs', type=int, default=32)
     p.add_argument('--epochs', type=int, default=None)
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0], help='digits: one run per seed')
     p.add_argument('--archs', nargs='+', default=['lenet', 'resnet18'])
     p.add_argument('--out', default=None, help='append the result here')
     a = p.parse_args(argv)
