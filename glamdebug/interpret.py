@@ -12,33 +12,11 @@ from torch import nn
 from fastcore.basics import store_attr, patch, ifnone
 from fastcore.meta import delegates
 from .core import *
-from .preds import Preds  # patches `Learner.get_split_preds`: inference once per split, cached
+from .preds import Preds, class_codes, nll_losses  # patches `Learner.get_split_preds`: inference once per split, cached
 
 # %% auto #0
 __all__ = ['confusion_matrix', 'most_confused', 'confused_pairs', 'GlamInterpretation', 'merge_codes', 'merge_probs',
            'merged_error', 'MergeSuggestions', 'suggest_merges']
-
-# %% ../nbs/05_interpret.ipynb #c0005
-def _codes(x, k, what='target'):
-    "`x` as a 1-D int64 tensor of class codes in `[0, k)`, or a `GlamError` naming the first offending value"
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    if t.ndim == 2 and t.shape[1] == 1: t = t[:, 0]
-    if t.ndim != 1:
-        raise GlamError(f'{what}s must be one class code per item, got shape {tuple(t.shape)}'
-                        + (' (multi-label targets are not supported yet)' if t.ndim == 2 else ''))
-    if t.is_floating_point():
-        bad = (t != t.round()) | t.isnan()
-        if bad.any():
-            i = int(bad.nonzero()[0, 0])
-            raise GlamError(f'{what} {t[i].item()!r} at position {i} is not a class code (an integer in [0, {k}))')
-    if t.dtype == torch.bool: t = t.long()
-    t = t.long()
-    bad = (t < 0) | (t >= k)
-    if bad.any():
-        i = int(bad.nonzero()[0, 0])
-        raise GlamError(f'{what} {int(t[i])} at position {i} is outside [0, {k}) for a vocab of {k} labels'
-                        f' ({int(bad.sum())} {what}(s) out of range)')
-    return t
 
 # %% ../nbs/05_interpret.ipynb #c0006
 def confusion_matrix(targs, # Actual class codes, `n` integers in `[0, k)`
@@ -46,7 +24,7 @@ def confusion_matrix(targs, # Actual class codes, `n` integers in `[0, k)`
                      k:int, # Number of classes
                     ) -> np.ndarray:
     "`k`×`k` confusion matrix (rows actual, columns predicted) by one `torch.bincount` over `targ*k+pred`: O(n+k²) memory"
-    t, p = _codes(targs, k, 'target'), _codes(preds, k, 'prediction')
+    t, p = class_codes(targs, k, 'target'), class_codes(preds, k, 'prediction')
     if len(t) != len(p): raise GlamError(f'{len(t)} targets but {len(p)} predictions')
     return torch.bincount(t*k + p, minlength=k*k).view(k, k).numpy()
 
@@ -130,11 +108,11 @@ class GlamInterpretation:
             i = int(off.nonzero()[0, 0])
             raise GlamError(f'probabilities of item {i} sum to {s[i].item():.4g}, not 1: pass probabilities (e.g. `logits.softmax(1)`); '
                             'multi-label (sigmoid) outputs are not supported yet')
-        self.targs = _codes(tt.detach().cpu(), k, 'target')
+        self.targs = class_codes(tt.detach().cpu(), k, 'target')
         if len(self.targs) != n: raise GlamError(f'{n} rows of probs but {len(self.targs)} targets')
         if items is not None and len(items) != n: raise GlamError(f'{n} rows of probs but {len(items)} items')
         self.probs, self.vocab, self.items, self.learn, self.dl, self.split = probs, vocab, items, learn, dl, split
-        if losses is None: losses = -probs.gather(1, self.targs[:, None])[:, 0].float().clamp_min(1e-12).log()
+        if losses is None: losses = nll_losses(probs, self.targs)
         self.losses = _plain(losses).float()
         self._cm = None
 
@@ -357,7 +335,7 @@ def merged_error(probs, # `(n, k)` probabilities
                 ) -> float:
     "Error after merging `groups`, from the kept probabilities (sum per group, argmax): no retraining"
     mp, new_vocab, codes = merge_probs(probs, vocab, groups)
-    t = codes[_codes(targs, len(vocab), 'target')]
+    t = codes[class_codes(targs, len(vocab), 'target')]
     return int((mp.argmax(1) != t).sum()) / len(t) if len(t) else float('nan')
 
 # %% ../nbs/05_interpret.ipynb #c0038

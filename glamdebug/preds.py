@@ -15,26 +15,46 @@ from .core import *
 from .data import split_dl
 
 # %% auto #0
-__all__ = ['Preds', 'weights_fingerprint']
+__all__ = ['class_codes', 'nll_losses', 'Preds', 'weights_fingerprint']
 
 # %% ../nbs/01a_preds.ipynb #c0005
+def class_codes(x, k, what='target'):
+    "`x` as a 1-D int64 tensor of class codes in `[0, k)`, or a `GlamError` naming the first offending value"
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if t.ndim == 2 and t.shape[1] == 1: t = t[:, 0]
+    if t.ndim != 1:
+        raise GlamError(f'{what}s must be one class code per item, got shape {tuple(t.shape)}'
+                        + (' (multi-label targets are not supported yet)' if t.ndim == 2 else ''))
+    if t.is_floating_point():
+        bad = (t != t.round()) | t.isnan()
+        if bad.any():
+            i = int(bad.nonzero()[0, 0])
+            raise GlamError(f'{what} {t[i].item()!r} at position {i} is not a class code (an integer in [0, {k}))')
+    if t.dtype == torch.bool: t = t.long()
+    t = t.long()
+    bad = (t < 0) | (t >= k)
+    if bad.any():
+        i = int(bad.nonzero()[0, 0])
+        raise GlamError(f'{what} {int(t[i])} at position {i} is outside [0, {k}) for a vocab of {k} labels'
+                        f' ({int(bad.sum())} {what}(s) out of range)')
+    return t
+
+def nll_losses(probs, targs):
+    "Cross-entropy of each item from its probabilities: `-log p[target]` (clamped away from log 0)"
+    return -probs.gather(1, targs[:, None])[:, 0].float().clamp_min(1e-12).log()
+
 class Preds:
     "One inference pass over one split: `probs` (n, k), `targs` (n,), `losses` (n,), `items`, `vocab`"
     def __init__(self, probs, targs, vocab, losses=None, items=None, split=None):
-        probs, targs = torch.as_tensor(probs), torch.as_tensor(targs)
-        if targs.ndim != 1: raise GlamError(f'targets have shape {tuple(targs.shape)}: multi-label (one-hot) targets are not supported yet, only single-label classification')
+        probs, vocab = torch.as_tensor(probs), [str(v) for v in vocab]
         if probs.ndim != 2: raise GlamError(f'probabilities must be (n items, k classes), got shape {tuple(probs.shape)}')
-        if len(probs) != len(targs): raise GlamError(f'{len(probs)} rows of probabilities but {len(targs)} targets')
-        vocab = [str(v) for v in vocab]
         if probs.shape[1] != len(vocab): raise GlamError(f'{probs.shape[1]} probability columns but {len(vocab)} labels in the vocab')
-        targs = targs.long()
-        if len(targs) and (targs.min() < 0 or targs.max() >= len(vocab)):
-            bad = targs[(targs < 0) | (targs >= len(vocab))]
-            raise GlamError(f'target values outside 0..{len(vocab)-1}: {name_some(sorted(set(bad.tolist())))}')
+        targs = class_codes(targs, len(vocab))
+        if len(probs) != len(targs): raise GlamError(f'{len(probs)} rows of probabilities but {len(targs)} targets')
         probs = probs.float()
         if len(probs) and (probs.min() < 0 or not torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=1e-3)):
             probs = F.softmax(probs, dim=1)     # logits (a loss without an activation): make them probabilities
-        if losses is None: losses = -torch.log(probs.gather(1, targs[:, None]).squeeze(1).clamp_min(1e-12))
+        if losses is None: losses = nll_losses(probs, targs)
         store_attr('probs,targs,vocab,split'); self.losses = torch.as_tensor(losses).float()
         self.items = list(items) if items is not None else None
     @classmethod
