@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
-from fastcore.basics import store_attr, ifnone, listify
+from fastcore.basics import store_attr, ifnone, listify, patch
 from fasttransform import Pipeline
 from fastai.learner import Learner
 from fastai.optimizer import Adam
@@ -22,7 +22,8 @@ from .core import *
 
 # %% auto #0
 __all__ = ['START_SIMPLE', 'DEFAULTS', 'ARCH_LADDER', 'StartSimple', 'init_relu_', 'init_glorot_', 'lenet_like', 'mlp_one_hidden',
-           'LSTMOneHidden', 'lstm_one_hidden', 'Defaults', 'find_pretrained', 'defaults_learner', 'bigger']
+           'LSTMOneHidden', 'lstm_one_hidden', 'Defaults', 'find_pretrained', 'SessionOnly', 'defaults_learner',
+           'bigger']
 
 # %% ../nbs/03_models.ipynb #c0005
 class StartSimple(Report):
@@ -237,6 +238,18 @@ def _timm_model(name, n_out, n_in, pretrained=False, pretrained_path=None, drop_
                                  pretrained_cfg_overlay=dict(file=str(path), source=''), **kwargs)
 
 # %% ../nbs/03_models.ipynb #c0031
+class SessionOnly(dict):
+    "A dict kept for this session only: it pickles empty, so `learn.export` never carries the training data along"
+    def __reduce__(self): return (SessionOnly, ())
+
+def _session(learn): return getattr(learn, '_glam_session', None) or SessionOnly()
+
+@patch(as_prop=True)
+def glam_dls(self:Learner):
+    "The `dls` given to `defaults_learner` (before any normalisation it added); `None` after `load_learner`"
+    return _session(self).get('dls')
+
+# %% ../nbs/03_models.ipynb #c0032
 def defaults_learner(dls:DataLoaders, # the data; `dls.c` classes unless `n_out` is given
                      arch='lenet', # 'lenet', a timm model name, a callable `arch(n_out, n_in)` or an `nn.Module`
                      pretrained:bool=False, # load timm weights found offline (and normalise the inputs for them)
@@ -271,13 +284,13 @@ def defaults_learner(dls:DataLoaders, # the data; `dls.c` classes unless `n_out`
     loss_func = loss_func or getattr(getattr(dls, 'train_ds', None), 'loss_func', None) or CrossEntropyLossFlat()
     opt = partial(opt_func, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd) if opt_func is Adam else opt_func
     learn = Learner(ldls, model, loss_func=loss_func, opt_func=opt, lr=lr, wd=wd, metrics=listify(metrics), cbs=cbs, **kwargs)
-    learn.arch_name, learn.glam_dls, learn.pretrained, learn._glam_ldls = name, dls, pretrained, ldls
+    learn.arch_name, learn.pretrained, learn._glam_session = name, pretrained, SessionOnly(dls=dls, ldls=ldls)
     learn.glam_settings = dict(arch=arch, pretrained=pretrained, n_out=n_out, n_in=n_in, lr=lr, opt_func=opt_func, mom=mom,
                                sqr_mom=sqr_mom, eps=eps, wd=wd, drop_rate=drop_rate, normalize=normalize, metrics=metrics,
                                loss_func=loss_func, cbs=cbs, model_kwargs=model_kwargs, **kwargs)
     return learn
 
-# %% ../nbs/03_models.ipynb #c0033
+# %% ../nbs/03_models.ipynb #c0034
 ARCH_LADDER = ('lenet', 'resnet18', 'resnet34', 'resnet50')
 
 def bigger(learn:Learner, # a learner from `defaults_learner` (or `bigger`)
@@ -298,5 +311,5 @@ def bigger(learn:Learner, # a learner from `defaults_learner` (or `bigger`)
     for k in ('n_out', 'arch', 'model_kwargs'): s.pop(k, None)
     s.update(lr=learn.lr, wd=learn.wd, cbs=[copy.copy(cb) for cb in listify(s.get('cbs'))] or None, **kwargs)
     # the caller's dls (before the normalisation `pretrained` adds), unless `learn.dls` was replaced since
-    dls = learn.glam_dls if learn.dls is getattr(learn, '_glam_ldls', None) else learn.dls
+    dls = learn.glam_dls if learn.dls is _session(learn).get('ldls') else learn.dls
     return defaults_learner(dls, arch=ladder[i+1], **s)
