@@ -5,24 +5,30 @@
 # %% ../nbs/11_fastpath.ipynb #c0002
 from __future__ import annotations
 from functools import partial
-import os, json, time, uuid, hashlib, threading, queue, warnings, multiprocessing as mp
-from contextlib import nullcontext
+import os, sys, json, time, uuid, hashlib, threading, queue, warnings, collections, multiprocessing as mp
+from contextlib import nullcontext, contextmanager
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 import numpy as np, pandas as pd, torch
+from torch.overrides import TorchFunctionMode
 from PIL import Image, ImageOps
 from fastcore.basics import store_attr, patch, listify
 from fastcore.meta import delegates
 from fastprogress.fastprogress import progress_bar
-from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory, Categorize, Datasets, TfmdDL,
+from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory, Categorize, Datasets, TfmdDL, TfmdLists,
                                DataLoaders, IntToFloatTensor, Transform, Learner, Callback, MixedPrecision, to_device,
-                               Adam, OptimWrapper, AvgSmoothLoss)
+                               Adam, OptimWrapper, AvgSmoothLoss, AvgLoss, find_bs, CancelTrainException,
+                               CancelValidException)
+try: import fcntl
+except ImportError: fcntl = None  # Windows: no lock between processes
 from .core import *
 from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows
+from .debug import preserved
 
 # %% auto #0
-__all__ = ['load_rgb_draft', 'decode_resized', 'default_cache_dir', 'CacheReport', 'ImageCache', 'CachedImageX', 'CachedDL',
-           'CachedDataLoaders', 'cached_dls', 'fused_adam', 'DeviceSmoothLoss', 'FastPath']
+__all__ = ['load_rgb_draft', 'decode_resized', 'default_cache_dir', 'CacheReport', 'ImageCache', 'CachedImageX', 'DecodeResized',
+           'CachedDL', 'CachedDataLoaders', 'cached_dls', 'FusedAdam', 'fused_adam', 'DeviceSmoothLoss',
+           'DeviceAvgLoss', 'FastPath', 'HostSyncs', 'SyncReport']
 
 # %% ../nbs/11_fastpath.ipynb #c0005
 def _draft_size(im, size, scale=2):
@@ -52,7 +58,7 @@ def decode_resized(fn, # image file
     size = _size2(size)
     im = load_rgb_draft(fn, size) if draft else load_rgb(fn)
     im = Resize(size, method=method)(GlamImage.create(im), split_idx=1)
-    return np.asarray(im, dtype=np.uint8)
+    return np.array(im, dtype=np.uint8)
 
 # %% ../nbs/11_fastpath.ipynb #c0008
 _MMAPS = {}
@@ -102,6 +108,25 @@ def _file_key(fn, hash=False):
     return [st.st_size, st.st_mtime_ns, h]
 
 # %% ../nbs/11_fastpath.ipynb #c0011
+@contextmanager
+def _cache_lock(folder, key):
+    "An exclusive lock on one cache (folder and key) across processes while an update reads, decodes and writes; says when it waits"
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder/f'lock-{key}', 'a+')
+    except OSError as e:
+        raise GlamError(f'cannot write to the cache folder {folder} ({e.strerror or e}): pass cache_dir= or set $GLAMDEBUG_CACHE') from e
+    with f:
+        if fcntl is None: yield; return
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            warnings.warn(f'waiting for another process that is updating the cache {folder/f"index-{key}.json"}')
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+# %% ../nbs/11_fastpath.ipynb #c0012
 class CacheReport(Report):
     "What an `ImageCache.update` did: images decoded, reused, unreadable (listed), time taken"
     title = 'Collection cache'
@@ -119,7 +144,7 @@ class CacheReport(Report):
         d.update(n=self.n, decoded=self.decoded, reused=self.reused, seconds=self.seconds, bad=sorted(self.bad))
         return d
 
-# %% ../nbs/11_fastpath.ipynb #c0012
+# %% ../nbs/11_fastpath.ipynb #c0013
 class ImageCache:
     "Decoded, resized uint8 images `(N, H, W, 3)` in one memmap file beside a JSON index keyed by path, size, mtime"
     version = 1
@@ -153,6 +178,7 @@ class ImageCache:
     def arr(self) -> np.ndarray:
         "The read-only memmap `(n, H, W, 3)` uint8 (rows that no live entry points at are never served)"
         if self._arr is None or len(self._arr) != self.n:
+            if self.n and not (self.folder/self.index['data']).exists(): self._read_index()  # compacted by another process
             self._arr = (np.zeros((0, *self.shape), np.uint8) if not self.n else
                          np.memmap(self.folder/self.index['data'], dtype=np.uint8, mode='r', shape=(self.n, *self.shape)))
         return self._arr
@@ -171,11 +197,15 @@ class ImageCache:
         if r < 0: raise KeyError(f'{fn} is not in the cache (or is unreadable): call `update` first')
         return self.arr[r]
 
-    def update(self, fns) -> CacheReport:
-        "Make sure every file in `fns` is cached and current: decode new or changed files, report unreadable ones"
-        t0 = time.perf_counter()
+    @property
+    def generation(self):
+        "Changes whenever rows may have moved or gone (files decoded again, compaction, files gone): readers re-look-up their rows"
+        idx = self.index
+        return (idx['data'], idx['n'], len(idx['files']), len(idx['bad']))
+
+    def _plan(self, names):
+        "Split `names` into reused, to decode (with their keys) and unreadable, against the index in memory"
         files, bad = self.index['files'], self.index['bad']
-        names = list(dict.fromkeys(self._name(f) for f in fns))
         todo, keys, report_bad, reused = [], {}, {}, 0
         for f in names:
             try: k = _file_key(f, self.hash)
@@ -183,7 +213,18 @@ class ImageCache:
             if f in files and files[f][1:] == k: reused += 1
             elif f in bad and bad[f][:3] == k: report_bad[f] = bad[f][3]
             else: todo.append(f); keys[f] = k
-        if todo: self._decode(todo, keys, report_bad)
+        return todo, keys, report_bad, reused
+
+    def update(self, fns) -> CacheReport:
+        "Make sure every file in `fns` is cached and current: decode new or changed files, report unreadable ones"
+        t0 = time.perf_counter()
+        names = list(dict.fromkeys(self._name(f) for f in fns))
+        todo, keys, report_bad, reused = self._plan(names)
+        if todo:  # nothing to write: no lock, so a read-only cache still serves
+            with _cache_lock(self.folder, self.key):
+                self._read_index()  # another process (or another `ImageCache` here) may have cached some of them meanwhile
+                todo, keys, report_bad, reused = self._plan(names)
+                if todo: self._decode(todo, keys, report_bad)
         self.report = CacheReport(len(names) - len(report_bad), len(todo) - len([f for f in todo if f in report_bad]),
                                   reused, report_bad, time.perf_counter() - t0, self.shape, self.folder)
         return self.report
@@ -227,7 +268,7 @@ class ImageCache:
             except OSError: pass
         self.index, self._arr = new_idx, None
 
-# %% ../nbs/11_fastpath.ipynb #c0022
+# %% ../nbs/11_fastpath.ipynb #c0025
 class CachedImageX(Transform):
     "Item transform for single items (`dl.dataset[i]`, `show`): the cached `TensorImage` of a table row"
     def __init__(self, cache, path, fn_col): store_attr()
@@ -240,7 +281,14 @@ class _Label(Transform):
     def __init__(self, label_col): self.label_col = label_col
     def encodes(self, row): return str(row[self.label_col])
 
-# %% ../nbs/11_fastpath.ipynb #c0023
+class DecodeResized(Transform):
+    "Item transform without a cache: a file (or a table row) decoded and resized as the cache stores it; what `learn.export` keeps"
+    def __init__(self, size, method=ResizeMethod.Squish, draft=True, path=None, fn_col='fname'): store_attr()
+    def encodes(self, o):
+        fn = Path(self.path or '.')/o[self.fn_col] if isinstance(o, pd.Series) else o
+        return TensorImage(torch.from_numpy(decode_resized(fn, self.size, self.method, self.draft)).permute(2, 0, 1))
+
+# %% ../nbs/11_fastpath.ipynb #c0026
 def _prefetch(gen, n, device):
     "Iterate `gen` in a background thread, `n` batches ahead; on CUDA its work runs on a side stream"
     stream = torch.cuda.Stream(device) if device is not None and device.type == 'cuda' else None
@@ -277,7 +325,7 @@ def _prefetch(gen, n, device):
         stop.set()
         t.join(timeout=5)
 
-# %% ../nbs/11_fastpath.ipynb #c0024
+# %% ../nbs/11_fastpath.ipynb #c0027
 class CachedDL(TfmdDL):
     "A `TfmdDL` whose batches are gathered from an `ImageCache` memmap: index array in, uint8 batch out"
     def __init__(self, dataset=None, bs=64, shuffle=False,
@@ -295,7 +343,8 @@ class CachedDL(TfmdDL):
     def _gather(self, idxs):
         "The uint8 batch for dataset positions `idxs`: `(TensorImage (B, 3, H, W), TensorCategory)`"
         ds = self.dataset
-        x = torch.from_numpy(ds.cache.arr[ds.cache_rows[idxs]])
+        arr = ds.cache.arr
+        x = torch.from_numpy(arr[_ds_rows(ds)[idxs]])
         cuda = self.device is not None and self.device.type == 'cuda'
         if cuda: x = x.pin_memory()
         x = x.permute(0, 3, 1, 2)  # NHWC storage: a channels_last batch, what a channels_last model wants on CUDA
@@ -323,18 +372,30 @@ class CachedDL(TfmdDL):
         yield from (_prefetch(gen, n, self.device) if n else gen)
         self.after_iter()
 
-# %% ../nbs/11_fastpath.ipynb #c0025
+# %% ../nbs/11_fastpath.ipynb #c0028
 def _cached_dsets(rows, cache, path, fn_col, label_col, vocab, with_labels=True, split_idx=1):
     "A fastai `Datasets` over table `rows` whose items read from `cache`; `.cache_rows`, `.codes` drive `CachedDL`"
     rows = rows.reset_index(drop=True)
     tfms = [[CachedImageX(cache, path, fn_col)]] + ([[_Label(label_col), Categorize(vocab=vocab)]] if with_labels else [])
     ds = Datasets(rows, tfms=tfms, split_idx=split_idx)
-    ds.cache, ds.cache_rows = cache, cache.rows([Path(path)/f for f in rows[fn_col]])
+    ds.cache, ds.cache_fns = cache, [Path(path)/f for f in rows[fn_col]]
+    ds.cache_rows, ds.cache_gen = cache.rows(ds.cache_fns), cache.generation
     ds.codes = None
     if with_labels:
         o2i = ds.tls[1].tfms[-1].vocab.o2i
         ds.codes = np.array([o2i[str(l)] for l in rows[label_col]], dtype=np.int64)
     return ds
+
+def _ds_rows(ds):
+    "Rows of `ds`'s items in its cache, looked up again whenever the cache's index changed (files decoded again, compaction)"
+    if ds.cache_gen != ds.cache.generation:
+        rows = ds.cache.rows(ds.cache_fns)
+        if (rows < 0).any():
+            gone = [f for f, r in zip(ds.cache_fns, rows) if r < 0]
+            raise GlamError(f'{len(gone)} image(s) of these DataLoaders are no longer in the cache (changed and now unreadable, '
+                            f'or gone): {name_some(gone)}; make the DataLoaders again')
+        ds.cache_rows, ds.cache_gen = rows, ds.cache.generation
+    return ds.cache_rows
 
 def _usable_rows(rows, cache, path, fn_col, what='rows'):
     "Drop (with a warning naming them) the rows whose file the cache could not read"
@@ -343,7 +404,7 @@ def _usable_rows(rows, cache, path, fn_col, what='rows'):
         warnings.warn(f'left out {int((~ok).sum())} unreadable image(s) from the {what}: {name_some(rows[fn_col][~ok])}')
     return rows[ok]
 
-# %% ../nbs/11_fastpath.ipynb #c0026
+# %% ../nbs/11_fastpath.ipynb #c0029
 class CachedDataLoaders(DataLoaders):
     "`DataLoaders` over an `ImageCache`; `test_dl` (and so `split_dl`) takes table rows or file names"
     def test_dl(self, test_items, rm_type_tfms=None, with_labels=False, **kwargs):
@@ -356,7 +417,24 @@ class CachedDataLoaders(DataLoaders):
                            with_labels=with_labels and col.label_col in rows, split_idx=1)
         return self.valid.new(ds, shuffle=False, drop_last=False, **kwargs)
 
-# %% ../nbs/11_fastpath.ipynb #c0027
+    def new_empty(self):
+        "What `learn.export` pickles: plain fastai `DataLoaders` that decode files as the cache does (`DecodeResized`), vocab, batch transforms; no cache, no table"
+        c, col = self.cache, self.collection
+        def dset(i):
+            x = TfmdLists([], [DecodeResized(c.shape[:2], c.method, c.draft, str(col.path), col.fn_col)], do_setup=False,
+                          types=[(str, Path, pd.Series), TensorImage], split_idx=i)
+            y = TfmdLists([], [_Label(col.label_col), Categorize(vocab=self.vocab)], do_setup=False,
+                          types=[pd.Series, str, TensorCategory], split_idx=i)
+            return Datasets(tls=[x, y], n_inp=1)
+        def empty(i, dl):
+            if not hasattr(dl, '_types'): dl._one_pass()  # fastai's `new` needs the batch types, which an empty loader can't find
+            res = TfmdDL(dset(i), bs=dl.bs, after_batch=list(dl.after_batch.fs), device=dl.device, do_setup=False)  # set up already
+            res._n_inp, res._types = dl._n_inp, dl._types
+            return res
+        dls = [empty(i, dl) for i, dl in enumerate(self.loaders)]
+        return DataLoaders(*dls, path=self.path, device=self.device)
+
+# %% ../nbs/11_fastpath.ipynb #c0030
 def cached_dls(df, # a collection table (from `read_collection`)
                path=None, # folder file names are relative to (default `df.attrs['path']`)
                size=64, # images are squished to `size`×`size` (or a (h, w) tuple), as in `collection_dls`
@@ -390,12 +468,27 @@ def cached_dls(df, # a collection table (from `read_collection`)
     dls.collection, dls.cache, dls.cache_report = Collection(df, path, fn_col, label_col, split_col), cache, report
     return dls
 
-# %% ../nbs/11_fastpath.ipynb #c0035
+# %% ../nbs/11_fastpath.ipynb #c0040
+class FusedAdam(OptimWrapper):
+    "torch's fused `AdamW` behind fastai's `OptimWrapper`, with fastai's weight decay: decoupled, and never on the parameters fastai exempts (`wd_bn_bias=False`)"
+    def step(self, closure=None):
+        # torch would decay every parameter of a group; fastai marks batchnorm and bias parameters `do_wd=False` in `self.state`
+        wds = [pg['weight_decay'] for pg in self.opt.param_groups]
+        for pg, wd in zip(self.opt.param_groups, wds):
+            if not wd: continue
+            ps = [p for p in pg['params'] if p.grad is not None and self.state.get(p, {}).get('do_wd', True)]
+            if ps:
+                with torch.no_grad(): torch._foreach_mul_(ps, 1 - pg['lr']*wd)
+            pg['weight_decay'] = 0.
+        try: return self.opt.step(closure)
+        finally:
+            for pg, wd in zip(self.opt.param_groups, wds): pg['weight_decay'] = wd
+
 def fused_adam(params, lr=1e-3, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01, decouple_wd=True, fused=None):
-    "fastai's `Adam` update (its defaults, decoupled weight decay) as one fused torch kernel, behind `OptimWrapper`"
-    opt = torch.optim.AdamW if decouple_wd else torch.optim.Adam
+    "fastai's `Adam` (its defaults, decoupled weight decay, none on batchnorm and bias) as torch's fused kernel"
+    if not decouple_wd: raise GlamError('fused_adam does decoupled weight decay only (fastai\'s default); use fastai `Adam` for L2')
     if fused is None: fused = any(p.is_cuda for p in _flat_params(params))
-    return OptimWrapper(params, opt, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd, fused=fused)
+    return FusedAdam(params, torch.optim.AdamW, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd, fused=fused)
 
 def _flat_params(params):
     for o in params:
@@ -403,49 +496,88 @@ def _flat_params(params):
         elif isinstance(o, dict): yield from o['params']
         else: yield from _flat_params(o)
 
-# %% ../nbs/11_fastpath.ipynb #c0036
+# %% ../nbs/11_fastpath.ipynb #c0042
 class DeviceSmoothLoss(AvgSmoothLoss):
-    "fastai's `AvgSmoothLoss` kept on the device: no host sync per batch; `value` is a host copy made without waiting"
-    def reset(self): self.count, self.val, self.host = 0, None, torch.tensor(float('nan'))
+    "fastai's `AvgSmoothLoss` on the device: no host sync and no allocation per batch; `value` is the newest finished host copy"
+    n_slots = 3
+    def reset(self):
+        self.count, self.val, self.hist, self.slots, self.host = 0, None, [], None, torch.tensor(float('nan'))
     def accumulate(self, learn):
         self.count += 1
         l = learn.loss.detach().float().mean()
         self.val = torch.lerp(l, torch.zeros_like(l) if self.val is None else self.val, self.beta)
-        h = torch.empty((), pin_memory=self.val.is_cuda)
-        h.copy_(self.val/(1 - self.beta**self.count), non_blocking=True)
-        self.host = h  # complete once the device reaches this step; `FastPath` syncs once per epoch
+        v = self.val/(1 - self.beta**self.count)
+        self.hist.append(v)
+        if not v.is_cuda: self.host = v; return
+        if self.slots is None:  # pinned host buffers and events, made once per fit
+            self.slots = [[torch.empty((), pin_memory=True), torch.cuda.Event(), 0] for _ in range(self.n_slots)]
+        buf, ev, _ = s = self.slots[self.count % self.n_slots]
+        if s[2] == 0 or ev.query():  # this slot's last copy is done: reuse it; else skip this batch's copy
+            buf.copy_(v, non_blocking=True); ev.record(); s[2] = self.count
     @property
-    def value(self): return self.host
+    def value(self):
+        if self.slots is None: return self.host
+        done = [s for s in self.slots if s[2] and s[1].query()]
+        return torch.tensor(float(max(done, key=lambda s: s[2])[0])) if done else self.host
+    def finish(self, recorder=None):
+        "After the device caught up: exact host values for this epoch, in `recorder.losses` too"
+        if not self.hist: return
+        vals = torch.stack(self.hist).cpu()
+        if recorder is not None and len(recorder.losses) >= len(vals):
+            start = len(recorder.losses) - len(vals)
+            for i, v in enumerate(vals): recorder.losses[start + i] = v
+            recorder.learn.smooth_loss = vals[-1]
+        self.host, self.hist = vals[-1], []
+        if self.slots is not None:
+            for s in self.slots: s[2] = 0
 
+class DeviceAvgLoss(AvgLoss):
+    "fastai's `AvgLoss` (the validation loss) summed on the device: read once, at the end of validation"
+    def accumulate(self, learn):
+        bs = find_bs(learn.yb)
+        self.total = self.total + learn.loss.detach().float().mean()*bs
+        self.count += bs
+
+# %% ../nbs/11_fastpath.ipynb #c0043
 class FastPath(Callback):
-    "On CUDA: channels_last model, bf16 autocast (fastai `MixedPrecision`), no host sync per batch; on the CPU: nothing"
+    "On CUDA: channels_last model, bf16 autocast (fastai `MixedPrecision`), losses kept on the device, plain tensors into the model"
     order = -1
-    def __init__(self, bf16=True, channels_last=True, no_sync=True, plain=True): store_attr()
+    def __init__(self, bf16=True, channels_last=True, no_sync=True, plain=True, cpu=False): store_attr()
+    active = False
+    def before_fit(self):
+        self.active = _on_cuda(self.learn) or self.cpu
+        if not self.active: return
+        if self.channels_last: self.learn.model.to(memory_format=torch.channels_last)
+        if (self.bf16 and _on_cuda(self.learn) and not hasattr(self.learn, 'mixed_precision')
+            and torch.cuda.is_bf16_supported()):
+            self.learn.add_cb(MixedPrecision(amp_mode='bf16'))
+            self.learn.mixed_precision.before_fit()
+        rec, self.orig = getattr(self.learn, 'recorder', None), {}
+        if self.no_sync and rec is not None:
+            if type(rec.smooth_loss) is AvgSmoothLoss:
+                self.orig['smooth_loss'], rec.smooth_loss = rec.smooth_loss, DeviceSmoothLoss(beta=rec.smooth_loss.beta)
+                rec.smooth_loss.reset()
+            if type(rec.loss) is AvgLoss: self.orig['loss'], rec.loss = rec.loss, DeviceAvgLoss()
     def before_batch(self):
         # fastai's tensor subclasses route every op of the forward pass through Python `__torch_function__`
         if self.active and self.plain:
             self.learn.xb = tuple(x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) else x for x in self.xb)
             self.learn.yb = tuple(y.as_subclass(torch.Tensor) if isinstance(y, torch.Tensor) else y for y in self.yb)
-    active = False
-    def before_fit(self):
-        self.active = _on_cuda(self.learn)
-        if not self.active: return
-        if self.channels_last: self.learn.model.to(memory_format=torch.channels_last)
-        if self.bf16 and not hasattr(self.learn, 'mixed_precision') and torch.cuda.is_bf16_supported():
-            self.learn.add_cb(MixedPrecision(amp_mode='bf16'))
-            self.learn.mixed_precision.before_fit()
-        rec = getattr(self.learn, 'recorder', None)
-        if self.no_sync and rec is not None and type(rec.smooth_loss) is AvgSmoothLoss:
-            self.orig, rec.smooth_loss = rec.smooth_loss, DeviceSmoothLoss(beta=rec.smooth_loss.beta)
     def after_train(self):
-        if self.active: torch.cuda.synchronize()  # the smooth-loss host copies of this epoch are all written now
+        if not self.active: return
+        if torch.cuda.is_available() and _on_cuda(self.learn): torch.cuda.synchronize()  # once per epoch
+        rec = getattr(self.learn, 'recorder', None)
+        if rec is not None and isinstance(rec.smooth_loss, DeviceSmoothLoss): rec.smooth_loss.finish(rec)
     def after_fit(self):
         if not self.active: return
-        torch.cuda.synchronize()
         rec = getattr(self.learn, 'recorder', None)
-        if hasattr(self, 'orig') and rec is not None:
-            if rec.smooth_loss.val is not None: self.orig.count, self.orig.val = rec.smooth_loss.count, rec.smooth_loss.val.cpu()*1.
-            rec.smooth_loss = self.orig; del self.orig
+        if rec is None: return
+        if 'smooth_loss' in self.orig:
+            d, o = rec.smooth_loss, self.orig['smooth_loss']
+            if d.val is not None: o.count, o.val = d.count, d.val.detach().cpu()*1.
+            rec.smooth_loss = o
+        if 'loss' in self.orig: rec.loss = self.orig['loss']
+        self.orig = {}
 
 def _on_cuda(learn):
     p = next(learn.model.parameters(), None)
@@ -457,14 +589,147 @@ def fast(self:Learner,
          bf16:bool=True, # bf16 autocast on CUDA (fastai `MixedPrecision(amp_mode='bf16')`)
          channels_last:bool=True, # channels_last model on CUDA (the cached batches already are)
          fused_opt:bool=True, # on CUDA, replace fastai's `Adam` by the same update as one fused kernel (`fused_adam`)
-         no_sync:bool=True, # on CUDA, keep the smoothed training loss on the device (fastai copies it to the host every batch)
-         plain:bool=True): # on CUDA, feed the model plain tensors (fastai's subclasses cost Python time on every op)
-    "Train and predict in the fast path on CUDA: bf16 autocast, channels_last, fused Adam; each switchable off; no-op on the CPU"
+         no_sync:bool=True, # keep the training and validation losses on the device (fastai copies them to the host every batch)
+         plain:bool=True, # feed the model plain tensors (fastai's subclasses cost Python time on every op)
+         cpu:bool=False): # apply everything but bf16 on the CPU too (for tests and `sync_audit`; it gains nothing there)
+    "Train and predict in the fast path on CUDA: bf16 autocast, channels_last, fused Adam, no host sync per batch; each switchable off; no-op on the CPU"
     self.remove_cbs(self.cbs.filter(lambda c: isinstance(c, FastPath)))
     base, kw = getattr(self.opt_func, 'func', self.opt_func), getattr(self.opt_func, 'keywords', {})
-    if fused_opt and base is Adam and not getattr(self.opt_func, 'args', ()) and _on_cuda(self):
+    if fused_opt and base is Adam and not getattr(self.opt_func, 'args', ()) and (_on_cuda(self) or cpu):
         self.opt_func = partial(fused_adam, **kw)
         if self.opt is not None:
             frozen = getattr(self.opt, 'frozen_idx', 0)
             self.create_opt(); self.opt.freeze_to(frozen)
-    return self.add_cb(FastPath(bf16=bf16, channels_last=channels_last, no_sync=no_sync, plain=plain))
+    return self.add_cb(FastPath(bf16=bf16, channels_last=channels_last, no_sync=no_sync, plain=plain, cpu=cpu))
+
+# %% ../nbs/11_fastpath.ipynb #c0055
+_READS = {'item', 'tolist', 'numpy', '__float__', '__int__', '__bool__', '__index__', '__format__', '__array__', '__repr__', 'cpu'}
+_DATA_SIZED = {'nonzero', 'argwhere', 'unique', 'unique_consecutive', 'masked_select'}
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_OPTIM_DIR = os.path.join(_TORCH_DIR, 'optim')
+
+def _short_file(fn):
+    for key in ('site-packages' + os.sep, 'dist-packages' + os.sep): 
+        if key in fn: return fn.split(key, 1)[1]
+    parts = Path(fn).parts
+    return os.path.join(*parts[-2:]) if len(parts) > 1 else fn
+
+class HostSyncs(TorchFunctionMode):
+    "Count, by call site, what makes the host wait for the device: reads to the host, blocking copies to the device, data-sized ops, pinned allocations"
+    def __init__(self, device='cuda', # count tensors on this kind of device; 'cpu' audits a CPU run as if it were the GPU
+                 depth=4): # frames outside torch to name per call site
+        super().__init__()
+        self.device, self.depth, self.phase, self.counts = torch.device(device).type, depth, 'outside fit', collections.Counter()
+
+    def _on(self, t): return isinstance(t, torch.Tensor) and t.device.type == self.device
+    def _kind(self, func, args, kwargs):
+        name = getattr(func, '__name__', '')
+        if kwargs.get('pin_memory') or name == 'pin_memory': return 'pinned allocation'
+        if not args or not isinstance(args[0], torch.Tensor): return None
+        t, cpu_audit = args[0], self.device == 'cpu'
+        if name in _READS: return f'read to host ({name})' if self._on(t) else None
+        if name in _DATA_SIZED: return f'data-sized output ({name})' if self._on(t) else None
+        if name == '__getitem__' and self._on(t) and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                                                        for i in (args[1] if isinstance(args[1], tuple) else (args[1],))):
+            return 'data-sized output (boolean mask)'
+        if cpu_audit: return None  # on the CPU a move to the model's device can't be told from a move to the host
+        if name in ('to', 'cuda', 'copy_'):
+            if name == 'copy_':
+                if len(args) < 2 or not isinstance(args[1], torch.Tensor): return None
+                src, dst, nb = args[1], t.device.type, (args[2] if len(args) > 2 else kwargs.get('non_blocking', False))
+                async_ok = nb and (dst != 'cpu' or t.is_pinned())  # a non-blocking read needs a pinned destination
+            elif name == 'cuda':
+                src, dst, nb = t, 'cuda', kwargs.get('non_blocking', args[2] if len(args) > 2 else False)
+                async_ok = nb
+            else:
+                try: dev, _, nb, *_ = torch._C._nn._parse_to(*args[1:], **kwargs)
+                except Exception: return None
+                if dev is None: return None  # a dtype or layout change stays where it is
+                src, dst, async_ok = t, dev.type, nb  # `.to('cpu', non_blocking=True)` allocates a pinned output
+            if src.device.type == self.device and dst == 'cpu' and not async_ok: return f'read to host ({name})'
+            if src.device.type == 'cpu' and dst == self.device and not async_ok: return f'blocking copy to device ({name})'
+        return None
+
+    def _site(self):
+        f, out = sys._getframe(2), []
+        while f is not None and len(out) < self.depth:
+            fn = f.f_code.co_filename
+            if not (fn.startswith(_TORCH_DIR) or fn.endswith('contextlib.py')):
+                out.append(f'{_short_file(fn)}:{f.f_lineno} {getattr(f.f_code, "co_qualname", f.f_code.co_name)}')
+            f = f.f_back
+        return ' ← '.join(out)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        kind = self._kind(func, args, kwargs)
+        if kind and not (self.device == 'cpu' and _from_optim()): self.counts[(self.phase, kind, self._site())] += 1
+        return func(*args, **kwargs)
+
+def _from_optim():
+    "Called from `torch.optim`? (its step counters live on the host by design: reading them waits for nothing)"
+    f = sys._getframe(2)
+    while f is not None and f.f_code.co_filename.startswith(_TORCH_DIR):
+        if f.f_code.co_filename.startswith(_OPTIM_DIR): return True
+        f = f.f_back
+    return False
+
+# %% ../nbs/11_fastpath.ipynb #c0056
+class SyncReport(Report):
+    "Host syncs per training and validation batch, by call site (from `Learner.sync_audit`)"
+    title = 'Host syncs'
+    def __init__(self, counts, n_train, n_valid, device):
+        store_attr()
+        n = {'training': n_train, 'validation': n_valid}
+        rows = [dict(phase=ph, what=k, where=w, calls=c, per_batch=c/n[ph] if n.get(ph) else float('nan'))
+                for (ph, k, w), c in counts.items()]
+        t = pd.DataFrame(rows, columns=['phase', 'what', 'where', 'calls', 'per_batch'])
+        super().__init__(table=t.sort_values(['phase', 'calls'], ascending=[False, False]).reset_index(drop=True))
+    def per_batch(self, phase='training'):
+        "Host syncs (pinned allocations included) per batch of `phase`"
+        t = self.table[self.table.phase == phase]
+        n = self.n_train if phase == 'training' else self.n_valid
+        return t.calls.sum()/n if n else float('nan')
+    @property
+    def summary(self):
+        pt, pv = self.per_batch('training'), self.per_batch('validation')
+        s = f'{pt:.1f} host syncs per training batch, {pv:.1f} per validation batch ({self.n_train} and {self.n_valid} batches'
+        s += ', on the CPU counted as if it were the GPU: reads only).' if self.device == 'cpu' else ').'
+        t = self.table[self.table.phase == 'training']
+        if len(t): s += f' Most per training batch: {t.iloc[0].what} at {t.iloc[0]["where"].split(" ← ")[0]}.'
+        else: s += ' None inside training batches: the host can queue work ahead of the device.'
+        return s
+    def to_dict(self):
+        d = super().to_dict(); d.update(per_train_batch=self.per_batch('training'), per_valid_batch=self.per_batch('validation'))
+        return d
+
+class _AuditPhases(Callback):
+    "Tell `HostSyncs` which loop it is in; stop each loop after `n` batches"
+    order = -1000
+    def __init__(self, audit, n): self.audit, self.n, self.n_train, self.n_valid = audit, n, 0, 0
+    def before_train(self): self.audit.phase = 'training'
+    def before_validate(self): self.audit.phase = 'validation'
+    def after_train(self): self.audit.phase = 'epoch end'
+    def after_validate(self): self.audit.phase = 'epoch end'
+    def before_batch(self):
+        if self.training:
+            if self.n_train >= self.n: raise CancelTrainException()
+            self.n_train += 1
+        else:
+            if self.n_valid >= self.n: raise CancelValidException()
+            self.n_valid += 1
+
+@patch
+def sync_audit(self:Learner,
+               n_batches:int=8, # training batches, and at most as many validation batches
+               device=None, # the device to audit (default: the model's); on the CPU, reads count as if it were a GPU
+               lr=None) -> SyncReport:
+    "Train and validate a few batches (weights, optimiser, callbacks and RNG restored) counting host syncs per batch, by call site"
+    if not n_batches or n_batches < 1: raise GlamError(f'n_batches must be at least 1, got {n_batches}')
+    p = next(self.model.parameters(), None)
+    dev = torch.device(device) if device is not None else (p.device if p is not None else torch.device('cpu'))
+    audit = HostSyncs(dev.type)
+    cb = _AuditPhases(audit, n_batches)
+    with preserved(self), self.no_bar(), self.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        with audit: self.fit(1, lr=lr, cbs=cb)
+    return SyncReport(audit.counts, cb.n_train, cb.n_valid, dev.type)

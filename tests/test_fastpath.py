@@ -135,3 +135,112 @@ def test_same_error_as_uncached(samples, tmp_path):
     assert res['cached'][0] < 0.5, res
     t_eq(res['cached'][0], res['uncached'][0])
     t_close(res['cached'][1], res['uncached'][1], eps=1e-5)
+
+# ---------------------------------------------------------------- several processes on one cache
+def _update_in_child(folder, fns, q):
+    "A child process: update the cache at `folder` with `fns`, send back what it serves"
+    import warnings as w
+    with w.catch_warnings(record=True) as got:
+        w.simplefilter('always')
+        c = ImageCache(folder, size=32, draft=False, progress=False, n_workers=0)
+        r = c.update(fns)
+    q.put((r.decoded, {str(f): c[f].tobytes() for f in fns}, [str(g.message) for g in got]))
+
+def test_update_waits_for_another_process(scans, tmp_path):
+    "While one process holds the cache's lock, another's update waits (and says so), then finds the work done"
+    import multiprocessing as mp, queue as q_
+    from glamdebug.fastpath import _cache_lock
+    ctx = mp.get_context('fork')
+    folder, key = tmp_path/'cache', ImageCache(tmp_path/'cache', size=32, draft=False).key
+    q = ctx.Queue()
+    with _cache_lock(folder, key):
+        # holding the lock: cache everything here, as another process would
+        c = ImageCache(folder, size=32, draft=False, progress=False, n_workers=0)
+        p = ctx.Process(target=_update_in_child, args=(folder, scans, q)); p.start()
+        with pytest.raises(q_.Empty): q.get(timeout=1.5)  # the child is blocked on the lock
+        c._decode(*c._plan([c._name(f) for f in scans])[:3])
+    decoded, served, msgs = q.get(timeout=60); p.join(10)
+    t_eq(decoded, 0)  # it re-read the index under the lock: nothing left to decode
+    assert any('waiting for another process' in m for m in msgs), msgs
+    for f in scans: t_eq(np.frombuffer(served[str(f)], np.uint8).reshape(32, 32, 3), _uncached(f, 32))
+
+def test_two_processes_update_at_once(scans, tmp_path):
+    "Two processes caching overlapping sets at the same time: both serve the right pixels, the index holds every file"
+    import multiprocessing as mp
+    ctx = mp.get_context('fork')
+    folder, q = tmp_path/'cache', ctx.Queue()
+    ps = [ctx.Process(target=_update_in_child, args=(folder, fs, q)) for fs in (scans[:5], scans[2:])]
+    for p in ps: p.start()
+    out = [q.get(timeout=120) for _ in ps]
+    for p in ps: p.join(10)
+    t_eq(sum(o[0] for o in out), len(scans))  # each file decoded once, by one of them
+    for _, served, _ in out:
+        for f, b in served.items(): t_eq(np.frombuffer(b, np.uint8).reshape(32, 32, 3), _uncached(f, 32))
+    c = ImageCache(folder, size=32, draft=False, progress=False)
+    t_eq(c.update(scans).decoded, 0)
+    for f in scans: t_eq(c[f], _uncached(f, 32))
+
+# ---------------------------------------------------------------- export
+def test_export_predicts_without_the_cache(samples, tmp_path):
+    "`learn.export` of a learner on cached DataLoaders: no cache or table in the pickle; `load_learner(...).predict` gives the same answer"
+    from fastai.vision.all import load_learner, DataLoaders
+    from glamdebug.models import defaults_learner
+    dls = cached_dls(samples, size=32, bs=32, cache_dir=tmp_path/'cache', progress=False)
+    set_seed(0)
+    learn = defaults_learner(dls).fast()
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 3e-3)
+    learn.export(tmp_path/'model.pkl')
+    data = (tmp_path/'model.pkl').read_bytes()
+    assert b'index-' not in data and b'blank_0000' not in data  # neither the cache index nor the table
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); l2 = load_learner(tmp_path/'model.pkl')
+    assert type(l2.dls) is DataLoaders
+    rows = samples[samples.split == 'test'].iloc[::15]
+    for f in rows.fname:
+        a, b = learn.predict(SAMPLES/f), l2.predict(SAMPLES/f)
+        t_eq(a[0], b[0]); t_close(a[2], b[2], eps=1e-5)
+    # an image the collection never had, as a string path
+    lab, _, probs = l2.predict(str(_jpeg(tmp_path/'new.jpg', 300, 200)))
+    assert lab in dls.vocab and abs(float(probs.sum()) - 1) < 1e-5
+    # a batch of files through test_dl
+    t_eq(len(l2.get_preds(dl=l2.dls.test_dl([SAMPLES/f for f in rows.fname]))[0]), len(rows))
+
+# ---------------------------------------------------------------- host syncs
+def test_host_sync_kinds():
+    "What counts as a sync when auditing a device (the meta device stands in for CUDA here)"
+    from glamdebug.fastpath import HostSyncs
+    h, m, t = HostSyncs('meta'), torch.zeros(3, device='meta'), torch.zeros(3)
+    k = lambda f, *a, **kw: h._kind(f, a, kw)
+    t_eq(k(torch.Tensor.item, m), 'read to host (item)')
+    t_eq(k(torch.Tensor.__format__, m, '.3f'), 'read to host (__format__)')
+    t_eq(k(torch.Tensor.cpu, m), 'read to host (cpu)')
+    t_eq(k(torch.Tensor.to, m, 'cpu'), 'read to host (to)')
+    t_eq(k(torch.Tensor.to, m, 'cpu', non_blocking=True), None)  # pinned output, no wait
+    t_eq(k(torch.Tensor.copy_, t, m), 'read to host (copy_)')
+    t_eq(k(torch.Tensor.copy_, t, m, True), 'read to host (copy_)')  # non-blocking into pageable memory still waits
+    t_eq(k(torch.Tensor.to, t, 'meta'), 'blocking copy to device (to)')
+    t_eq(k(torch.Tensor.to, t, 'meta', non_blocking=True), None)
+    t_eq(k(torch.Tensor.to, m, torch.float16), None)  # dtype only
+    t_eq(k(torch.Tensor.__getitem__, m, m > 0), 'data-sized output (boolean mask)')
+    t_eq(k(torch.Tensor.__getitem__, m, 0), None)
+    t_eq(k(torch.nonzero, m), 'data-sized output (nonzero)')
+    t_eq(k(torch.empty, 3, pin_memory=True), 'pinned allocation')
+    t_eq(k(torch.Tensor.item, t), None)  # host tensors are not audited on a device
+
+def test_sync_audit_on_samples(samples, tmp_path):
+    "Plain fastai reads the loss on every training batch; `fast()` does not, and leaves the learner as it was"
+    from glamdebug.models import defaults_learner
+    dls = cached_dls(samples, size=32, bs=16, cache_dir=tmp_path/'cache', progress=False)
+    set_seed(0)
+    learn = defaults_learner(dls)
+    w0 = [p.detach().clone() for p in learn.model.parameters()]
+    r = learn.sync_audit(n_batches=5, device='cpu')
+    t_eq((r.n_train, r.n_valid), (5, 5))
+    t_eq(r.per_batch('training'), 1.0)
+    assert 'AvgSmoothLoss.accumulate' in r.table[r.table.phase == 'training']['where'].iloc[0]
+    for p, q in zip(learn.model.parameters(), w0): t_eq(p, q)  # weights restored
+    learn.fast(cpu=True)
+    r2 = learn.sync_audit(n_batches=5, device='cpu')
+    t_eq(r2.per_batch('training'), 0)
+    assert 'None inside training batches' in r2.summary and r2.to_dict()['per_train_batch'] == 0
+    with pytest.raises(Exception, match='at least 1'): learn.sync_audit(0)
