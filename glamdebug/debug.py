@@ -813,7 +813,7 @@ def troubleshoot(self:Learner, quick:bool=True, # the fast checks only (no shuff
     return TroubleshootReport(res)
 
 # %% ../nbs/07_debug.ipynb #c0067
-@cli_command('troubleshoot', help='Build a version-zero learner on a collection CSV and print `learn.troubleshoot()`', args=[
+@cli_command('troubleshoot', help='build the version-zero learner on a collection and print its troubleshooting report (silent bugs, before training)', args=[
     (('csv',), dict(help='collection CSV with fname,label,split columns')),
     (('--path',), dict(default=None, help='folder the file names are relative to (default: the CSV\'s folder)')),
     (('--size',), dict(type=int, default=64, help='image size')),
