@@ -6,7 +6,7 @@
 from __future__ import annotations
 from functools import partial
 import os, sys, json, time, uuid, hashlib, threading, queue, warnings, collections, multiprocessing as mp
-from contextlib import nullcontext, contextmanager
+from contextlib import nullcontext, contextmanager, ExitStack
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 import numpy as np, pandas as pd, torch
@@ -28,7 +28,7 @@ from .debug import preserved
 # %% auto #0
 __all__ = ['load_rgb_draft', 'decode_resized', 'default_cache_dir', 'CacheReport', 'ImageCache', 'CachedImageX', 'DecodeResized',
            'CachedDL', 'CachedDataLoaders', 'cached_dls', 'FusedAdam', 'fused_adam', 'DeviceSmoothLoss',
-           'DeviceAvgLoss', 'FastPath', 'HostSyncs', 'SyncReport']
+           'DeviceAvgLoss', 'FastPath', 'HostSyncs', 'SyncReport', 'cache_command']
 
 # %% ../nbs/11_fastpath.ipynb #c0005
 def _draft_size(im, size, scale=2):
@@ -298,9 +298,12 @@ def _prefetch(gen, n, device):
             try: q.put(o, timeout=0.1); return True
             except queue.Full: pass
         return False
+    audits = list(_AUDITS)  # a `HostSyncs` in effect audits this thread too
     def work():
         try:
-            with (torch.cuda.stream(stream) if stream is not None else nullcontext()):
+            with ExitStack() as es:
+                for a in audits: es.enter_context(a.loader_thread())
+                if stream is not None: es.enter_context(torch.cuda.stream(stream))
                 for b in gen:
                     ev = None
                     if stream is not None: ev = torch.cuda.Event(); ev.record(stream)
@@ -606,6 +609,7 @@ def fast(self:Learner,
 _READS = {'item', 'tolist', 'numpy', '__float__', '__int__', '__bool__', '__index__', '__format__', '__array__', '__repr__', 'cpu'}
 _DATA_SIZED = {'nonzero', 'argwhere', 'unique', 'unique_consecutive', 'masked_select'}
 _TORCH_DIR = os.path.dirname(torch.__file__)
+_AUDITS = []  # the `HostSyncs` in effect (their modes are per thread; loader threads join them)
 _OPTIM_DIR = os.path.join(_TORCH_DIR, 'optim')
 
 def _short_file(fn):
@@ -620,6 +624,19 @@ class HostSyncs(TorchFunctionMode):
                  depth=4): # frames outside torch to name per call site
         super().__init__()
         self.device, self.depth, self.phase, self.counts = torch.device(device).type, depth, 'outside fit', collections.Counter()
+        self._tl = threading.local()
+
+    def __enter__(self):
+        _AUDITS.append(self)  # so that `CachedDL`'s prefetch thread audits itself too
+        return super().__enter__()
+    def __exit__(self, *args):
+        if self in _AUDITS: _AUDITS.remove(self)
+        return super().__exit__(*args)
+    @contextmanager
+    def loader_thread(self):
+        "Audit this (loader) thread too, labelling its events so"
+        self._tl.loader = True
+        with self: yield self
 
     def _on(self, t): return isinstance(t, torch.Tensor) and t.device.type == self.device
     def _kind(self, func, args, kwargs):
@@ -662,7 +679,9 @@ class HostSyncs(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         kind = self._kind(func, args, kwargs)
-        if kind and not (self.device == 'cpu' and _from_optim()): self.counts[(self.phase, kind, self._site())] += 1
+        if kind and not (self.device == 'cpu' and _from_optim()):
+            phase = self.phase + (' (loader thread)' if getattr(self._tl, 'loader', False) else '')
+            self.counts[(phase, kind, self._site())] += 1
         return func(*args, **kwargs)
 
 def _from_optim():
@@ -679,7 +698,7 @@ class SyncReport(Report):
     title = 'Host syncs'
     def __init__(self, counts, n_train, n_valid, device):
         store_attr()
-        n = {'training': n_train, 'validation': n_valid}
+        n = {'training': n_train, 'validation': n_valid, 'training (loader thread)': n_train, 'validation (loader thread)': n_valid}
         rows = [dict(phase=ph, what=k, where=w, calls=c, per_batch=c/n[ph] if n.get(ph) else float('nan'))
                 for (ph, k, w), c in counts.items()]
         t = pd.DataFrame(rows, columns=['phase', 'what', 'where', 'calls', 'per_batch'])
@@ -687,7 +706,7 @@ class SyncReport(Report):
     def per_batch(self, phase='training'):
         "Host syncs (pinned allocations included) per batch of `phase`"
         t = self.table[self.table.phase == phase]
-        n = self.n_train if phase == 'training' else self.n_valid
+        n = self.n_train if phase.startswith('training') else self.n_valid
         return t.calls.sum()/n if n else float('nan')
     @property
     def summary(self):
@@ -697,6 +716,8 @@ class SyncReport(Report):
         t = self.table[self.table.phase == 'training']
         if len(t): s += f' Most per training batch: {t.iloc[0].what} at {t.iloc[0]["where"].split(" ← ")[0]}.'
         else: s += ' None inside training batches: the host can queue work ahead of the device.'
+        lt = self.per_batch('training (loader thread)')
+        if lt: s += f' The loader thread (its own CUDA stream, which the training stream does not wait for) has {lt:.1f} per batch.'
         return s
     def to_dict(self):
         d = super().to_dict(); d.update(per_train_batch=self.per_batch('training'), per_valid_batch=self.per_batch('validation'))
@@ -733,3 +754,30 @@ def sync_audit(self:Learner,
         warnings.simplefilter('ignore')
         with audit: self.fit(1, lr=lr, cbs=cb)
     return SyncReport(audit.counts, cb.n_train, cb.n_valid, dev.type)
+
+# %% ../nbs/11_fastpath.ipynb #c0064
+@cli_command('cache', help='decode and resize every image of a collection once into the fast-path cache (a re-run decodes only new or changed files)', args=[
+    (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
+    (('--size',), dict(type=int, default=64, help='image size in pixels, the size you will train at (default 64)')),
+    (('--method',), dict(default='squish', choices=['squish', 'crop', 'pad'], help='fastai resize method (default squish)')),
+    (('--cache-dir',), dict(default=None, help='where the cache lives (default $GLAMDEBUG_CACHE, else ~/.cache/glamdebug)')),
+    (('--no-draft',), dict(action='store_true', help='decode JPEGs at full size: pixels identical to the uncached path')),
+    (('--hash',), dict(action='store_true', help='also key entries by a content hash (reads every file on each run)')),
+    (('--workers',), dict(type=int, default=None, help='decoding processes (default: all cores, at most 16)')),
+    (('--json',), dict(action='store_true', help='print the report as JSON')),
+])
+def cache_command(ns) -> int:
+    "`glamdebug cache`: `ImageCache.update` over every file of a collection; prints the `CacheReport` (unreadable files listed, not fatal)"
+    from glamdebug.data import read_collection
+    p = Path(ns.collection)
+    csv = p/'collection.csv' if p.is_dir() else p
+    if not csv.exists(): raise GlamError(f'collection not found: {csv}')
+    if ns.size < 1: raise GlamError(f'--size must be a positive number of pixels, got {ns.size}')
+    bars = sys.stdout.isatty()
+    df = read_collection(csv, check_images=False, progress=bars)  # the cache finds the unreadable images as it decodes
+    path, fn_col, _, _ = collection_columns(df)
+    c = ImageCache(ns.cache_dir, size=ns.size, method=ns.method, draft=not ns.no_draft, hash=ns.hash,
+                   n_workers=ns.workers, progress=bars)
+    r = c.update([path/f for f in df[fn_col]])
+    print(r.to_json() if ns.json else r.to_text())
+    return 0

@@ -36,3 +36,25 @@ def test_demo_end_to_end():
     rows = {l.split()[0]: l.split() for l in out.split('Errors per split')[1].splitlines() if l.split() and l.split()[0] in ('train', 'valid', 'test', 'test_shifted')}
     assert set(rows) == {'train', 'valid', 'test', 'test_shifted'}
     assert float(rows['valid'][3]) < 0.5
+
+
+def test_cache_command(tmp_path):
+    "`glamdebug cache`: builds the cache, names an unreadable image without failing, decodes nothing on a re-run"
+    import json, shutil
+    from pathlib import Path
+    src = Path(__file__).parent.parent/'data'/'samples'
+    coll = tmp_path/'coll'
+    shutil.copytree(src/'images'/'valid', coll/'images'/'valid')
+    lines = [l for l in (src/'collection.csv').read_text().splitlines() if l.startswith('fname') or ',valid' in l]
+    (coll/'collection.csv').write_text('\n'.join(lines) + '\n')
+    bad = coll/lines[1].split(',')[0]
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated
+    args = ('cache', str(coll), '--size', '32', '--cache-dir', str(tmp_path/'cache'))
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    assert f'{len(lines) - 2} images cached' in r.stdout and bad.name in r.stdout, r.stdout
+    r2 = run(*args, '--json')
+    d = json.loads(r2.stdout)
+    assert (d['decoded'], d['reused'], len(d['bad'])) == (0, len(lines) - 2, 1)
+    r3 = run('cache', str(tmp_path/'nowhere'))
+    assert r3.returncode == 2 and 'nowhere' in r3.stderr

@@ -244,3 +244,20 @@ def test_sync_audit_on_samples(samples, tmp_path):
     t_eq(r2.per_batch('training'), 0)
     assert 'None inside training batches' in r2.summary and r2.to_dict()['per_train_batch'] == 0
     with pytest.raises(Exception, match='at least 1'): learn.sync_audit(0)
+
+def test_sync_audit_sees_the_loader_thread(samples, tmp_path):
+    "fastai's `aug_transforms` read to the host on every batch; the audit finds them in the main thread or in the prefetch thread"
+    from fastai.vision.all import aug_transforms, Learner, CrossEntropyLossFlat, nn
+    def learner(prefetch):
+        dls = cached_dls(samples, size=32, bs=16, cache_dir=tmp_path/'cache', progress=False, batch_tfms=aug_transforms(),
+                         prefetch=prefetch)
+        m = nn.Sequential(nn.Flatten(), nn.Linear(3*32*32, dls.c))
+        return Learner(dls, m, loss_func=CrossEntropyLossFlat()).fast(cpu=True)
+    main = learner(0).sync_audit(4, device='cpu')
+    where = ' '.join(main.table[main.table.phase == 'training']['where'])
+    assert main.per_batch('training') >= 1 and 'fastai/vision/augment.py' in where, main.table
+    thread = learner(2).sync_audit(4, device='cpu')
+    t_eq(thread.per_batch('training'), 0)  # the loop itself: nothing
+    # the thread runs up to `prefetch` batches ahead of the loop, so it may count a few more
+    assert thread.per_batch('training (loader thread)') >= main.per_batch('training')
+    assert 'loader thread' in thread.summary
