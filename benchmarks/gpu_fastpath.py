@@ -30,7 +30,7 @@ from fastai.vision.all import (ImageDataLoaders, Resize, aug_transforms, vision_
 from glamdebug.fastpath import cached_dls, ImageCache
 ARCH = resnet18 if TINY else resnet50
 
-rows, ceiling = [], {}
+rows, ceiling, audits = [], {}, []
 def row(table, name, ips, note=''):
     rows.append(dict(table=table, what=name, images_per_s=ips, note=note))
     print(f'[{table}] {name}: {ips:,.0f} images/s {note}', flush=True)
@@ -176,7 +176,20 @@ def torch_loop():
             elif seen > 5: n += len(xb)
     sync(); ips = n/(time.perf_counter() - t)
     row(T1, 'glamdebug cached DataLoader -> plain torch loop (bf16, channels_last, fused AdamW)', ips, _of(ips))
-attempt(glam_cache_small); attempt(glam_dl_small); attempt(glam_train); attempt(torch_loop); attempt(glam_train_variants)
+def audit(what, dls, setup=lambda l: l):
+    "host syncs per training batch (learn.sync_audit: 6 batches, weights restored), with the top call site"
+    learn = setup(vision_learner(dls, ARCH, pretrained=False, loss_func=CrossEntropyLossFlat()))
+    r = learn.sync_audit(6)
+    t = r.table[r.table.phase == 'training']
+    top = f"{t.iloc[0].what} at {t.iloc[0]['where'].split(' ← ')[0]}" if len(t) else ''
+    audits.append(dict(what=what, train=r.per_batch('training'), valid=r.per_batch('validation'), top=top))
+    print(f'[sync audit] {what}: {r.summary}', flush=True)
+def glam_audits():
+    audit('fastai Learner on the cached DataLoader', gdls['small'])
+    audit('fastai Learner on the cached DataLoader + learn.fast()', gdls['small'], lambda l: l.fast())
+    audit('... + learn.fast(no_sync=False)', gdls['small'], lambda l: l.fast(no_sync=False))
+attempt(glam_cache_small); attempt(glam_dl_small); attempt(glam_train); attempt(torch_loop); attempt(glam_audits)
+attempt(glam_train_variants)
 
 fdls = {}
 def fastai_dls():
@@ -185,6 +198,7 @@ def fastai_dls():
                                             num_workers=WORKERS, device=DEV)
     row(T1, f'fastai DataLoader alone (decode, Resize, aug_transforms), {WORKERS} workers', loader_rate(fdls['small'].train))
 attempt(fastai_dls)
+attempt(lambda: audit('fastai Learner on the fastai DataLoader', fdls['small']))
 def fastai_fp32(): row(T1, 'fastai training, defaults (fp32)', train_rate(fdls['small'])[0])
 def fastai_fp16(): row(T1, 'fastai training, to_fp16()', train_rate(fdls['small'], lambda l: l.to_fp16())[0])
 def fastai_fp16_cl(): row(T1, 'fastai training, to_fp16().to_channelslast()', train_rate(fdls['small'], lambda l: l.to_fp16().to_channelslast())[0])
@@ -234,6 +248,9 @@ with pd.option_context('display.width', 200, 'display.max_colwidth', 95):
     txt = (f"device: {torch.cuda.get_device_name() if CUDA else 'cpu (tiny check)'}; torch {torch.__version__}; "
            f"{ARCH.__name__} at {SIZE} px, batch {BS}; {WORKERS} workers; total {time.perf_counter()-t0:.0f} s\n"
            + res.to_string(index=False, float_format=lambda v: f'{v:,.0f}'))
+if audits:
+    with pd.option_context('display.width', 250, 'display.max_colwidth', 120):
+        txt += '\n\nhost syncs per batch (learn.sync_audit on CUDA)\n' + pd.DataFrame(audits).to_string(index=False, float_format=lambda v: f'{v:.2f}')
 print('\n' + txt)
 (OUT/('gpu_fastpath_tiny.txt' if TINY else 'gpu_fastpath.txt')).write_text(txt + '\n')
 (OUT/('gpu_fastpath_tiny.json' if TINY else 'gpu_fastpath.json')).write_text(res.to_json(orient='records', indent=1))

@@ -1,0 +1,76 @@
+"""Training-loop overhead per batch on the CPU: a plain torch loop vs fastai's `Learner` vs `Learner.fast(cpu=True)`.
+
+On a GPU the host must queue batch n+1 while the device works on batch n; that only happens when the loop has no host
+sync per batch and its Python time per batch is below the GPU's. This measures, on the CPU, the two things that decide
+it: milliseconds of loop time per batch with a model so small that the loop dominates (and with the LeNet-like
+default), and host syncs per training batch (`learn.sync_audit`, counted as if the CPU were the GPU). Same cached
+DataLoaders (the sample collection at 32 px) for every row. `python benchmarks/bench_loop.py`; writes
+benchmarks/results/loop.txt.
+"""
+import os, time, random, warnings
+from pathlib import Path
+import pandas as pd, torch
+warnings.filterwarnings('ignore')
+torch.set_num_threads(1)
+from fastai.vision.all import Learner, CrossEntropyLossFlat, nn
+from glamdebug.data import read_collection
+from glamdebug.fastpath import cached_dls, fused_adam
+from glamdebug.models import lenet_like
+import tempfile
+
+ROOT = Path(__file__).parent.parent
+REPS, EPOCHS = 5, 3
+
+def tiny(c): return nn.Sequential(nn.Flatten(), nn.Linear(3*32*32, c))
+
+def torch_loop(dls, model):
+    "The reference: plain tensors, torch AdamW, no callbacks, no per-batch host read"
+    opt, lf, n = torch.optim.AdamW(model.parameters(), lr=1e-3), nn.CrossEntropyLoss(), 0
+    t = time.perf_counter()
+    for _ in range(EPOCHS):
+        model.train()
+        for xb, yb in dls.train:
+            loss = lf(model(xb.as_subclass(torch.Tensor)), yb.as_subclass(torch.Tensor))
+            loss.backward(); opt.step(); opt.zero_grad(); n += 1
+        model.eval()
+        with torch.no_grad():
+            for xb, yb in dls.valid: model(xb.as_subclass(torch.Tensor))
+    return (time.perf_counter() - t)/n
+
+def learner_loop(dls, model, fast):
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat())
+    if fast: learn.fast(cpu=True)
+    n = EPOCHS*len(dls.train)
+    t = time.perf_counter()
+    with learn.no_bar(), learn.no_logging(): learn.fit(EPOCHS, 1e-3)
+    return (time.perf_counter() - t)/n, learn
+
+if __name__ == '__main__':
+    t0 = time.perf_counter()
+    df = read_collection(ROOT/'data'/'samples'/'collection.csv', progress=False)
+    dls = cached_dls(df, size=32, bs=16, cache_dir=Path(tempfile.mkdtemp()), progress=False)
+    rows = []
+    for mname, mk in (('linear (loop-bound)', lambda: tiny(dls.c)), ('LeNet-like', lambda: lenet_like(dls.c, 3))):
+        ts = {k: [] for k in ('torch', 'fastai', 'fast')}
+        for _ in range(REPS):  # interleaved, median: the machine is shared
+            dls.train.rng = random.Random(0); ts['torch'].append(torch_loop(dls, mk()))
+            dls.train.rng = random.Random(0); ts['fastai'].append(learner_loop(dls, mk(), False)[0])
+            dls.train.rng = random.Random(0); ts['fast'].append(learner_loop(dls, mk(), True)[0])
+        med = {k: sorted(v)[len(v)//2]*1e3 for k, v in ts.items()}
+        def audit(fast):
+            l = Learner(dls, mk(), loss_func=CrossEntropyLossFlat())
+            return (l.fast(cpu=True) if fast else l).sync_audit(8, device='cpu').per_batch('training')
+        syncs = {'fastai': audit(False), 'fast': audit(True)}
+        rows += [dict(model=mname, loop='plain torch loop', ms_per_batch=med['torch'], syncs_per_train_batch=0.),
+                 dict(model=mname, loop='fastai Learner', ms_per_batch=med['fastai'], syncs_per_train_batch=syncs['fastai']),
+                 dict(model=mname, loop='fastai Learner + fast(cpu=True)', ms_per_batch=med['fast'], syncs_per_train_batch=syncs['fast'])]
+    res = pd.DataFrame(rows)
+    res['vs_fastai'] = res.ms_per_batch/res.groupby('model').ms_per_batch.transform(lambda s: s.iloc[1])
+    txt = (f'training-loop time per training batch (train + valid loops over {EPOCHS} epochs, divided by training batches), '
+           f'median of {REPS} interleaved runs; sample collection at 32 px, batch 16, {len(dls.train)} batches/epoch; '
+           f'CPU {os.cpu_count()} cores, torch threads 1; syncs counted by learn.sync_audit as if the CPU were the GPU; '
+           f'vs_fastai = ms / plain fastai Learner ms. total {time.perf_counter()-t0:.0f} s\n'
+           + res.to_string(index=False, float_format=lambda v: f'{v:.3g}'))
+    print(txt)
+    out = ROOT/'benchmarks'/'results'; out.mkdir(parents=True, exist_ok=True)
+    (out/'loop.txt').write_text(txt + '\n')
