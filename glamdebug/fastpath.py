@@ -17,8 +17,8 @@ from fastcore.meta import delegates
 from fastprogress.fastprogress import progress_bar
 from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory, Categorize, Datasets, TfmdDL, TfmdLists,
                                DataLoaders, IntToFloatTensor, Transform, Learner, Callback, MixedPrecision, to_device,
-                               Adam, OptimWrapper, AvgSmoothLoss, AvgLoss, find_bs, CancelTrainException,
-                               CancelValidException)
+                               Adam, OptimWrapper, AvgSmoothLoss, AvgLoss, AvgMetric, AccumMetric, find_bs, to_detach,
+                               CancelTrainException, CancelValidException)
 try: import fcntl
 except ImportError: fcntl = None  # Windows: no lock between processes
 from .core import *
@@ -362,6 +362,11 @@ class CachedDL(TfmdDL):
             if len(c) < bs and self.drop_last: break
             yield self._gather(c)
 
+    keep_on_device = False  # set by `FastPath` while fit validates with metrics that take device tensors
+    def to_detach(self, b, cpu=True, gather=True):
+        "fastai's `to_detach` (what `learn.to_detach` calls), without the copy to the host while `keep_on_device`"
+        return to_detach(b, cpu and not self.keep_on_device, gather)
+
     def _device_batch(self, b):
         if self.device is not None: b = to_device(b, self.device, non_blocking=True)
         return self.after_batch(b)
@@ -558,9 +563,19 @@ class FastPath(Callback):
         rec, self.orig = getattr(self.learn, 'recorder', None), {}
         if self.no_sync and rec is not None:
             if type(rec.smooth_loss) is AvgSmoothLoss:
-                self.orig['smooth_loss'], rec.smooth_loss = rec.smooth_loss, DeviceSmoothLoss(beta=rec.smooth_loss.beta)
+                self.orig['smooth_loss'] = rec.smooth_loss
+                _put(rec, 'smooth_loss', DeviceSmoothLoss(beta=rec.smooth_loss.beta))
                 rec.smooth_loss.reset()
-            if type(rec.loss) is AvgLoss: self.orig['loss'], rec.loss = rec.loss, DeviceAvgLoss()
+            if type(rec.loss) is AvgLoss: self.orig['loss'] = rec.loss; _put(rec, 'loss', DeviceAvgLoss())
+    def before_validate(self):
+        # inside `fit` (not `get_preds`, whose callers expect host tensors), metrics that can sum on the device do
+        self._kept = None
+        if not (self.active and self.no_sync) or hasattr(self.learn, 'gather_preds'): return
+        dl, rec = getattr(self.learn, 'dl', None), getattr(self.learn, 'recorder', None)
+        if rec is None or not hasattr(dl, 'keep_on_device'): return
+        if all(_device_metric(m) for m in rec.metrics): dl.keep_on_device, self._kept = True, dl
+    def after_validate(self):
+        if getattr(self, '_kept', None) is not None: self._kept.keep_on_device, self._kept = False, None
     def before_batch(self):
         # fastai's tensor subclasses route every op of the forward pass through Python `__torch_function__`
         if self.active and self.plain:
@@ -578,9 +593,17 @@ class FastPath(Callback):
         if 'smooth_loss' in self.orig:
             d, o = rec.smooth_loss, self.orig['smooth_loss']
             if d.val is not None: o.count, o.val = d.count, d.val.detach().cpu()*1.
-            rec.smooth_loss = o
-        if 'loss' in self.orig: rec.loss = self.orig['loss']
+            _put(rec, 'smooth_loss', o)
+        if 'loss' in self.orig: _put(rec, 'loss', self.orig['loss'])
         self.orig = {}
+
+def _put(cb, name, v):
+    "Set a callback's own attribute (fastai's `Callback.__setattr__` warns when the learner has one of that name)"
+    object.__setattr__(cb, name, v)
+
+def _device_metric(m):
+    "Can fastai metric `m` accumulate device tensors? (`AvgMetric`, and `AccumMetric` unless it converts to numpy)"
+    return type(m) is AvgMetric or (type(m) is AccumMetric and not m.to_np)
 
 def _on_cuda(learn):
     p = next(learn.model.parameters(), None)
@@ -742,12 +765,13 @@ class _AuditPhases(Callback):
 @patch
 def sync_audit(self:Learner,
                n_batches:int=8, # training batches, and at most as many validation batches
-               device=None, # the device to audit (default: the model's); on the CPU, reads count as if it were a GPU
+               device=None, # the device to audit (default: the DataLoaders', where fit puts the model); on the CPU, reads count as if it were a GPU
                lr=None) -> SyncReport:
     "Train and validate a few batches (weights, optimiser, callbacks and RNG restored) counting host syncs per batch, by call site"
     if not n_batches or n_batches < 1: raise GlamError(f'n_batches must be at least 1, got {n_batches}')
-    p = next(self.model.parameters(), None)
-    dev = torch.device(device) if device is not None else (p.device if p is not None else torch.device('cpu'))
+    p, dd = next(self.model.parameters(), None), getattr(self.dls, 'device', None)
+    # fit moves the model to the DataLoaders' device, so that is the device to audit
+    dev = torch.device(device if device is not None else dd if dd is not None else p.device if p is not None else 'cpu')
     audit = HostSyncs(dev.type)
     cb = _AuditPhases(audit, n_batches)
     with preserved(self), self.no_bar(), self.no_logging(), warnings.catch_warnings():

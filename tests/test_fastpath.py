@@ -242,7 +242,19 @@ def test_sync_audit_on_samples(samples, tmp_path):
     learn.fast(cpu=True)
     r2 = learn.sync_audit(n_batches=5, device='cpu')
     t_eq(r2.per_batch('training'), 0)
+    t_eq(r2.per_batch('validation'), 0)  # the loss and error_rate are summed on the device during fit
     assert 'None inside training batches' in r2.summary and r2.to_dict()['per_train_batch'] == 0
+    # ... but only during fit: get_preds' callers get host tensors, as from fastai
+    from fastai.vision.all import Callback
+    class Spy(Callback):
+        def before_fit(self): self.seen = []
+        def before_batch(self):
+            if not self.training: self.seen.append(self.dl.keep_on_device)
+    spy = Spy()
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=spy)
+    assert spy.seen and all(spy.seen)
+    learn.get_preds(cbs=spy)
+    assert spy.seen and not any(spy.seen)
     with pytest.raises(Exception, match='at least 1'): learn.sync_audit(0)
 
 def test_sync_audit_sees_the_loader_thread(samples, tmp_path):
