@@ -66,6 +66,7 @@ def compare(name, df, path, draft):
     return out
 
 if __name__ == '__main__':
+    LOAD = os.getloadavg()[0]  # other work on the machine slows fastai's worker processes most
     t0 = time.perf_counter()
     rows = compare('sample collection (630 PNGs)', read_collection(ROOT/'data'/'samples'/'collection.csv'), ROOT/'data'/'samples', draft=False)
     (tmp/'scans').mkdir()
@@ -79,7 +80,7 @@ if __name__ == '__main__':
     res['ratio'] = res.fastai/res.glamdebug
     res.loc[res.what.str.startswith('valid error'), 'ratio'] = np.nan
     with pd.option_context('display.width', 200, 'display.max_colwidth', 80):
-        txt = (f'glamdebug fast path vs plain fastai on the CPU ({os.cpu_count()} cores, shared with other work; torch threads '
+        txt = (f'glamdebug fast path vs plain fastai on the CPU ({os.cpu_count()} cores, load average {LOAD:.1f} at start; torch threads '
                f'{torch.get_num_threads()}); fastai: ImageDataLoaders.from_df + Resize({SIZE}, squish), default workers; '
                f'glamdebug: cached_dls (draft decoding for the JPEG scans). ratio = fastai / glamdebug (higher: glamdebug faster).\n'
                f'scan generation {gen:.0f} s (not counted); total {time.perf_counter()-t0:.0f} s\n'
