@@ -245,6 +245,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath.FastPath': ('fastpath.html#fastpath', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath.FastPath.__init__': ('fastpath.html#fastpath.__init__', 'glamdebug/fastpath.py'),
+                                    'glamdebug.fastpath.FastPath.after_batch': ( 'fastpath.html#fastpath.after_batch',
+                                                                                 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath.FastPath.after_fit': ('fastpath.html#fastpath.after_fit', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath.FastPath.after_train': ( 'fastpath.html#fastpath.after_train',
                                                                                  'glamdebug/fastpath.py'),

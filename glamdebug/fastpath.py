@@ -18,7 +18,7 @@ from fastprogress.fastprogress import progress_bar
 from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory, Categorize, Datasets, TfmdDL, TfmdLists,
                                DataLoaders, IntToFloatTensor, Transform, Learner, Callback, MixedPrecision, to_device,
                                Adam, OptimWrapper, AvgSmoothLoss, AvgLoss, AvgMetric, AccumMetric, find_bs, to_detach,
-                               CancelTrainException, CancelValidException)
+                               to_concat, CancelTrainException, CancelValidException)
 try: import fcntl
 except ImportError: fcntl = None  # Windows: no lock between processes
 from .core import *
@@ -568,19 +568,30 @@ class FastPath(Callback):
                 rec.smooth_loss.reset()
             if type(rec.loss) is AvgLoss: self.orig['loss'] = rec.loss; _put(rec, 'loss', DeviceAvgLoss())
     def before_validate(self):
-        # inside `fit` (not `get_preds`, whose callers expect host tensors), metrics that can sum on the device do
-        self._kept = None
-        if not (self.active and self.no_sync) or hasattr(self.learn, 'gather_preds'): return
+        # fastai reads the loss, the metrics and (in `get_preds`) the predictions to the host on every batch. Where every
+        # metric can take device tensors, they stay on the device; `get_preds` gets its tensors on the host, in one copy
+        self._kept, self._gather = None, None
         dl, rec = getattr(self.learn, 'dl', None), getattr(self.learn, 'recorder', None)
-        if rec is None or not hasattr(dl, 'keep_on_device'): return
-        if all(_device_metric(m) for m in rec.metrics): dl.keep_on_device, self._kept = True, dl
-    def after_validate(self):
-        if getattr(self, '_kept', None) is not None: self._kept.keep_on_device, self._kept = False, None
+        if not (self.active and self.no_sync and hasattr(dl, 'keep_on_device')): return
+        if rec is not None and not all(_device_metric(m) for m in rec.metrics): return
+        g = getattr(self.learn, 'gather_preds', None)
+        if g is not None and (g.save_preds is not None or g.save_targs is not None): return  # it saves each batch
+        dl.keep_on_device, self._kept, self._gather = True, dl, g
     def before_batch(self):
         # fastai's tensor subclasses route every op of the forward pass through Python `__torch_function__`
         if self.active and self.plain:
             self.learn.xb = tuple(x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) else x for x in self.xb)
             self.learn.yb = tuple(y.as_subclass(torch.Tensor) if isinstance(y, torch.Tensor) else y for y in self.yb)
+        if getattr(self, '_gather', None) is not None: self._kept.keep_on_device = False  # `with_input`: inputs go to the host
+    def after_batch(self):
+        if getattr(self, '_gather', None) is not None: self._kept.keep_on_device = True
+    def after_validate(self):
+        g = getattr(self, '_gather', None)
+        if g is not None:  # before `GatherPredsCallback.after_validate` (order 0) concatenates: one copy to the host
+            for k, dim in (('preds', g.concat_dim), ('targets', g.concat_dim), ('losses', 0)):
+                v = getattr(g, k, None)
+                if isinstance(v, list) and v: setattr(g, k, [to_detach(to_concat(v, dim=dim))])
+        if getattr(self, '_kept', None) is not None: self._kept.keep_on_device, self._kept, self._gather = False, None, None
     def after_train(self):
         if not self.active: return
         if torch.cuda.is_available() and _on_cuda(self.learn): torch.cuda.synchronize()  # once per epoch
@@ -779,7 +790,7 @@ def sync_audit(self:Learner,
         with audit: self.fit(1, lr=lr, cbs=cb)
     return SyncReport(audit.counts, cb.n_train, cb.n_valid, dev.type)
 
-# %% ../nbs/11_fastpath.ipynb #c0064
+# %% ../nbs/11_fastpath.ipynb #c0066
 @cli_command('cache', help='decode and resize every image of a collection once into the fast-path cache (a re-run decodes only new or changed files)', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
     (('--size',), dict(type=int, default=64, help='image size in pixels, the size you will train at (default 64)')),
