@@ -312,8 +312,8 @@ def _subset_dl(dls, n_items, seed=0):
     return dls.test_dl(sub, with_labels=True)
 
 def _n_wrong(out, targ):
-    "Wrongly classified items in a batch (plain tensors: fastai's tensor subclasses compare oddly across types)"
-    return int((torch.as_tensor(out).as_subclass(torch.Tensor).argmax(-1) != torch.as_tensor(targ).as_subclass(torch.Tensor)).sum())
+    "Wrongly classified items in a batch, a tensor on the batch's device: summed there, read once per epoch (no host sync per batch)"
+    return (torch.as_tensor(out).as_subclass(torch.Tensor).argmax(-1) != torch.as_tensor(targ).as_subclass(torch.Tensor)).sum()
 
 class ErrorCurves(Callback):
     "Record train error (fixed subset of train items, validation transforms, eval mode) and valid error after each epoch"
@@ -326,7 +326,7 @@ class ErrorCurves(Callback):
     def before_validate(self): self._k, self._n, self._collect = 0, 0, self._on and not hasattr(self.learn, 'gather_preds')
     def after_batch(self):
         if self.training or not getattr(self, '_collect', False) or not len(self.yb): return
-        self._k += _n_wrong(self.pred, self.yb[0]); self._n += len(self.yb[0])
+        self._k = self._k + _n_wrong(self.pred, self.yb[0]); self._n += len(self.yb[0])
     def after_validate(self): self._collect = False
     def _train_error(self):
         if self._dl is None: self._dl = _subset_dl(self.dls, self.n_train, self.seed)
@@ -336,12 +336,12 @@ class ErrorCurves(Callback):
         try:
             with torch.no_grad():
                 for b in self._dl:
-                    k += _n_wrong(model(*b[:n_inp]), b[n_inp]); n += len(b[n_inp])
+                    k = k + _n_wrong(model(*b[:n_inp]), b[n_inp]); n += len(b[n_inp])
         finally: model.train(was)
-        return k/n if n else float('nan')
+        return int(k)/n if n else float('nan')
     def after_epoch(self):
         if not self._on: return
-        valid = self._k/self._n if self._n else float('nan')
+        valid = int(self._k)/self._n if self._n else float('nan')
         self.history.append(dict(epoch=self._epoch0 + self.epoch, train_error=self._train_error(), valid_error=valid))
     def after_fit(self): self._on = False; self.learn.__dict__['_glam_error_curves'] = self
     @property

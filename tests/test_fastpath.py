@@ -239,10 +239,11 @@ def test_sync_audit_on_samples(samples, tmp_path):
     t_eq(r.per_batch('training'), 1.0)
     assert 'AvgSmoothLoss.accumulate' in r.table[r.table.phase == 'training']['where'].iloc[0]
     for p, q in zip(learn.model.parameters(), w0): t_eq(p, q)  # weights restored
-    learn.fast(cpu=True)
+    from glamdebug.evaluate import ErrorCurves
+    learn.fast(cpu=True).add_cb(ErrorCurves(n_train=64))
     r2 = learn.sync_audit(n_batches=5, device='cpu')
     t_eq(r2.per_batch('training'), 0)
-    t_eq(r2.per_batch('validation'), 0)  # the loss and error_rate are summed on the device during fit
+    t_eq(r2.per_batch('validation'), 0)  # the loss, error_rate and ErrorCurves' count are summed on the device during fit
     assert 'None inside training batches' in r2.summary and r2.to_dict()['per_train_batch'] == 0
     # ... but only during fit: get_preds' callers get host tensors, as from fastai
     from fastai.vision.all import Callback
