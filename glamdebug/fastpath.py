@@ -626,7 +626,7 @@ def fast(self:Learner,
          bf16:bool=True, # bf16 autocast on CUDA (fastai `MixedPrecision(amp_mode='bf16')`)
          channels_last:bool=True, # channels_last model on CUDA (the cached batches already are)
          fused_opt:bool=True, # on CUDA, replace fastai's `Adam` by the same update as one fused kernel (`fused_adam`)
-         no_sync:bool=True, # keep the training and validation losses on the device (fastai copies them to the host every batch)
+         no_sync:bool=True, # keep losses, metrics and `get_preds` outputs on the device until the loop ends (fastai copies them to the host every batch); callbacks calling `learn.to_detach` in validation then get device tensors
          plain:bool=True, # feed the model plain tensors (fastai's subclasses cost Python time on every op)
          cpu:bool=False): # apply everything but bf16 on the CPU too (for tests and `sync_audit`; it gains nothing there)
     "Train and predict in the fast path on CUDA: bf16 autocast, channels_last, fused Adam, no host sync per batch; each switchable off; no-op on the CPU"
