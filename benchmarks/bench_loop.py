@@ -64,12 +64,26 @@ if __name__ == '__main__':
         rows += [dict(model=mname, loop='plain torch loop', ms_per_batch=med['torch'], syncs_per_train_batch=0.),
                  dict(model=mname, loop='fastai Learner', ms_per_batch=med['fastai'], syncs_per_train_batch=syncs['fastai']),
                  dict(model=mname, loop='fastai Learner + fast(cpu=True)', ms_per_batch=med['fast'], syncs_per_train_batch=syncs['fast'])]
+    # inference for reports (`get_split_preds`: fastai `get_preds` with losses), host reads per batch, plain vs fast()
+    from glamdebug.fastpath import HostSyncs
+    from glamdebug.data import split_dl
+    import glamdebug.preds
+    from fastai.vision.all import error_rate
+    n_test = len(split_dl(dls, 'test'))
+    for fast in (False, True):
+        l = Learner(dls, tiny(dls.c), loss_func=CrossEntropyLossFlat(), metrics=error_rate)
+        if fast: l.fast(cpu=True)
+        with l.no_bar(), HostSyncs('cpu') as h: l.get_split_preds('test', cache=False)
+        rows.append(dict(model='linear, inference', loop='get_split_preds' + (' + fast(cpu=True)' if fast else ''),
+                         ms_per_batch=float('nan'), syncs_per_train_batch=float('nan'),
+                         host_reads_per_inference_batch=sum(h.counts.values())/n_test))
     res = pd.DataFrame(rows)
-    res['vs_fastai'] = res.ms_per_batch/res.groupby('model').ms_per_batch.transform(lambda s: s.iloc[1])
+    res['vs_fastai'] = res.ms_per_batch/res.groupby('model').ms_per_batch.transform(lambda s: s.iloc[1] if len(s) > 1 else float('nan'))
     txt = (f'training-loop time per training batch (train + valid loops over {EPOCHS} epochs, divided by training batches), '
            f'median of {REPS} interleaved runs; sample collection at 32 px, batch 16, {len(dls.train)} batches/epoch; '
            f'CPU {os.cpu_count()} cores, torch threads 1; syncs counted by learn.sync_audit as if the CPU were the GPU; '
-           f'vs_fastai = ms / plain fastai Learner ms. total {time.perf_counter()-t0:.0f} s\n'
+           f'vs_fastai = ms / plain fastai Learner ms; host_reads_per_inference_batch: all reads during one get_split_preds call '
+           f'(including the few made once per call) / {n_test} batches. total {time.perf_counter()-t0:.0f} s\n'
            + res.to_string(index=False, float_format=lambda v: f'{v:.3g}'))
     print(txt)
     out = ROOT/'benchmarks'/'results'; out.mkdir(parents=True, exist_ok=True)
