@@ -327,6 +327,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'glamdebug.fastpath._file_key': ('fastpath.html#_file_key', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath._flat_params': ('fastpath.html#_flat_params', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath._from_optim': ('fastpath.html#_from_optim', 'glamdebug/fastpath.py'),
+                                    'glamdebug.fastpath._fused_devices': ('fastpath.html#_fused_devices', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath._on_cuda': ('fastpath.html#_on_cuda', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath._prefetch': ('fastpath.html#_prefetch', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath._put': ('fastpath.html#_put', 'glamdebug/fastpath.py'),
