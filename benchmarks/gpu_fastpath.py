@@ -5,6 +5,11 @@ to_fp16 / to_fp16().to_channelslast(); scan-sized JPEG decoding) and puts glamde
 (cache build, cached DataLoader, training with `cached_dls` + `learn.fast()`), as a fraction of the bf16 ceiling
 measured in the same run. Each row is in its own try/except. Output: a table on stdout and in $OUT (or
 benchmarks/results/). `GLAM_TINY=1` runs a tiny version on the CPU to check the script.
+
+On the device machine (torch there, no network, Python 3.12): put fastai 2.8.12 and its pure-Python dependencies in
+`.whl/` here first (`pip download --no-deps -d .whl fastai==2.8.12 fastcore fasttransform fastprogress fastdownload
+beartype` and `plum-dispatch<2.10` for cp312; `.whl/` is in .git/info/exclude), then run, with `carry=['.whl']` and a
+600 s timeout: `pip install -q --no-index --find-links .whl fastai && PYTHONPATH=. python benchmarks/gpu_fastpath.py`.
 """
 import os, sys, time, json, tempfile, traceback, multiprocessing as mp
 from pathlib import Path
