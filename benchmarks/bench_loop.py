@@ -109,7 +109,8 @@ if __name__ == '__main__':
                          host_reads_per_inference_batch=sum(h.counts.values())/n_test))
     res = pd.DataFrame(rows)
     t_ = res.ms_per_batch.fillna(res.get('epoch_s'))
-    res['vs_fastai'] = t_/t_.groupby(res.model).transform(lambda s: s.iloc[1] if len(s) == 3 else s.iloc[0] if len(s) == 2 else float('nan'))
+    base = t_.where(res.loop.isin(['fastai Learner', 'fastai Adam']))  # the plain-fastai row of each model
+    res['vs_fastai'] = t_/base.groupby(res.model).transform('max')
     txt = (f'training-loop time per training batch (train + valid loops over {EPOCHS} epochs, divided by training batches), '
            f'median of {REPS} interleaved runs; sample collection at 32 px, batch 16, {len(dls.train)} batches/epoch; '
            f'CPU {os.cpu_count()} cores, torch threads 1; syncs counted by learn.sync_audit as if the CPU were the GPU; '
