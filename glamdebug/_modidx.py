@@ -331,6 +331,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'glamdebug.fastpath._on_cuda': ('fastpath.html#_on_cuda', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath._prefetch': ('fastpath.html#_prefetch', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath._put': ('fastpath.html#_put', 'glamdebug/fastpath.py'),
+                                    'glamdebug.fastpath._retyped': ('fastpath.html#_retyped', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath._run_jobs': ('fastpath.html#_run_jobs', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath._short_file': ('fastpath.html#_short_file', 'glamdebug/fastpath.py'),
                                     'glamdebug.fastpath._size2': ('fastpath.html#_size2', 'glamdebug/fastpath.py'),

@@ -579,7 +579,7 @@ class FastPath(Callback):
     def before_validate(self):
         # fastai reads the loss, the metrics and (in `get_preds`) the predictions to the host on every batch. Where every
         # metric can take device tensors, they stay on the device; `get_preds` gets its tensors on the host, in one copy
-        self._kept, self._gather = None, None
+        self._kept, self._gather, self._in_types = None, None, None
         dl, rec = getattr(self.learn, 'dl', None), getattr(self.learn, 'recorder', None)
         if not (self.active and self.no_sync and hasattr(dl, 'keep_on_device')): return
         if rec is not None and not all(_device_metric(m) for m in rec.metrics): return
@@ -589,18 +589,27 @@ class FastPath(Callback):
     def before_batch(self):
         # fastai's tensor subclasses route every op of the forward pass through Python `__torch_function__`
         if self.active and self.plain:
+            if getattr(self, '_in_types', None) is None: self._in_types = [type(x) for x in self.xb]
             self.learn.xb = tuple(x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) else x for x in self.xb)
             self.learn.yb = tuple(y.as_subclass(torch.Tensor) if isinstance(y, torch.Tensor) else y for y in self.yb)
         if getattr(self, '_gather', None) is not None: self._kept.keep_on_device = False  # `with_input`: inputs go to the host
     def after_batch(self):
         if getattr(self, '_gather', None) is not None: self._kept.keep_on_device = True
     def after_validate(self):
+        gp, types = getattr(self.learn, 'gather_preds', None), getattr(self, '_in_types', None)
+        if gp is not None and gp.with_input and types and isinstance(getattr(gp, 'inputs', None), list):
+            gp.inputs = [_retyped(x, types) for x in gp.inputs]  # `get_preds(with_input=True)` gives fastai's types back
         g = getattr(self, '_gather', None)
         if g is not None:  # before `GatherPredsCallback.after_validate` (order 0) concatenates: one copy to the host
             for k, dim in (('preds', g.concat_dim), ('targets', g.concat_dim), ('losses', 0)):
                 v = getattr(g, k, None)
                 if isinstance(v, list) and v: setattr(g, k, [to_detach(to_concat(v, dim=dim))])
-        if getattr(self, '_kept', None) is not None: self._kept.keep_on_device, self._kept, self._gather = False, None, None
+        if getattr(self, '_kept', None) is not None:
+            rec = getattr(self.learn, 'recorder', None)  # metrics that convert to numpy (scikit-learn's) get their
+            for m in (rec.metrics if rec is not None else []):  # accumulated tensors on the host, in one copy each
+                if type(m) is AccumMetric and m.to_np and m.preds:
+                    m.preds, m.targs = [torch.cat(m.preds).cpu()], [torch.cat(m.targs).cpu()]
+            self._kept.keep_on_device, self._kept, self._gather = False, None, None
     def after_train(self):
         if not self.active: return
         if torch.cuda.is_available() and _on_cuda(self.learn): torch.cuda.synchronize()  # once per epoch
@@ -621,9 +630,15 @@ def _put(cb, name, v):
     "Set a callback's own attribute (fastai's `Callback.__setattr__` warns when the learner has one of that name)"
     object.__setattr__(cb, name, v)
 
+def _retyped(xs, types):
+    "Tensors `xs` (a tuple, as fastai gathers inputs) cast back to `types`, the subclasses `FastPath` stripped"
+    if not isinstance(xs, (tuple, list)): xs = (xs,)
+    return tuple(x.as_subclass(t) if isinstance(x, torch.Tensor) and issubclass(t, torch.Tensor) and type(x) is not t else x
+                 for x, t in zip(xs, types))
+
 def _device_metric(m):
-    "Can fastai metric `m` accumulate device tensors? (`AvgMetric`, and `AccumMetric` unless it converts to numpy)"
-    return type(m) is AvgMetric or (type(m) is AccumMetric and not m.to_np)
+    "Can fastai metric `m` accumulate device tensors? (`AvgMetric`; `AccumMetric`, whose numpy ones `FastPath` copies once at the end)"
+    return type(m) in (AvgMetric, AccumMetric)
 
 def _on_cuda(learn):
     p = next(learn.model.parameters(), None)
