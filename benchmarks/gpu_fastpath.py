@@ -11,7 +11,7 @@ On the device machine (torch there, no network, Python 3.12): put fastai 2.8.12 
 beartype` and `plum-dispatch<2.10` for cp312; `.whl/` is in .git/info/exclude), then run, with `carry=['.whl']` and a
 600 s timeout: `pip install -q --no-index --find-links .whl fastai && PYTHONPATH=. python benchmarks/gpu_fastpath.py`.
 """
-import os, sys, time, json, tempfile, traceback, multiprocessing as mp
+import os, sys, time, json, tempfile, traceback, collections, multiprocessing as mp
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
@@ -193,7 +193,81 @@ def glam_audits():
     audit('fastai Learner on the cached DataLoader', gdls['small'])
     audit('fastai Learner on the cached DataLoader + learn.fast()', gdls['small'], lambda l: l.fast())
     audit('... + learn.fast(no_sync=False)', gdls['small'], lambda l: l.fast(no_sync=False))
+
+class _Window(Callback):
+    "Switch `state['on']` on for training batches `skip` .. `skip+n` (after a sync), off after them"
+    order = -1000
+    def __init__(self, state, skip=5, n=20): self.state, self.skip, self.n, self.count = state, skip, n, 0
+    def before_batch(self):
+        if not self.training: return
+        self.count += 1
+        if self.count == self.skip: sync(); self.state.update(on=True, t0=time.perf_counter(), n=0)
+    def after_batch(self):
+        if not self.training or not self.state.get('on'): return
+        self.state['n'] += 1
+        if self.state['n'] == self.n:
+            self.state['on'] = False; t = time.perf_counter(); self.state['host'] = t - self.state['t0']
+            sync(); self.state['wall'] = time.perf_counter() - self.state['t0']; self.state['drain'] = time.perf_counter() - t
+
+timelines = []
+def glam_timeline():
+    "where the host's time goes per training batch of cached_dls + learn.fast(): fastai's loop steps and each callback"
+    from fastai.learner import Learner
+    orig, acc, state = Learner._call_one, collections.Counter(), {}
+    def timed(self, event_name):
+        t0 = time.perf_counter()
+        if state.get('on') and 'last' in state: acc[('loop', f"{state['last_ev']} -> {event_name}")] += t0 - state['last']
+        for cb in self.cbs.sorted('order'):
+            t = time.perf_counter(); cb(event_name)
+            if state.get('on'): acc[(type(cb).__name__, event_name)] += time.perf_counter() - t
+        state['last'], state['last_ev'] = time.perf_counter(), event_name
+    learn = vision_learner(gdls['small'], ARCH, pretrained=False, loss_func=CrossEntropyLossFlat()).fast()
+    n = max(1, min(20, len(gdls['small'].train) - 5))
+    Learner._call_one = timed
+    try:
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=_Window(state, n=n))
+    finally: Learner._call_one = orig
+    t = pd.DataFrame([dict(who=k[0], step=k[1], ms_per_batch=v/n*1e3) for k, v in acc.items()])
+    t = t.sort_values('ms_per_batch', ascending=False).head(14)
+    gpu_ms = BS/ceiling['ips']*1e3 if ceiling else float('nan')
+    head = (f"host time per training batch of cached_dls + learn.fast(), {n} batches: {state['host']/n*1e3:.1f} ms "
+            f"(the GPU drained {state['drain']*1e3:.0f} ms after the last one; wall {state['wall']/n*1e3:.1f} ms per batch; "
+            f"the model alone at the ceiling: {gpu_ms:.1f} ms per batch). 'loop' rows are fastai's own work between events "
+            f"(before_batch -> after_pred: the forward pass; after_batch -> before_batch: waiting for the next batch)")
+    timelines.append(head + '\n' + t.to_string(index=False, float_format=lambda v: f'{v:.2f}'))
+    print('[timeline] ' + timelines[-1], flush=True)
+
+def glam_profile():
+    "CUDA runtime calls per training batch of cached_dls + learn.fast() (torch.profiler, 10 batches): what makes the host wait"
+    from torch.profiler import profile, ProfilerActivity
+    state = {}
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if CUDA else [])
+    prof = profile(activities=acts)
+    class P(_Window):
+        def before_batch(self):
+            super().before_batch()
+            if self.state.get('on') and not self.state.get('started'): prof.__enter__(); self.state['started'] = True
+        def after_batch(self):
+            super().after_batch()
+            if self.state.get('started') and not self.state.get('on') and not self.state.get('stopped'):
+                prof.__exit__(None, None, None); self.state['stopped'] = True
+    learn = vision_learner(gdls['small'], ARCH, pretrained=False, loss_func=CrossEntropyLossFlat()).fast()
+    n = max(1, min(10, len(gdls['small'].train) - 5))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=P(state, n=n))
+    ev = prof.key_averages()
+    dev_us = lambda e: getattr(e, 'self_device_time_total', 0) or getattr(e, 'self_cuda_time_total', 0)
+    busy = sum(dev_us(e) for e in ev)/1e3/n
+    keys = ('Synchronize', 'HostAlloc', 'MallocHost', 'FreeHost', 'Memcpy', 'EventQuery', 'item', 'local_scalar_dense', 'pin_memory')
+    t = pd.DataFrame([dict(call=e.key, per_batch=e.count/n, cpu_ms_per_batch=e.cpu_time_total/1e3/n) for e in ev
+                      if any(k in e.key for k in keys)], columns=['call', 'per_batch', 'cpu_ms_per_batch'])
+    t = t.sort_values('cpu_ms_per_batch', ascending=False)
+    head = (f"torch.profiler, {n} training batches of cached_dls + learn.fast(): device busy {busy:.1f} ms per batch "
+            f"(kernels), host {state['host']/n*1e3:.1f} ms per batch (profiler on); calls that wait or copy:")
+    timelines.append(head + '\n' + (t.to_string(index=False, float_format=lambda v: f'{v:.2f}') if len(t) else '(none)'))
+    print('[profile] ' + timelines[-1], flush=True)
+
 attempt(glam_cache_small); attempt(glam_dl_small); attempt(glam_train); attempt(torch_loop); attempt(glam_audits)
+attempt(glam_timeline); attempt(glam_profile)
 attempt(glam_train_variants)
 
 fdls = {}
@@ -256,6 +330,7 @@ with pd.option_context('display.width', 200, 'display.max_colwidth', 95):
 if audits:
     with pd.option_context('display.width', 250, 'display.max_colwidth', 120):
         txt += '\n\nhost syncs per batch (learn.sync_audit on CUDA)\n' + pd.DataFrame(audits).to_string(index=False, float_format=lambda v: f'{v:.2f}')
+if timelines: txt += '\n\n' + '\n\n'.join(timelines)
 print('\n' + txt)
 (OUT/('gpu_fastpath_tiny.txt' if TINY else 'gpu_fastpath.txt')).write_text(txt + '\n')
 (OUT/('gpu_fastpath_tiny.json' if TINY else 'gpu_fastpath.json')).write_text(res.to_json(orient='records', indent=1))
