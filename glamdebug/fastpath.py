@@ -658,6 +658,10 @@ def fast(self:Learner,
     base, kw = getattr(self.opt_func, 'func', self.opt_func), getattr(self.opt_func, 'keywords', {})
     if fused_opt and base is Adam and not getattr(self.opt_func, 'args', ()) and (_on_cuda(self) or cpu):
         self.opt_func = partial(fused_adam, **kw)
+        # `fit` creates the optimizer before it moves the model to the DataLoaders' device, and `fused_adam` looks at
+        # where the parameters are: move them first (torch before 2.4 has no fused kernel for the CPU)
+        dev = getattr(self.dls, 'device', None)
+        if dev is not None and _on_cuda(self): self.model.to(dev)
         if self.opt is not None:
             frozen = getattr(self.opt, 'frozen_idx', 0)
             self.create_opt(); self.opt.freeze_to(frozen)
