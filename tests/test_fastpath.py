@@ -43,6 +43,46 @@ def test_pixel_identical_without_draft(scans, tmp_path):
     c2.update(scans)
     for fn in scans: t_eq(c2[fn], np.asarray(Resize((40, 56), method='squish')(GlamImage.create(fn), split_idx=1)))
 
+def _glam_formats(folder, w=400, h=300):
+    "One image saved as the formats archives hold: 16-bit grey, LZW, two-page and bilevel G4 TIFF; CMYK, grey, progressive and EXIF-rotated JPEG; palette and RGBA PNG"
+    r = np.random.default_rng(0)
+    a = np.asarray(Image.fromarray((r.random((h//10, w//10, 3))*255).astype(np.uint8)).resize((w, h), Image.BICUBIC)).copy()
+    a[:h//8, -w//6:] = 255  # a white corner at the top right: shows the orientation
+    im, out = Image.fromarray(a), {}
+    def save(name, img, **kw): img.save(folder/name, **kw); out[name] = folder/name
+    save('g16.tif', Image.fromarray(a[..., 0].astype(np.uint16)*257))
+    save('lzw.tif', im, compression='tiff_lzw')
+    save('pages.tif', im, save_all=True, append_images=[Image.fromarray(255 - a)])
+    save('g4.tif', Image.fromarray(a[..., 0] > 128), compression='group4')
+    save('cmyk.jpg', im.convert('CMYK'), quality=90)
+    save('grey.jpg', im.convert('L'), quality=90)
+    save('prog.jpg', im, quality=90, progressive=True)
+    ex = im.getexif(); ex[0x0112] = 6  # rotated 90° on display
+    save('exif.jpg', im, quality=90, exif=ex)
+    save('pal.png', im.convert('P'))
+    save('rgba.png', Image.fromarray(np.dstack([a, np.full((h, w), 128, np.uint8)])))
+    return out
+
+def test_glam_formats_as_uncached(tmp_path):
+    "The cache reads every format as the uncached path does: pixel-identical without draft, close with it, orientation kept"
+    fns = _glam_formats(tmp_path)
+    c = ImageCache(tmp_path/'cache', size=32, draft=False, progress=False)
+    r = c.update(list(fns.values()))
+    t_eq(r.decoded, len(fns)); t_eq(r.bad, {})
+    for name, fn in fns.items(): t_eq(c[fn], _uncached(fn, 32))
+    assert (c[fns['g16.tif']] == 255).mean() < 0.1  # 16-bit scaled to 8 bits; PIL's convert saturates almost every pixel
+    # the white top-right corner: turned to the bottom right by the EXIF orientation (90° clockwise), where it was in a TIFF
+    assert c[fns['exif.jpg']][-3:, -3:].min() > 240 and c[fns['exif.jpg']][:3, -3:].min() < 200
+    assert c[fns['lzw.tif']][:3, -3:].min() > 240
+    (tmp_path/'big').mkdir()
+    big = _glam_formats(tmp_path/'big', w=2000, h=1500)
+    jpegs = [fn for n, fn in big.items() if n.endswith('.jpg')]
+    cd = ImageCache(tmp_path/'cache', size=64, draft=True, progress=False)
+    cd.update(jpegs)
+    for fn in jpegs:
+        d = np.abs(cd[fn].astype(int) - _uncached(fn, 64).astype(int))
+        assert d.mean() < 4 and d.max() < 40, (fn.name, d.mean(), d.max())
+
 def test_close_with_draft(scans, tmp_path):
     """Draft decoding: mean absolute difference < 2 (of 255) from the full decode, max difference < 40.
     (Colour detail right at the output pixel scale differs more: mean up to ~4 with 24 px cells on a 1,200 px scan.)"""
