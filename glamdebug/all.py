@@ -10,4 +10,5 @@ from .evaluate import *
 from .interpret import *
 from .merge import *
 from .debug import *
+from .tune import *
 from .fastpath import *

@@ -1,0 +1,73 @@
+"tune: diverged trials, the fast path and batch sizes on cached DataLoaders, medium after high, the learner left as it was"
+import math, warnings
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+from fastcore.test import test_eq as t_eq, test_fail as t_fail
+from glamdebug.data import read_collection
+from glamdebug.models import defaults_learner
+from glamdebug.fastpath import cached_dls, FastPath
+from glamdebug.tune import tune_search, LogRange, Choice, SENSITIVITY, TuneReport
+import glamdebug.tune  # Learner.tune
+
+torch.set_num_threads(1)
+SAMPLES = Path(__file__).parent.parent/'data'/'samples'
+
+@pytest.fixture(scope='module')
+def dls(tmp_path_factory):
+    df = read_collection(SAMPLES/'collection.csv', check_images=False)
+    return cached_dls(df, size=24, bs=32, cache_dir=tmp_path_factory.mktemp('cache'), progress=False)
+
+def test_diverged_trials_reported_not_best(dls):
+    "A learning rate far too high makes the loss blow up: those trials are marked diverged and never chosen"
+    learn = defaults_learner(dls)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        rep = learn.tune(['lr'], space={'lr': LogRange(1e-3, 1e6)}, n_trials=6, rounds=1, epochs=1, seed=3, progress=False)
+    st = rep.trials.set_index('lr').status
+    assert (st == 'diverged').any() and (st == 'ok').any(), rep.trials
+    assert st[st == 'diverged'].index.min() > st[st == 'ok'].index.max()  # the ones that blew up are the high rates
+    assert rep.table.status.iloc[0] == 'ok' and math.isfinite(rep.table.valid_error.iloc[0])
+    assert 'diverged' in rep.summary
+    rep.to_json()  # NaN errors of diverged trials serialise
+
+def test_fast_path_and_batch_size_in_trials(dls):
+    "Trials of a `fast()` learner train in the fast path too; `bs` trials get cached DataLoaders of that batch size"
+    learn = defaults_learner(dls).fast()
+    seen = []
+    orig = glamdebug.tune._fit
+    def spy(l, t, epochs):
+        seen.append((l.dls.train.bs, type(l.dls).__name__, any(isinstance(c, FastPath) for c in l.cbs)))
+        return orig(l, t, epochs)
+    glamdebug.tune._fit = spy
+    try: rep = learn.tune(['bs'], space={'bs': Choice(8, 16)}, n_trials=3, rounds=1, epochs=1, progress=False)
+    finally: glamdebug.tune._fit = orig
+    t_eq({s[0] for s in seen[1:]}, set(rep.trials.bs[1:]))  # each trial trained at its own batch size
+    assert all(s[1] == 'CachedDataLoaders' and s[2] for s in seen), seen
+    t_eq(learn.dls.train.bs, 32)
+
+def test_medium_after_high(dls):
+    "Tune the medium settings from the best high ones: every trial starts from `base`"
+    learn = defaults_learner(dls)
+    base = dict(lr=3e-3, schedule='one_cycle')
+    rep = learn.tune('medium', base=base, n_trials=2, rounds=1, epochs=1, progress=False)
+    t_eq(set(rep.space), {'wd', 'drop_rate', 'depth'})
+    t_eq(rep.base, base)
+    same = learn.tune(['wd'], space={'wd': Choice(0.0)}, base=base, n_trials=1, rounds=1, epochs=1, progress=False)
+    plain = learn.tune(['wd'], space={'wd': Choice(0.0)}, n_trials=1, rounds=1, epochs=1, progress=False)
+    # the base changes the result (one-cycle at 3e-3 against the default constant 3e-4)
+    assert same.trials.valid_loss.iloc[1] != plain.trials.valid_loss.iloc[1]
+
+def test_learner_untouched_and_bad_input(dls):
+    learn = defaults_learner(dls)
+    w = [p.detach().clone() for p in learn.model.parameters()]
+    learn.tune(['lr', 'width'], n_trials=2, rounds=2, epochs=1, progress=False)
+    for a, b in zip(w, learn.model.parameters()): assert torch.equal(a, b)
+    assert learn.opt is None and learn.lr == 3e-4
+    t_fail(lambda: learn.tune(['lr'], space={'lr': (1e-4, 1e-2)}), contains='LogRange, Range or Choice')
+    t_fail(lambda: learn.tune(['lr'], keep=0), contains='keep')
+    t_fail(lambda: learn.tune(['lr'], base={'learning_rate': 1}), contains='learning_rate')
+    r18 = defaults_learner(dls, arch='resnet18')
+    t_fail(lambda: r18.tune(['width']), contains='bigger')
+    # by level, the settings that do not apply to a learner are left out rather than refused
+    t_eq(set(glamdebug.tune._space('high', None, True, 'resnet18')), {'lr', 'schedule', 'loss'})
+    t_eq(set(glamdebug.tune._space('high', None, True, 'lenet')), {'lr', 'schedule', 'loss', 'width'})
