@@ -32,7 +32,7 @@ REMEDIES = {
         ('regularisation', 'weight decay, dropout'),
         ('error analysis', 'look at the valid items the model gets wrong'),
         ('a better architecture', 'closer to the state of the art for the task'),
-        ('tune hyperparameters', 'learning rate and schedule first'),
+        ('tune hyperparameters', '`learn.tune()`: learning rate and schedule first'),
         ('early stopping', 'stop where valid error is lowest'),
         ('remove features', 'drop inputs that let the model memorise'),
         ('reduce model size', 'the last resort: it usually costs bias')],

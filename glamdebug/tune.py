@@ -131,7 +131,7 @@ def _with_bs(dls, bs):
 
 def _loss(name): return LabelSmoothingCrossEntropyFlat() if name == 'label_smoothing' else CrossEntropyLossFlat()
 
-def _rebuilt(learn, t):
+def _rebuilt(learn, t, metrics=None):
     "A new `defaults_learner` with `learn`'s settings changed to trial `t`'s"
     s = dict(learn.glam_settings)
     mk = dict(s.pop('model_kwargs', None) or {})
@@ -143,7 +143,7 @@ def _rebuilt(learn, t):
         if k in t: s[k] = t[k]
     if 'loss' in t: s['loss_func'] = _loss(t['loss'])
     s['cbs'] = [copy.copy(cb) for cb in listify(s.get('cbs'))] or None
-    s['metrics'] = [error_rate]
+    s['metrics'] = [error_rate] if metrics is None else metrics
     return defaults_learner(_with_bs(learn.glam_dls, t.get('bs', learn.dls.train.bs)), model_kwargs=mk or None, **s)
 
 def _reset(learn, t, snapshot, base_opt, base_loss, dls):
@@ -158,10 +158,14 @@ def _reset(learn, t, snapshot, base_opt, base_loss, dls):
     learn.metrics = [error_rate]
     return learn
 
+def _fit_fn(learn, t):
+    "The fit method of trial `t`'s schedule"
+    return dict(constant=learn.fit, one_cycle=learn.fit_one_cycle, flat_cos=learn.fit_flat_cos)[t.get('schedule', 'constant')]
+
 def _fit(learn, t, epochs):
     "Train `learn` for trial `t`; `(train_loss, valid_loss, valid_error)` after the last epoch"
     lr, wd = t.get('lr', learn.lr), t.get('wd', learn.wd)
-    fit = dict(constant=learn.fit, one_cycle=learn.fit_one_cycle, flat_cos=learn.fit_flat_cos)[t.get('schedule', 'constant')]
+    fit = _fit_fn(learn, t)
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         fit(epochs, lr, wd=wd)
@@ -227,16 +231,30 @@ class TuneReport(Report):
              f'valid error {b.valid_error:.2%} with ' + ', '.join(f'{k}={_show(v)}' for k, v in self.best.items()))
         if len(base): s += f' (baseline, your settings: {base.valid_error.iloc[0]:.2%}).'
         div = int((self.trials.status == 'diverged').sum())
-        if div: s += f' {div} trial(s) diverged (loss not finite).'
+        if div: s += f' {div} trial(s) diverged (the loss blew up): left out of the best and of the next round.'
         sens = self.sensitivity
         if len(sens):
             top = sens[sens.verdict == 'matters']
             s += (f' Measured to matter here: {", ".join(top.index)}.' if len(top) else
                   f' No setting moved the valid error further than shuffled trials do ({len(self.trials[self.trials["round"] == 1])} '
                   f'trials in round 1; one valid error is ±{self.noise:.1%}): run more trials, or more epochs.')
-        s += (" Next: keep the best settings and tune the medium ones from there (`learn.tune('medium', base=report.best)`), "
-              'then train the best for more epochs.')
+        if any(SENSITIVITY.level(k) == 'high' for k in self.space):
+            s += " Next: tune the medium ones from the best (`learn.tune('medium', base=report.best)`), then `report.train(epochs)`."
+        else: s += ' Next: `report.train(epochs)` trains a new learner with these settings for longer.'
         return s
+    def train(self, epochs:int, # epochs, with the best trial's schedule
+              seed:int|None=None) -> Learner: # seed first (None: leave the random state as it is)
+        "A new learner with the base and best settings, your metrics and callbacks, trained for `epochs`"
+        if self.learn is None or getattr(self.learn, 'glam_settings', None) is None:
+            raise GlamError('report.train rebuilds a defaults_learner; for another Learner set these yourself: '
+                            + ', '.join(f'{k}={_show(v)}' for k, v in {**self.base, **self.best}.items()))
+        t = {**self.base, **self.best}
+        if seed is not None: set_seed(seed, reproducible=True)
+        l = _rebuilt(self.learn, t, metrics=self.learn.glam_settings.get('metrics'))
+        fp = getattr(self.learn, 'fast_path', None)
+        if fp is not None: l.fast(bf16=fp.bf16, channels_last=fp.channels_last, no_sync=fp.no_sync, plain=fp.plain, cpu=fp.cpu)
+        _fit_fn(l, t)(epochs, t.get('lr', l.lr), wd=t.get('wd', l.wd))
+        return l
     def sections(self):
         return [('Sensitivity: expected vs measured (round 1)', self.sensitivity), ('Ranges by round', self.ranges)]
     def to_dict(self):
