@@ -588,4 +588,5 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.tune._space': ('tune.html#_space', 'glamdebug/tune.py'),
                                 'glamdebug.tune._spread': ('tune.html#_spread', 'glamdebug/tune.py'),
                                 'glamdebug.tune._with_bs': ('tune.html#_with_bs', 'glamdebug/tune.py'),
+                                'glamdebug.tune.tune_command': ('tune.html#tune_command', 'glamdebug/tune.py'),
                                 'glamdebug.tune.tune_search': ('tune.html#tune_search', 'glamdebug/tune.py')}}}

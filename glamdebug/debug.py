@@ -825,7 +825,8 @@ def troubleshoot(self:Learner, quick:bool=True, # the fast checks only (no shuff
 def _cli_troubleshoot(ns):
     from glamdebug.data import read_collection, collection_dls
     from glamdebug.models import defaults_learner
-    df = read_collection(ns.csv, path=ns.path)
+    import sys
+    df = read_collection(ns.csv, path=ns.path, progress=sys.stdout.isatty() and not ns.json)  # no bar in piped output
     dls = collection_dls(df, size=ns.size, bs=ns.bs)
     learn = defaults_learner(dls, arch=ns.arch, pretrained=False)
     rep = learn.troubleshoot(quick=not ns.full, checks=ns.checks.split(',') if ns.checks else None, show_progress=False)

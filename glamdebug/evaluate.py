@@ -528,7 +528,9 @@ def report_command(ns):
     if not csv.exists(): raise GlamError(f'collection not found: {csv}')
     if ns.epochs < 1: raise GlamError(f'--epochs must be at least 1, got {ns.epochs}')
     if not ns.human_level: _check_error('goal', ns.goal, True)     # before any training
-    df = read_collection(csv)
+    import sys, contextlib
+    bars = sys.stdout.isatty() and not ns.json  # no bar in piped output (JSON stays parseable)
+    df = read_collection(csv, progress=bars)
     goal = human_level_error(df, *ns.human_level) if ns.human_level else ns.goal
     set_seed(ns.seed, reproducible=True)
     dls = collection_dls(df, size=ns.size, bs=ns.bs)
@@ -538,7 +540,8 @@ def report_command(ns):
     curves = ErrorCurves()
     if not ns.json: print(f'Training {ns.arch} for {ns.epochs} epochs at {ns.size} px on {len(dls.train_ds)} items…', flush=True)
     with learn.no_logging(), learn.no_bar(): learn.fit(ns.epochs, cbs=curves)
-    rep = learn.error_report(goal=goal, test=test, train_valid=ns.train_valid, curves=curves)
+    with (contextlib.nullcontext() if bars else learn.no_bar()):
+        rep = learn.error_report(goal=goal, test=test, train_valid=ns.train_valid, curves=curves)
     if ns.plot:
         import matplotlib; matplotlib.use('Agg')
         import matplotlib.pyplot as plt

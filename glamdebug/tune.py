@@ -20,7 +20,7 @@ from .core import *
 from .models import defaults_learner
 
 # %% auto #0
-__all__ = ['SENSITIVITY', 'LogRange', 'Range', 'Choice', 'Sensitivity', 'TuneReport', 'tune_search']
+__all__ = ['SENSITIVITY', 'LogRange', 'Range', 'Choice', 'Sensitivity', 'TuneReport', 'tune_search', 'tune_command']
 
 # %% ../nbs/08_tune.ipynb #c0005
 class LogRange:
@@ -333,8 +333,8 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     cur = dict(space)
     plan = [(0, {k: now[k] for k in space})] + [(1, {k: s.sample(rng) for k, s in cur.items()}) for _ in range(n_trials)]
     total = 1 + n_trials*rounds
-    pb = progress_bar(range(total), display=progress, leave=False)
-    it = iter(pb)
+    pb = progress_bar(range(total), leave=False) if progress else None  # (fastprogress draws a bar even with display=False)
+    it = iter(pb if pb is not None else range(total))
     from glamdebug.debug import preserved
     loaders = list(learn.dls.loaders) + (list(learn.glam_dls.loaders) if rebuild else [])
     rng_states = [dl.rng.getstate() for dl in loaders]
@@ -358,7 +358,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
                     rows.append(dict(round=r, **t, train_loss=tl, valid_loss=vl, valid_error=ve if math.isfinite(vl) else float('nan'),
                                      status='ok' if ok else 'diverged', seconds=time.perf_counter() - t0))
                     best = min((x for x in rows if x['status'] == 'ok'), key=lambda x: (x['valid_error'], x['valid_loss']), default=None)
-                    if best is not None: pb.comment = f'best valid error {best["valid_error"]:.2%}'
+                    if best is not None and pb is not None: pb.comment = f'best valid error {best["valid_error"]:.2%}'
                 if rnd == rounds: break
                 rnd += 1
                 done = pd.DataFrame([x for x in rows if x['round'] >= 1 and x['status'] == 'ok'])
@@ -380,3 +380,45 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
 def tune(self:Learner, params='high', **kwargs) -> TuneReport:
     "Tune `params` (names, or 'high'/'medium'/'low' by expected sensitivity) by random search, coarse to fine; `self` is left as it was"
     return tune_search(self, params, **kwargs)
+
+# %% ../nbs/08_tune.ipynb #n0003
+@cli_command('tune', help='tune the version-zero model on a collection by random search, coarse to fine, and print the trials', args=[
+    (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
+    (('--level',), dict(default='high', choices=list(Sensitivity.levels), help='settings to tune, by expected sensitivity (default high)')),
+    (('--params',), dict(nargs='+', default=None, metavar='NAME', help='tune these settings instead of a level (see SENSITIVITY)')),
+    (('--trials',), dict(type=int, default=8, help='random trials per round (default 8)')),
+    (('--rounds',), dict(type=int, default=2, help='rounds: 1 coarse, then finer (default 2)')),
+    (('--epochs',), dict(type=int, default=3, help='epochs per trial (default 3)')),
+    (('--arch',), dict(default='lenet', help="model: 'lenet' or a timm name (default lenet)")),
+    (('--size',), dict(type=int, default=64, help='image size in pixels (default 64)')),
+    (('--bs',), dict(type=int, default=32, help='batch size (default 32)')),
+    (('--cache',), dict(action='store_true', help='read images through the fast-path cache (glamdebug cache)')),
+    (('--json',), dict(action='store_true', help='print the report as JSON')),
+    (('--plot',), dict(default=None, metavar='PNG', help='also save the error-per-setting plot to this file')),
+    (('--seed',), dict(type=int, default=0)),
+])
+def tune_command(ns) -> int:
+    "`glamdebug tune`: read the collection, build `defaults_learner`, print `learn.tune(...)`"
+    from pathlib import Path
+    from glamdebug.data import read_collection, collection_dls
+    p = Path(ns.collection)
+    csv = p/'collection.csv' if p.is_dir() else p
+    if not csv.exists(): raise GlamError(f'collection not found: {csv}')
+    for k in ('trials', 'rounds', 'epochs', 'size', 'bs'):
+        if getattr(ns, k) < 1: raise GlamError(f'--{k} must be at least 1, got {getattr(ns, k)}')
+    import sys
+    bars = sys.stdout.isatty() and not ns.json  # no bar in piped output (JSON stays parseable)
+    df = read_collection(csv, progress=bars)
+    if ns.cache:
+        from glamdebug.fastpath import cached_dls
+        dls = cached_dls(df, size=ns.size, bs=ns.bs, progress=bars)
+    else: dls = collection_dls(df, size=ns.size, bs=ns.bs)
+    learn = defaults_learner(dls, ns.arch)
+    rep = learn.tune(ns.params or ns.level, n_trials=ns.trials, rounds=ns.rounds, epochs=ns.epochs, seed=ns.seed,
+                     progress=bars)
+    if ns.plot:
+        import matplotlib; matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        rep.plot().savefig(ns.plot, dpi=120); plt.close('all')
+    print(rep.to_json(indent=1) if ns.json else rep.to_text())
+    return 0

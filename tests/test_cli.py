@@ -58,3 +58,22 @@ def test_cache_command(tmp_path):
     assert (d['decoded'], d['reused'], len(d['bad'])) == (0, len(lines) - 2, 1)
     r3 = run('cache', str(tmp_path/'nowhere'))
     assert r3.returncode == 2 and 'nowhere' in r3.stderr
+
+
+def test_tune_command(tmp_path):
+    "`glamdebug tune`: trials as JSON (baseline + trials × rounds), the best settings, a plot; bad input is one line, exit 2"
+    import json
+    from pathlib import Path
+    coll = Path(__file__).parent.parent/'data'/'samples'
+    png = tmp_path/'tune.png'
+    r = run('tune', str(coll), '--params', 'lr', 'schedule', '--trials', '2', '--rounds', '2', '--epochs', '1', '--size', '24',
+            '--json', '--plot', str(png))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads(r.stdout)
+    assert len(d['table']) == 1 + 2*2 and set(d['best']) == {'lr', 'schedule'}
+    assert d['table'][0]['valid_error'] <= min(t['valid_error'] for t in d['table'])
+    assert png.stat().st_size > 1000
+    for args, word in ((('--trials', '0'), '--trials'), (('--params', 'momentum'), 'momentum')):
+        r2 = run('tune', str(coll), *args)
+        err = [l for l in r2.stderr.splitlines() if l.strip()]
+        assert r2.returncode == 2 and len(err) == 1 and word in err[0], r2.stderr

@@ -236,3 +236,7 @@ def test_cli_report(tmp_path):
     assert r.returncode == 0, r.stderr
     assert 'Error report (bias-variance)' in r.stdout and 'Diagnosis:' in r.stdout and 'avoidable bias' in r.stdout
     assert (tmp_path/'wf.png').stat().st_size > 1000
+    import json
+    r = _cli(str(p), '--epochs', '1', '--size', '32', '--json')
+    assert r.returncode == 0, r.stderr
+    t_eq(json.loads(r.stdout)['title'], 'Error report (bias-variance)')  # piped: no progress bar in the JSON
