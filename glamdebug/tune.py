@@ -117,8 +117,9 @@ def _settings_of(learn):
     opt = getattr(learn.opt_func, 'keywords', {})
     mk = dict(s.get('model_kwargs') or {})
     lf = learn.loss_func
-    return dict(lr=float(learn.lr), schedule='constant',
-                loss='label_smoothing' if isinstance(lf, LabelSmoothingCrossEntropyFlat) else 'cross_entropy',
+    loss = ('label_smoothing' if isinstance(lf, LabelSmoothingCrossEntropyFlat) else
+            'cross_entropy' if isinstance(lf, (CrossEntropyLossFlat, torch.nn.CrossEntropyLoss)) else 'as is')
+    return dict(lr=float(learn.lr), schedule='constant', loss=loss,
                 width=1.0, depth=len(mk.get('chs', (16, 32))), wd=float(learn.wd or 0.), drop_rate=float(s.get('drop_rate', 0.) or 0.),
                 mom=float(opt.get('mom', s.get('mom', 0.9))), sqr_mom=float(opt.get('sqr_mom', s.get('sqr_mom', 0.99))),
                 bs=int(learn.dls.train.bs))
@@ -129,7 +130,9 @@ def _with_bs(dls, bs):
     res.loaders = [dl.new(bs=bs) for dl in dls.loaders]
     return res
 
-def _loss(name): return LabelSmoothingCrossEntropyFlat() if name == 'label_smoothing' else CrossEntropyLossFlat()
+def _loss(name, own):
+    "The loss of setting `name`; 'as is' (a loss that is neither, in the baseline trial) keeps `own`"
+    return dict(label_smoothing=LabelSmoothingCrossEntropyFlat, cross_entropy=CrossEntropyLossFlat).get(name, lambda: own)()
 
 def _rebuilt(learn, t, metrics=None):
     "A new `defaults_learner` with `learn`'s settings changed to trial `t`'s"
@@ -141,7 +144,7 @@ def _rebuilt(learn, t, metrics=None):
     if s.get('arch') == 'lenet': mk.update(chs=chs, n_hidden=nh)
     for k in ('lr', 'wd', 'mom', 'sqr_mom', 'drop_rate'):
         if k in t: s[k] = t[k]
-    if 'loss' in t: s['loss_func'] = _loss(t['loss'])
+    if 'loss' in t: s['loss_func'] = _loss(t['loss'], s.get('loss_func'))
     s['cbs'] = [copy.copy(cb) for cb in listify(s.get('cbs'))] or None
     s['metrics'] = [error_rate] if metrics is None else metrics
     return defaults_learner(_with_bs(learn.glam_dls, t.get('bs', learn.dls.train.bs)), model_kwargs=mk or None, **s)
@@ -154,7 +157,7 @@ def _reset(learn, t, snapshot, base_opt, base_loss, dls):
     base = getattr(base_opt, 'func', base_opt)
     if base is Adam: kw.update({k: t[k] for k in ('mom', 'sqr_mom') if k in t})
     learn.opt_func, learn.opt = (partial(base, **kw) if kw else base), None
-    learn.loss_func = _loss(t['loss']) if 'loss' in t else base_loss
+    learn.loss_func = _loss(t['loss'], base_loss) if 'loss' in t else base_loss
     learn.metrics = [error_rate]
     return learn
 
@@ -226,6 +229,9 @@ class TuneReport(Report):
     def summary(self):
         t, b = self.table, self.table.iloc[0]
         base = self.trials[self.trials['round'] == 0]
+        if b.status != 'ok':
+            return (f'All {len(t)} trials diverged (the loss blew up): start from a lower learning rate or a narrower range, '
+                    f"e.g. space={{'lr': LogRange(1e-6, 1e-3)}}.")
         s = (f'Best of {len(t)} trials ({self.trials["round"].max()} round(s) after the baseline, {self.epochs} epoch(s) each, '
              f'{self.trials.seconds.sum():.0f} s): '
              f'valid error {b.valid_error:.2%} with ' + ', '.join(f'{k}={_show(v)}' for k, v in self.best.items()))
@@ -306,7 +312,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
                 rounds:int=2, # 1: coarse only; each further round searches where the best trials were
                 epochs:int=3, # epochs per trial
                 keep:float=0.3, # share of the trials so far whose region the next round searches
-                base:dict=None, # settings every trial starts from (e.g. the best of a previous `tune`)
+                base:dict=None, # settings every trial starts from (e.g. the best of a previous `tune`); the baseline trial is yours with these over them
                 seed:int=0, # one seed: same initial weights and batch order in every trial
                 progress:bool=True) -> TuneReport:
     "Random search over `params`, coarse to fine, each trial from the same start; a `TuneReport`"
@@ -331,7 +337,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
         raise GlamError("tune: mom and sqr_mom are fastai Adam's; this learner's optimiser is another one")
     rows, spaces = [], [dict(space)]
     cur = dict(space)
-    plan = [(0, {k: now[k] for k in space})] + [(1, {k: s.sample(rng) for k, s in cur.items()}) for _ in range(n_trials)]
+    plan = [(0, {k: base.get(k, now[k]) for k in space})] + [(1, {k: s.sample(rng) for k, s in cur.items()}) for _ in range(n_trials)]
     total = 1 + n_trials*rounds
     pb = progress_bar(range(total), leave=False) if progress else None  # (fastprogress draws a bar even with display=False)
     it = iter(pb if pb is not None else range(total))

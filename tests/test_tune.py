@@ -29,6 +29,10 @@ def test_diverged_trials_reported_not_best(dls):
     assert rep.table.status.iloc[0] == 'ok' and math.isfinite(rep.table.valid_error.iloc[0])
     assert 'diverged' in rep.summary
     rep.to_json()  # NaN errors of diverged trials serialise
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        allbad = learn.tune(['lr'], space={'lr': LogRange(1e3, 1e6)}, base={'lr': 1e4}, n_trials=2, rounds=2, epochs=1, progress=False)
+    assert (allbad.trials.status == 'diverged').all() and allbad.summary.startswith('All 5 trials diverged'), allbad.summary
 
 def test_fast_path_and_batch_size_in_trials(dls):
     "Trials of a `fast()` learner train in the fast path too; `bs` trials get cached DataLoaders of that batch size"
