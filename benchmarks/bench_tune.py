@@ -5,8 +5,9 @@ shipped sample collection (630 small PNGs, 32 px, LeNet-like `defaults_learner`)
   1. plain fastai by hand: for each trial setting, a new `Learner` on `ImageDataLoaders.from_df` + `Resize`, `fit`;
   2. `learn.tune` on `collection_dls` (the same decoding loader): what `tune` itself costs over the hand loop;
   3. `learn.tune` on `cached_dls` + `learn.fast()`: what the fast path saves on a tuning run.
-Same settings, epochs and seed in all three. `python benchmarks/bench_tune.py [n_trials]`; writes
-benchmarks/results/tune.txt.
+Same settings, epochs and seed in all three. Then, when ../shared/data/oracle-mnist is there, `learn.tune()` on those
+3,000 real scans and the tuned settings against the version-zero defaults over 10 epochs.
+`python benchmarks/bench_tune.py [n_trials]`; writes benchmarks/results/tune.txt.
 """
 import os, sys, time, tempfile, warnings
 from pathlib import Path
@@ -74,3 +75,31 @@ txt = (f'tune: {n} trials (baseline + {N_TRIALS} random) × {EPOCHS} epochs, sam
 print(txt)
 out = ROOT/'benchmarks'/'results'/'tune.txt'
 out.write_text(txt + '\n')
+
+# ---- real scans, when ../shared/data/oracle-mnist is there: does tuning pay on them?
+sys.path.insert(0, str(Path(__file__).parent))
+from oracle_merge import ORACLE, oracle_collection
+if ORACLE.exists():
+    from fastai.torch_core import set_seed as _seed
+    odf = oracle_collection(Path(tempfile.mkdtemp(prefix='oracle')), n_train=200)
+    odls = cached_dls(odf, size=28, bs=64, cache_dir=Path(tempfile.mkdtemp()), progress=False)
+    v0 = defaults_learner(odls).fast()
+    t = time.perf_counter()
+    orep = v0.tune(n_trials=12, rounds=2, epochs=3, progress=False)
+    tune_o = time.perf_counter() - t
+    LONG = 10
+    _seed(0, reproducible=True)
+    ref = defaults_learner(odls).fast()
+    with ref.no_bar(), ref.no_logging(): ref.fit(LONG)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        best = orep.train(LONG, seed=0)
+    e_ref, e_best = float(ref.recorder.values[-1][2]), float(best.recorder.values[-1][2])
+    otxt = (f'\n\noracle-mnist ({len(odf[odf.split == "train"])} train, {len(odf[odf.split == "valid"])} valid scans, 28 px, '
+            f'10 classes): learn.tune() from the version-zero defaults, {len(orep.trials)} trials x 3 epochs in {tune_o:.0f} s\n'
+            + orep.summary + '\n' + orep.sensitivity.to_string(float_format=lambda v: f'{v:.3g}')
+            + f'\n{LONG} epochs, version-zero defaults: valid error {e_ref:.2%}; {LONG} epochs, best tuned settings '
+              f'(report.train): {e_best:.2%}')
+    print(otxt)
+    out.write_text(txt + otxt + '\n')
+else: print(f'{ORACLE} is absent: the real-scan part is skipped')
