@@ -11,4 +11,5 @@ from .interpret import *
 from .merge import *
 from .debug import *
 from .tune import *
+from .shift import *
 from .fastpath import *

@@ -36,7 +36,7 @@ REMEDIES = {
         ('early stopping', 'stop where valid error is lowest'),
         ('remove features', 'drop inputs that let the model memorise'),
         ('reduce model size', 'the last resort: it usually costs bias')],
-    3: [('analyse test-valid errors', 'which test items fail that valid items do not; collect training data like them'),
+    3: [('analyse test-valid errors', "`learn.shift_report('test')`: what differs in the images, which classes suffer; collect training data like them"),
         ('synthesise more data like the failing cases', 'augment or generate items in the test style'),
         ('domain adaptation', 'fine-tune a pretrained model on a few labelled test-style items')],
     4: [('rebalance the splits', 'valid is much better than test: re-split (valid too small or over-tuned) or re-weight')],
