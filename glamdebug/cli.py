@@ -102,6 +102,9 @@ def demo(ns):
         print(rep.to_text(), end='\n\n')
         with pd.option_context('display.float_format', '{:.3f}'.format):
             print('Errors per split\n================', errors_table(learn).to_string(), sep='\n')
+        if test == 'test_shifted':  # what changed for the "different scanner", and what to do about it
+            from glamdebug.shift import ShiftReport  # noqa: registers Learner.shift_report
+            print('\n' + learn.shift_report(test).to_text())
     print(f'\ndone in {time.time()-t0:.0f} s')
     return 0
 

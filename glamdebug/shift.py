@@ -150,9 +150,17 @@ class ShiftReport(Report):
     @property
     def differs(self): return list(self.stats.index[self.stats.verdict == 'differs'])
     @property
+    def error_shifted(self) -> bool:
+        "Is the error significantly higher on the split (two-proportion test, p < 0.05)?"
+        return bool(self.p_gap < 0.05 and self.new.error > self.ref.error)
+    @property
+    def inputs_shifted(self) -> bool:
+        "Do the inputs differ: the features tell the splits apart (AUC ≥ `min_auc`), or an image statistic differs?"
+        return bool((self.auc == self.auc and self.auc >= self.min_auc) or self.differs)
+    @property
     def shifted(self) -> bool:
-        "Is there a shift worth acting on? (the error gap is significant, or the features tell the splits apart)"
-        return bool((self.p_gap < 0.05 and self.new.error > self.ref.error) or (self.auc == self.auc and self.auc >= self.min_auc))
+        "Is there a shift worth acting on: in the error, or in the inputs?"
+        return self.error_shifted or self.inputs_shifted
     def per_class(self):
         "Error per true class on both splits, largest increase first"
         a, b = self.ref.per_class(), self.new.per_class()
@@ -190,8 +198,12 @@ class ShiftReport(Report):
         pc = self.per_class()
         worst = pc[pc.change > 0].head(2)
         if len(worst) and self.shifted: s += 'Classes that suffer most: ' + ', '.join(f'{i} ({v:+.0%})' for i, v in worst.change.items()) + '. '
-        s += ('Diagnosis: distribution shift; remedies below, in order.' if self.shifted else
-              f'Diagnosis: no distribution shift detected between {r.split} and {n.split}.')
+        if self.error_shifted and self.inputs_shifted: s += 'Diagnosis: distribution shift: the inputs differ and the error rises; remedies below, in order.'
+        elif self.error_shifted: s += ('Diagnosis: distribution shift: the error rises though no measured input property differs; '
+                                       'look at the shifted errors first (remedies below, in order).')
+        elif self.inputs_shifted: s += (f'Diagnosis: the inputs have shifted, but the error gap is not significant (p = {self.p_gap:.2g}) '
+                                        f'with {n.n} items; the remedies below make the model robust to the change before it costs.')
+        else: s += f'Diagnosis: no distribution shift detected between {r.split} and {n.split}.'
         return s
     def sections(self):
         ls = self.label_shift()

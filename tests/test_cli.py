@@ -32,6 +32,9 @@ def test_demo_end_to_end():
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout
     for s in ('Collection', 'Errors per split', 'train', 'valid', 'test', 'test_shifted', 'done in'): assert s in out, s
+    # the "different scanner" split: what differs in its images (they are JPEGs where the others are PNGs)
+    shift = out.split('Distribution shift: valid → test_shifted')[1]
+    assert 'file_kb (lower on test_shifted' in shift and 'Diagnosis:' in shift
     # the error table has a number for every split, and the model learnt something (6 classes: chance is 83 % error)
     rows = {l.split()[0]: l.split() for l in out.split('Errors per split')[1].splitlines() if l.split() and l.split()[0] in ('train', 'valid', 'test', 'test_shifted')}
     assert set(rows) == {'train', 'valid', 'test', 'test_shifted'}
