@@ -57,22 +57,26 @@ def _file_stats(learn, dl):
     root = Path(getattr(col, 'path', None) or getattr(learn.dls, 'path', '.'))
     if not names: return None
     from PIL import Image
-    rows = []
-    for n in names:
+    from concurrent.futures import ThreadPoolExecutor
+    def one(n):  # the header only: PIL reads the size without decoding
         fn = Path(n) if Path(n).is_absolute() else root/n
         try:
             with Image.open(fn) as im: w, h = im.size
-            rows.append((w, h, w/h, fn.stat().st_size/1e3))
-        except Exception: rows.append((np.nan,)*4)
+            return (w, h, w/h, fn.stat().st_size/1e3)
+        except Exception: return (np.nan,)*4
+    with ThreadPoolExecutor(8) as ex: rows = list(ex.map(one, names, chunksize=64))
     return pd.DataFrame(rows, columns=['width_px', 'height_px', 'aspect', 'file_kb'])
 
 def _pass(learn, split):
     "One inference pass: `Preds`, input statistics (DataFrame), penultimate features (tensor or None)"
     dl, name = _resolve_dl(learn, split)
     cap = _Capture(_last_linear(learn.model))
-    with torch.inference_mode(), learn.no_bar(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        probs, targs = learn.get_preds(dl=dl, cbs=[cap])[:2]
+    try:
+        with torch.inference_mode(), learn.no_bar(), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            probs, targs = learn.get_preds(dl=dl, cbs=[cap])[:2]
+    finally:
+        if cap.hook is not None: cap.hook.remove()  # not left on the model if the pass fails
     p = Preds(probs, targs, learn.dls.vocab, items=_items(dl), split=name or str(split))
     st = pd.DataFrame(torch.cat(cap.stats).cpu().numpy(), columns=list(_STATS)) if cap.stats else pd.DataFrame(columns=list(_STATS))
     fs = _file_stats(learn, dl)
