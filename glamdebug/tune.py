@@ -18,6 +18,7 @@ from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
 from fastai.torch_core import set_seed
 from .core import *
 from .models import defaults_learner
+from .debug import preserved
 
 # %% auto #0
 __all__ = ['SENSITIVITY', 'LogRange', 'Range', 'Choice', 'Sensitivity', 'TuneReport', 'tune_search', 'tune_command']
@@ -341,7 +342,6 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     total = 1 + n_trials*rounds
     pb = progress_bar(range(total), leave=False) if progress else None  # (fastprogress draws a bar even with display=False)
     it = iter(pb if pb is not None else range(total))
-    from glamdebug.debug import preserved
     loaders = list(learn.dls.loaders) + (list(learn.glam_dls.loaders) if rebuild else [])
     rng_states = [dl.rng.getstate() for dl in loaders]
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
@@ -373,6 +373,9 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
                     cur = {k: s.narrow(top[k].tolist()) for k, s in cur.items()}
                 spaces.append(dict(cur))
                 plan = [(rnd, {k: s.sample(rng) for k, s in cur.items()}) for _ in range(n_trials)]
+        except KeyboardInterrupt:  # stopped by hand (Jupyter's stop button): keep the trials that finished
+            if not rows: raise
+            warnings.warn(f'tune interrupted: the report holds the {len(rows)} trial(s) that finished')
         finally:
             learn.dls, learn.metrics = dls0, mets0
             for dl, st in zip(loaders, rng_states): dl.rng.setstate(st)

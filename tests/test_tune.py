@@ -75,3 +75,18 @@ def test_learner_untouched_and_bad_input(dls):
     # by level, the settings that do not apply to a learner are left out rather than refused
     t_eq(set(glamdebug.tune._space('high', None, True, 'resnet18')), {'lr', 'schedule', 'loss'})
     t_eq(set(glamdebug.tune._space('high', None, True, 'lenet')), {'lr', 'schedule', 'loss', 'width'})
+
+def test_interrupted_keeps_finished_trials(dls):
+    "Stopped by hand in the middle (KeyboardInterrupt): the finished trials come back in the report, with a warning"
+    learn = defaults_learner(dls)
+    orig, calls = glamdebug.tune._fit, []
+    def stop_third(l, t, epochs):
+        calls.append(t)
+        if len(calls) == 3: raise KeyboardInterrupt
+        return orig(l, t, epochs)
+    glamdebug.tune._fit = stop_third
+    try:
+        with pytest.warns(UserWarning, match='2 trial'): rep = learn.tune(['lr'], n_trials=4, rounds=1, epochs=1, progress=False)
+    finally: glamdebug.tune._fit = orig
+    t_eq(len(rep.trials), 2)
+    assert learn.dls.train.bs == 32 and learn.opt is None  # the learner is restored all the same
