@@ -26,6 +26,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.core._md_table': ('core.html#_md_table', 'glamdebug/core.py'),
                                 'glamdebug.core.atomic_write': ('core.html#atomic_write', 'glamdebug/core.py'),
                                 'glamdebug.core.cli_command': ('core.html#cli_command', 'glamdebug/core.py'),
+                                'glamdebug.core.collection_csv': ('core.html#collection_csv', 'glamdebug/core.py'),
                                 'glamdebug.core.error_ci': ('core.html#error_ci', 'glamdebug/core.py'),
                                 'glamdebug.core.in_test': ('core.html#in_test', 'glamdebug/core.py'),
                                 'glamdebug.core.name_some': ('core.html#name_some', 'glamdebug/core.py')},

@@ -11,7 +11,8 @@ from fastcore.basics import store_attr, patch
 from fastcore.meta import delegates
 
 # %% auto #0
-__all__ = ['CLI_COMMANDS', 'GlamError', 'in_test', 'name_some', 'error_ci', 'Report', 'cli_command', 'atomic_write']
+__all__ = ['CLI_COMMANDS', 'GlamError', 'in_test', 'name_some', 'error_ci', 'Report', 'cli_command', 'collection_csv',
+           'atomic_write']
 
 # %% ../nbs/00_core.ipynb #c0005
 class GlamError(ValueError):
@@ -134,6 +135,13 @@ def cli_command(name, help='', args=()):
         CLI_COMMANDS[name] = dict(func=f, help=help, args=list(args))
         return f
     return _inner
+
+def collection_csv(p):
+    "The collection CSV a command-line argument names (the file, or `collection.csv` in the folder); a `GlamError` naming it when missing"
+    p = Path(p)
+    csv = p/'collection.csv' if p.is_dir() else p
+    if not csv.exists(): raise GlamError(f'collection not found: {csv}')
+    return csv
 
 # %% ../nbs/00_core.ipynb #c0019
 def atomic_write(path, write_fn, mode='w'):

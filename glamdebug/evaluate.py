@@ -523,9 +523,7 @@ def report_command(ns):
     from glamdebug.data import read_collection, collection_dls
     from glamdebug.models import defaults_learner
     from fastai.torch_core import set_seed
-    p = Path(ns.collection)
-    csv = p/'collection.csv' if p.is_dir() else p
-    if not csv.exists(): raise GlamError(f'collection not found: {csv}')
+    csv = collection_csv(ns.collection)
     if ns.epochs < 1: raise GlamError(f'--epochs must be at least 1, got {ns.epochs}')
     if not ns.human_level: _check_error('goal', ns.goal, True)     # before any training
     import sys, contextlib

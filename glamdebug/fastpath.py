@@ -832,9 +832,7 @@ def sync_audit(self:Learner,
 def cache_command(ns) -> int:
     "`glamdebug cache`: `ImageCache.update` over every file of a collection; prints the `CacheReport` (unreadable files listed, not fatal)"
     from glamdebug.data import read_collection
-    p = Path(ns.collection)
-    csv = p/'collection.csv' if p.is_dir() else p
-    if not csv.exists(): raise GlamError(f'collection not found: {csv}')
+    csv = collection_csv(ns.collection)
     if ns.size < 1: raise GlamError(f'--size must be a positive number of pixels, got {ns.size}')
     bars = sys.stdout.isatty()
     df = read_collection(csv, check_images=False, progress=bars)  # the cache finds the unreadable images as it decodes

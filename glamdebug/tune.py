@@ -408,14 +408,11 @@ def tune(self:Learner, params='high', **kwargs) -> TuneReport:
 ])
 def tune_command(ns) -> int:
     "`glamdebug tune`: read the collection, build `defaults_learner`, print `learn.tune(...)`"
-    from pathlib import Path
+    import sys
     from glamdebug.data import read_collection, collection_dls
-    p = Path(ns.collection)
-    csv = p/'collection.csv' if p.is_dir() else p
-    if not csv.exists(): raise GlamError(f'collection not found: {csv}')
+    csv = collection_csv(ns.collection)
     for k in ('trials', 'rounds', 'epochs', 'size', 'bs'):
         if getattr(ns, k) < 1: raise GlamError(f'--{k} must be at least 1, got {getattr(ns, k)}')
-    import sys
     bars = sys.stdout.isatty() and not ns.json  # no bar in piped output (JSON stays parseable)
     df = read_collection(csv, progress=bars)
     if ns.cache:
