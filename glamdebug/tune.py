@@ -135,8 +135,8 @@ def _loss(name, own):
     "The loss of setting `name`; 'as is' (a loss that is neither, in the baseline trial) keeps `own`"
     return dict(label_smoothing=LabelSmoothingCrossEntropyFlat, cross_entropy=CrossEntropyLossFlat).get(name, lambda: own)()
 
-def _rebuilt(learn, t, metrics=None):
-    "A new `defaults_learner` with `learn`'s settings changed to trial `t`'s"
+def _rebuilt(learn, t, metrics=None, dls=None):
+    "A new `defaults_learner` with `learn`'s settings changed to trial `t`'s (on `dls`, default the learner's own)"
     s = dict(learn.glam_settings)
     mk = dict(s.pop('model_kwargs', None) or {})
     chs, nh = tuple(mk.get('chs', (16, 32))), mk.get('n_hidden', 128)
@@ -148,7 +148,8 @@ def _rebuilt(learn, t, metrics=None):
     if 'loss' in t: s['loss_func'] = _loss(t['loss'], s.get('loss_func'))
     s['cbs'] = [copy.copy(cb) for cb in listify(s.get('cbs'))] or None
     s['metrics'] = [error_rate] if metrics is None else metrics
-    return defaults_learner(_with_bs(learn.glam_dls, t.get('bs', learn.dls.train.bs)), model_kwargs=mk or None, **s)
+    dls = dls if dls is not None else learn.glam_dls
+    return defaults_learner(_with_bs(dls, t.get('bs', dls.train.bs)), model_kwargs=mk or None, **s)
 
 def _reset(learn, t, snapshot, base_opt, base_loss, dls):
     "`learn` itself, its weights back to `snapshot` and trial `t`'s settings in place"
@@ -250,14 +251,15 @@ class TuneReport(Report):
         else: s += ' Next: `report.train(epochs)` trains a new learner with these settings for longer.'
         return s
     def train(self, epochs:int, # epochs, with the best trial's schedule
-              seed:int|None=None) -> Learner: # seed first (None: leave the random state as it is)
+              seed:int|None=None, # seed first (None: leave the random state as it is)
+              dls=None) -> Learner: # other DataLoaders (e.g. with augmentation); default the tuned learner's
         "A new learner with the base and best settings, your metrics and callbacks, trained for `epochs`"
         if self.learn is None or getattr(self.learn, 'glam_settings', None) is None:
             raise GlamError('report.train rebuilds a defaults_learner; for another Learner set these yourself: '
                             + ', '.join(f'{k}={_show(v)}' for k, v in {**self.base, **self.best}.items()))
         t = {**self.base, **self.best}
         if seed is not None: set_seed(seed, reproducible=True)
-        l = _rebuilt(self.learn, t, metrics=self.learn.glam_settings.get('metrics'))
+        l = _rebuilt(self.learn, t, metrics=self.learn.glam_settings.get('metrics'), dls=dls)
         fp = getattr(self.learn, 'fast_path', None)
         if fp is not None: l.fast(bf16=fp.bf16, channels_last=fp.channels_last, no_sync=fp.no_sync, plain=fp.plain, cpu=fp.cpu)
         _fit_fn(l, t)(epochs, t.get('lr', l.lr), wd=t.get('wd', l.wd))
