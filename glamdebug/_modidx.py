@@ -611,6 +611,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.tune._py': ('tune.html#_py', 'glamdebug/tune.py'),
                                 'glamdebug.tune._rebuilt': ('tune.html#_rebuilt', 'glamdebug/tune.py'),
                                 'glamdebug.tune._reset': ('tune.html#_reset', 'glamdebug/tune.py'),
+                                'glamdebug.tune._seed_all': ('tune.html#_seed_all', 'glamdebug/tune.py'),
                                 'glamdebug.tune._sensitivity': ('tune.html#_sensitivity', 'glamdebug/tune.py'),
                                 'glamdebug.tune._settings_of': ('tune.html#_settings_of', 'glamdebug/tune.py'),
                                 'glamdebug.tune._show': ('tune.html#_show', 'glamdebug/tune.py'),

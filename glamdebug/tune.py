@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_tune.ipynb #c0002
 from __future__ import annotations
-import copy, math, time, warnings
+import copy, math, time, warnings, contextlib
 from functools import partial
 import numpy as np, pandas as pd
 import torch
@@ -163,6 +163,11 @@ def _reset(learn, t, snapshot, base_opt, base_loss, dls):
     learn.metrics = [error_rate]
     return learn
 
+def _seed_all(seed, loaders):
+    "Seed torch, numpy and Python, and each loader's own shuffling: the same weights and batch order every time"
+    set_seed(seed, reproducible=True)
+    for i, dl in enumerate(loaders): dl.rng.seed(seed*1000 + i)
+
 def _fit_fn(learn, t):
     "The fit method of trial `t`'s schedule"
     return dict(constant=learn.fit, one_cycle=learn.fit_one_cycle, flat_cos=learn.fit_flat_cos)[t.get('schedule', 'constant')]
@@ -252,17 +257,21 @@ class TuneReport(Report):
         return s
     def train(self, epochs:int, # epochs, with the best trial's schedule
               seed:int|None=None, # seed first (None: leave the random state as it is)
-              dls=None) -> Learner: # other DataLoaders (e.g. with augmentation); default the tuned learner's
+              dls=None, # other DataLoaders (e.g. with augmentation); default the tuned learner's
+              progress:bool=True) -> Learner: # fastai's progress bar and epoch table
         "A new learner with the base and best settings, your metrics and callbacks, trained for `epochs`"
         if self.learn is None or getattr(self.learn, 'glam_settings', None) is None:
             raise GlamError('report.train rebuilds a defaults_learner; for another Learner set these yourself: '
                             + ', '.join(f'{k}={_show(v)}' for k, v in {**self.base, **self.best}.items()))
         t = {**self.base, **self.best}
-        if seed is not None: set_seed(seed, reproducible=True)
+        if seed is not None:  # as each trial was seeded: `train(epochs, seed)` with the tuning's seed and epochs repeats the best trial
+            _seed_all(seed, list(self.learn.dls.loaders) + list((dls if dls is not None else self.learn.glam_dls).loaders))
         l = _rebuilt(self.learn, t, metrics=self.learn.glam_settings.get('metrics'), dls=dls)
         fp = getattr(self.learn, 'fast_path', None)
         if fp is not None: l.fast(bf16=fp.bf16, channels_last=fp.channels_last, no_sync=fp.no_sync, plain=fp.plain, cpu=fp.cpu)
-        _fit_fn(l, t)(epochs, t.get('lr', l.lr), wd=t.get('wd', l.wd))
+        with (contextlib.nullcontext() if progress else contextlib.ExitStack()) as st:
+            if not progress: st.enter_context(l.no_bar()); st.enter_context(l.no_logging())
+            _fit_fn(l, t)(epochs, t.get('lr', l.lr), wd=t.get('wd', l.wd))
         return l
     def sections(self):
         return [('Sensitivity: expected vs measured (round 1)', self.sensitivity), ('Ranges by round', self.ranges)]
@@ -355,8 +364,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
                 for r, t in plan:
                     next(it, None)
                     tt = {**base, **t}
-                    set_seed(seed, reproducible=True)
-                    for i, dl in enumerate(loaders): dl.rng.seed(seed*1000 + i)  # the same batch order in every trial, and run
+                    _seed_all(seed, loaders)
                     l = _rebuilt(learn, tt) if rebuild else _reset(learn, tt, snap, opt0, loss0, dls0)
                     if fp is not None and l is not learn: l.fast(bf16=fp.bf16, channels_last=fp.channels_last, no_sync=fp.no_sync, plain=fp.plain, cpu=fp.cpu)
                     t0 = time.perf_counter()
