@@ -88,7 +88,7 @@ if ORACLE.exists():
     orep = v0.tune(n_trials=12, rounds=2, epochs=3, progress=False)
     tune_o = time.perf_counter() - t
     LONG = 10
-    _seed(0, reproducible=True)
+    _seed(0, reproducible=True); odls.train.rng.seed(0)  # weights and batch order fixed, as report.train(seed=0) fixes them
     ref = defaults_learner(odls).fast()
     with ref.no_bar(), ref.no_logging(): ref.fit(LONG)
     with warnings.catch_warnings():
