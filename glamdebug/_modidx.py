@@ -604,6 +604,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.tune.TuneReport.to_dict': ('tune.html#tunereport.to_dict', 'glamdebug/tune.py'),
                                 'glamdebug.tune.TuneReport.train': ('tune.html#tunereport.train', 'glamdebug/tune.py'),
                                 'glamdebug.tune._check_space': ('tune.html#_check_space', 'glamdebug/tune.py'),
+                                'glamdebug.tune._fast_like': ('tune.html#_fast_like', 'glamdebug/tune.py'),
                                 'glamdebug.tune._fit': ('tune.html#_fit', 'glamdebug/tune.py'),
                                 'glamdebug.tune._fit_fn': ('tune.html#_fit_fn', 'glamdebug/tune.py'),
                                 'glamdebug.tune._jsonable_best': ('tune.html#_jsonable_best', 'glamdebug/tune.py'),

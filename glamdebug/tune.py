@@ -163,6 +163,11 @@ def _reset(learn, t, snapshot, base_opt, base_loss, dls):
     learn.metrics = [error_rate]
     return learn
 
+def _fast_like(l, learn):
+    "Put `l` in the fast path with `learn`'s options, if `learn` is in it (`learn.fast()`)"
+    fp = getattr(learn, 'fast_path', None)
+    if fp is not None: l.fast(bf16=fp.bf16, channels_last=fp.channels_last, no_sync=fp.no_sync, plain=fp.plain, cpu=fp.cpu)
+
 def _seed_all(seed, loaders):
     "Seed torch, numpy and Python, and each loader's own shuffling: the same weights and batch order every time"
     set_seed(seed, reproducible=True)
@@ -267,8 +272,7 @@ class TuneReport(Report):
         if seed is not None:  # as each trial was seeded: `train(epochs, seed)` with the tuning's seed and epochs repeats the best trial
             _seed_all(seed, list(self.learn.dls.loaders) + list((dls if dls is not None else self.learn.glam_dls).loaders))
         l = _rebuilt(self.learn, t, metrics=self.learn.glam_settings.get('metrics'), dls=dls)
-        fp = getattr(self.learn, 'fast_path', None)
-        if fp is not None: l.fast(bf16=fp.bf16, channels_last=fp.channels_last, no_sync=fp.no_sync, plain=fp.plain, cpu=fp.cpu)
+        _fast_like(l, self.learn)
         with (contextlib.nullcontext() if progress else contextlib.ExitStack()) as st:
             if not progress: st.enter_context(l.no_bar()); st.enter_context(l.no_logging())
             _fit_fn(l, t)(epochs, t.get('lr', l.lr), wd=t.get('wd', l.wd))
@@ -343,7 +347,6 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     now = _settings_of(learn)
     n_valid = len(learn.dls.valid.dataset) if hasattr(learn.dls.valid, 'dataset') else 0
     n_cls = int(getattr(learn.dls, 'c', 0) or 0)
-    fp = getattr(learn, 'fast_path', None)
     rng = np.random.default_rng(seed)
     if not rebuild and {'mom', 'sqr_mom'} & (set(space) | set(base)) and getattr(learn.opt_func, 'func', learn.opt_func) is not Adam:
         raise GlamError("tune: mom and sqr_mom are fastai Adam's; this learner's optimiser is another one")
@@ -366,7 +369,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
                     tt = {**base, **t}
                     _seed_all(seed, loaders)
                     l = _rebuilt(learn, tt) if rebuild else _reset(learn, tt, snap, opt0, loss0, dls0)
-                    if fp is not None and l is not learn: l.fast(bf16=fp.bf16, channels_last=fp.channels_last, no_sync=fp.no_sync, plain=fp.plain, cpu=fp.cpu)
+                    if l is not learn: _fast_like(l, learn)
                     t0 = time.perf_counter()
                     tl, vl, ve = _fit(l, tt, epochs)
                     # diverged: a loss that is not finite, or a training loss ten times that of a uniform guess
