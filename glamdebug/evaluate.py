@@ -456,7 +456,9 @@ def _concrete(learn, rep, preds, stop=None):
             w = pc['valid'].idxmax(); hints[('overfitting', 'error analysis')] = f'highest valid error: class `{w}` ({_pts(pc.loc[w, "valid"])} %); `GlamInterpretation` for the confusions'
         if 'test' in pc and 'valid' in pc and (pc['test'] - pc['valid']).notna().any():
             d = (pc['test'] - pc['valid']).sort_values(ascending=False).dropna()
-            hints['analyse test-valid errors'] = 'classes that lose most from valid to test: ' + ', '.join(f'`{c}` +{_pts(v)} points' for c, v in d.head(3).items() if v > 0)
+            name = getattr(preds.get('test'), 'split', None) or 'test'
+            hints['analyse test-valid errors'] = ('classes that lose most from valid to test: ' + ', '.join(f'`{c}` +{_pts(v)} points' for c, v in d.head(3).items() if v > 0)
+                                                  + f'; `learn.shift_report({name!r})` says what differs in the images')
     rem = rep.remedies.copy()
     for i, r in rem.iterrows():
         h = hints.get((r.problem, r.remedy), hints.get(r.remedy))

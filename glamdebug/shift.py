@@ -178,7 +178,7 @@ class ShiftReport(Report):
         return dict(true_labels=tv(self.ref.targs, self.new.targs), predicted_labels=tv(self.ref.preds, self.new.preds))
     def remedies(self):
         "Remedies for distribution shift in the method's order, made specific by what differs"
-        rows = [dict(step=1, remedy='analyse the shifted errors', how=f'`GlamInterpretation.from_learner(learn, split={self.new.split!r})`: which items fail that {self.ref.split} items do not')]
+        rows = [dict(step=1, remedy='analyse the shifted errors', how=f'`GlamInterpretation.from_learner(learn, {self.new.split!r})`: which items fail that {self.ref.split} items do not')]
         seen = set()
         for s in self.differs:
             r = _REMEDY.get(s)
