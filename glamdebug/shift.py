@@ -50,9 +50,8 @@ def _last_linear(model):
     return lin[-1] if lin else None
 
 # %% ../nbs/09_shift.ipynb #c0008
-def _file_stats(learn, dl):
-    "Pixel width and height, aspect and file size (kB) of each item's file (NaN where unreadable); None without files"
-    names = _items(dl)
+def _file_stats(learn, dl, names):
+    "Pixel width and height, aspect and file size (kB) of each file of `names` (NaN where unreadable); None without files"
     col = getattr(learn.dls, 'collection', None) or getattr(dl, 'collection', None)
     root = Path(getattr(col, 'path', None) or getattr(learn.dls, 'path', '.'))
     if not names: return None
@@ -77,9 +76,10 @@ def _pass(learn, split):
             probs, targs = learn.get_preds(dl=dl, cbs=[cap])[:2]
     finally:
         if cap.hook is not None: cap.hook.remove()  # not left on the model if the pass fails
-    p = Preds(probs, targs, learn.dls.vocab, items=_items(dl), split=name or str(split))
+    names = _items(dl)
+    p = Preds(probs, targs, learn.dls.vocab, items=names, split=name or str(split))
     st = pd.DataFrame(torch.cat(cap.stats).cpu().numpy(), columns=list(_STATS)) if cap.stats else pd.DataFrame(columns=list(_STATS))
-    fs = _file_stats(learn, dl)
+    fs = _file_stats(learn, dl, names)
     if fs is not None and len(fs) == len(st): st = pd.concat([st, fs], axis=1)
     feats = torch.cat(cap.feats).cpu() if cap.feats else None
     return p, st, feats
