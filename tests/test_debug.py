@@ -310,3 +310,49 @@ def test_cli_troubleshoot(coll, tmp_path, capsys):
     assert 'Troubleshoot' in out and 'All 3 checks passed' in out
     assert main(['troubleshoot', str(tmp_path/'missing.csv')]) == 2
     assert 'error' in capsys.readouterr().err
+
+
+def test_keep_copies_together(coll, tmp_path):
+    "Copies planted across train/valid/test, and a valid~test chain with no train member: each group ends in one split, nothing is lost"
+    path, df = coll
+    p = tmp_path/'c'; shutil.copytree(path, p)
+    leak, extra = leak_copies(df, p)                      # 5 exact + 5 near copies of train images, in valid
+    va = df[df.split == 'valid'].iloc[:3]                 # three valid images: an exact copy of each in test, and a near
+    rows = []                                             # copy of that copy in test too (a chain: valid ~ test ~ test)
+    for i, r in enumerate(va.itertuples()):
+        a, b = Path('leak')/f'vt{i}.png', Path('leak')/f'vt{i}b.jpg'
+        shutil.copy(p/r.fname, p/a)
+        im = Image.open(p/a).convert('RGB'); im.resize((im.width - 2, im.height - 2)).save(p/b, quality=90)
+        rows += [dict(fname=str(a), label=r.label, split='test'), dict(fname=str(b), label=r.label, split='test')]
+    late = df[df.split == 'valid'].iloc[5]                # a valid image whose copy comes later in the table, in train:
+    shutil.copy(p/late.fname, p/'leak'/'late.png')        # the group goes to train, the valid original with it
+    rows.append(dict(fname='leak/late.png', label=late.label, split='train'))
+    table = pd.concat([leak.drop(columns='src'), pd.DataFrame(rows)], ignore_index=True)
+    out = keep_copies_together(table, p, verbose=False)
+    assert len(out) == len(table) and (out.fname == table.fname).all() and (out.label == table.label).all()
+    assert (out.split_original == table.split).all()
+    moved = pd.DataFrame(out.attrs['moved'])
+    # the 10 copies of train images go to train; each valid~test group goes to its first row's split (valid)
+    vt = {r['fname'] for r in rows if r['split'] == 'test'}
+    assert set(moved.fname) == {e['fname'] for e in extra} | vt | {late.fname}
+    assert set(moved[moved.to == 'train'].fname) == {e['fname'] for e in extra} | {late.fname}
+    assert set(moved[moved.to == 'valid'].fname) == vt
+    groups = duplicate_groups([p/f for f in out.fname], progress=False)
+    assert pd.DataFrame(dict(g=groups, s=out.split)).groupby('g').s.nunique().max() == 1
+    assert check_leakage(learner(out, p)).status == 'ok'
+    again = keep_copies_together(out, p, verbose=False)   # applied twice: nothing moves, the first original stays
+    assert again.attrs['moved'] == [] and (again.split_original == table.split).all()
+
+
+def test_keep_copies_together_clean_and_bad_input(coll, tmp_path, capsys):
+    path, df = coll
+    out = keep_copies_together(df, path)
+    assert out.attrs['moved'] == [] and (out.split == df.split).all()      # no false grouping of distinct digits
+    assert 'moved 0 of' in capsys.readouterr().out
+    with pytest.raises(GlamError, match='not found: .*nope.png'):
+        keep_copies_together(pd.concat([df, pd.DataFrame([dict(fname='nope.png', label='1', split='train')])]), path)
+    p = tmp_path/'bad'; shutil.copytree(path, p)
+    (p/df.fname[0]).write_bytes(b'not an image')
+    with pytest.raises(GlamError, match=f"cannot hash image .*{Path(df.fname[0]).name}"):
+        keep_copies_together(df, p, verbose=False)
+    with pytest.raises(GlamError, match="no column 'part'"): keep_copies_together(df, path, split_col='part')
