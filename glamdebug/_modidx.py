@@ -94,6 +94,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.debug.TroubleshootReport.warned': ( 'debug.html#troubleshootreport.warned',
                                                                                 'glamdebug/debug.py'),
                                  'glamdebug.debug._bands': ('debug.html#_bands', 'glamdebug/debug.py'),
+                                 'glamdebug.debug._cli_keep_copies': ('debug.html#_cli_keep_copies', 'glamdebug/debug.py'),
                                  'glamdebug.debug._cli_troubleshoot': ('debug.html#_cli_troubleshoot', 'glamdebug/debug.py'),
                                  'glamdebug.debug._content_key': ('debug.html#_content_key', 'glamdebug/debug.py'),
                                  'glamdebug.debug._copy_model': ('debug.html#_copy_model', 'glamdebug/debug.py'),

@@ -924,3 +924,25 @@ def _cli_troubleshoot(ns):
     rep = learn.troubleshoot(quick=not ns.full, checks=ns.checks.split(',') if ns.checks else None, show_progress=False)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())
     return 1 if rep.verdict == 'fail' else 0
+
+# %% ../nbs/07_debug.ipynb #n0004
+@cli_command('keep-copies', help='put every group of exact or near duplicate images of a collection in one split (keeps the old split in split_original)', args=[
+    (('collection',), dict(help='the collection CSV, or the folder holding collection.csv')),
+    (('--path',), dict(default=None, help="folder the file names are relative to (default: the CSV's folder)")),
+    (('-o', '--output'), dict(metavar='CSV', help='where to write the new CSV')),
+    (('--overwrite',), dict(action='store_true', help='allow writing over the input CSV')),
+    (('--train',), dict(default='train', help='the split a group goes to when one of its rows is there (default: train)'))])
+def _cli_keep_copies(ns):
+    import sys
+    from glamdebug.data import read_collection
+    from glamdebug.merge import _same_file
+    csv = collection_csv(ns.collection)
+    if ns.output is None and not ns.overwrite: raise GlamError(f'give an output CSV (-o fixed.csv), or --overwrite to write over {csv}')
+    dst = Path(ns.output if ns.output is not None else csv)
+    if _same_file(csv, dst) and not ns.overwrite: raise GlamError(f'refusing to overwrite the input {csv}: give another output (-o) or --overwrite')
+    df = read_collection(csv, path=ns.path, check_images=False)  # the hashing reads every image, and names one it cannot
+    out = keep_copies_together(df, train=ns.train, progress=sys.stdout.isatty())
+    try: atomic_write(dst, lambda f: out.to_csv(f, index=False))
+    except OSError as e: raise GlamError(f'cannot write {dst}: {e.strerror or e}') from None
+    print(f'wrote {dst}')
+    return 0

@@ -80,3 +80,33 @@ def test_tune_command(tmp_path):
         r2 = run('tune', str(coll), *args)
         err = [l for l in r2.stderr.splitlines() if l.strip()]
         assert r2.returncode == 2 and len(err) == 1 and word in err[0], r2.stderr
+
+
+def test_keep_copies_command(tmp_path):
+    "`glamdebug keep-copies`: copies planted in valid and test move to train in the written CSV; input untouched, every column kept"
+    import shutil
+    from pathlib import Path
+    import pandas as pd
+    src = Path(__file__).parent.parent/'data'/'samples'
+    coll = tmp_path/'coll'
+    df = pd.read_csv(src/'collection.csv')
+    df = df[df.split.isin(['train', 'valid'])].groupby(['split', 'label']).head(8).reset_index(drop=True)
+    for f in df.fname: (coll/f).parent.mkdir(parents=True, exist_ok=True); shutil.copy(src/f, coll/f)
+    tr = df[df.split == 'train'].iloc[:3]
+    copies = [dict(fname=f'images/copy{i}.png', label=r.label, split=('valid', 'test', 'valid')[i]) for i, r in enumerate(tr.itertuples())]
+    for c, r in zip(copies, tr.itertuples()): shutil.copy(coll/r.fname, coll/c['fname'])
+    table = pd.concat([df, pd.DataFrame(copies)], ignore_index=True).assign(note='kept')
+    table.to_csv(coll/'collection.csv', index=False)
+    before = (coll/'collection.csv').read_bytes()
+    r = run('keep-copies', str(coll), '-o', str(tmp_path/'fixed.csv'))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'moved 3 of' in r.stdout and 'test → train: 1, valid → train: 2' in r.stdout, r.stdout
+    out = pd.read_csv(tmp_path/'fixed.csv')
+    assert list(out.columns) == ['fname', 'label', 'split', 'note', 'split_original'] and len(out) == len(table)
+    assert (out.split_original == table.split).all() and (out.note == 'kept').all()
+    assert set(out.fname[out.split != out.split_original]) == {c['fname'] for c in copies}
+    assert (coll/'collection.csv').read_bytes() == before
+    r2 = run('keep-copies', str(coll))                                      # no output given: refuses, one line, exit 2
+    assert r2.returncode == 2 and '-o' in r2.stderr and (coll/'collection.csv').read_bytes() == before
+    r3 = run('keep-copies', str(coll), '-o', str(coll/'collection.csv'))  # the input as output without --overwrite
+    assert r3.returncode == 2 and 'refusing to overwrite' in r3.stderr
