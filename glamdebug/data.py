@@ -88,7 +88,7 @@ def check_pairing(images, labels):
         if bad: msg.append(f'{len(bad)} of {min(len(images), len(labels))} pairs have different stems, e.g. '
                            + name_some((f'#{i}: {Path(str(a)).name} ↔ {Path(str(b)).name}' for i, a, b in bad), n=3, sep='; '))
         if extra: msg.append(f'{len(extra)} unpaired files ({name_some(extra)})')
-        raise GlamError('images and labels are not paired: ' + '; '.join(msg) + '. Pair them with `pair_by_stem`.')
+        raise GlamError('images and labels are not paired: ' + '; '.join(msg) + '. Pair them by name, not by position (`pair_by_stem` pairs image and label files by stem).')
     return list(zip(images, labels))
 
 # %% ../nbs/01_data.ipynb #c0015
