@@ -19,8 +19,7 @@ from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory
                                DataLoaders, IntToFloatTensor, Transform, Learner, Callback, MixedPrecision, to_device,
                                Adam, OptimWrapper, AvgSmoothLoss, AvgLoss, AvgMetric, AccumMetric, find_bs, to_detach,
                                to_concat, CancelTrainException, CancelValidException)
-try: import fcntl
-except ImportError: fcntl = None  # Windows: no lock between processes
+from filelock import FileLock, Timeout as LockTimeout  # torch's own dependency: flock on Unix, msvcrt on Windows
 from .core import *
 from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows
 from .debug import preserved
@@ -110,21 +109,20 @@ def _file_key(fn, hash=False):
 # %% ../nbs/11_fastpath.ipynb #c0011
 @contextmanager
 def _cache_lock(folder, key):
-    "An exclusive lock on one cache (folder and key) across processes while an update reads, decodes and writes; says when it waits"
+    "An exclusive lock on one cache (folder and key) across processes, on every OS (`filelock`), while an update reads, decodes and writes; says when it waits"
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        f = open(folder/f'lock-{key}', 'a+')
+        open(folder/f'lock-{key}', 'a').close()
     except OSError as e:
         raise GlamError(f'cannot write to the cache folder {folder} ({e.strerror or e}): pass cache_dir= or set $GLAMDEBUG_CACHE') from e
-    with f:
-        if fcntl is None: yield; return
-        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            warnings.warn(f'waiting for another process that is updating the cache {folder/f"index-{key}.json"}')
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+    lock = FileLock(folder/f'lock-{key}')
+    try: lock.acquire(timeout=0)
+    except LockTimeout:
+        warnings.warn(f'waiting for another process that is updating the cache {folder/f"index-{key}.json"}')
+        lock.acquire()
+    try: yield
+    finally: lock.release()
 
 # %% ../nbs/11_fastpath.ipynb #c0012
 class CacheReport(Report):
