@@ -12,7 +12,7 @@ from fastcore.meta import delegates
 
 # %% auto #0
 __all__ = ['CLI_COMMANDS', 'GlamError', 'in_test', 'name_some', 'error_ci', 'Report', 'cli_command', 'collection_csv',
-           'atomic_write']
+           'atomic_write', 'output_path']
 
 # %% ../nbs/00_core.ipynb #c0005
 class GlamError(ValueError):
@@ -154,3 +154,13 @@ def atomic_write(path, write_fn, mode='w'):
     finally:
         if tmp.exists(): tmp.unlink()
     return path
+
+def output_path(src, # the input file an output is made from
+                dst=None, # where to write it (`None`: over `src`)
+                overwrite:bool=False): # allow writing over `src`
+    "`dst` (or `src`); a `GlamError` when it is `src` itself, under any spelling, and `overwrite` is off: inputs are never lost by accident"
+    dst = Path(src if dst is None else dst)
+    try: same = Path(src).resolve() == dst.resolve() or (dst.exists() and os.path.samefile(src, dst))
+    except OSError: same = False
+    if same and not overwrite: raise GlamError(f'refusing to overwrite the input {src}: give another output (-o) or --overwrite')
+    return dst

@@ -726,11 +726,10 @@ def keep_copies_together(df, # a collection table (from `read_collection`)
     if missing: raise GlamError(f'{len(missing)} file(s) of the table not found: {name_some(missing)}')
     groups = duplicate_groups(files, max_dist, tol, progress=progress)
     splits = df[split_col].astype(str).to_numpy()
-    t = pd.DataFrame(dict(group=groups, split=splits))
-    spans = t.groupby('group').split.transform('nunique').to_numpy() > 1
-    new = splits.copy()
-    for _, g in t[spans].groupby('group'):
-        new[g.index.to_numpy()] = train if (g.split == train).any() else g.split.iloc[0]
+    t = pd.DataFrame(dict(group=groups, split=splits, in_train=splits == train)).groupby('group')
+    spans = t.split.transform('nunique').to_numpy() > 1
+    to = np.where(t.in_train.transform('any').to_numpy(), train, t.split.transform('first').to_numpy())
+    new = np.where(spans, to, splits)
     out = df.copy(); out.attrs = dict(df.attrs)
     orig = f'{split_col}_original'
     if orig not in out: out[orig] = out[split_col]  # applied twice, the first original stays
@@ -739,9 +738,8 @@ def keep_copies_together(df, # a collection table (from `read_collection`)
     moved = pd.DataFrame({fn_col: df[fn_col].to_numpy()[m], 'group': groups[m], 'from': splits[m], 'to': new[m]})
     out.attrs['moved'] = moved.to_dict('records')
     if verbose:
-        n_groups = int((t.groupby('group').size() > 1).sum())
         how = ', '.join(f'{a} → {b}: {n}' for (a, b), n in moved.groupby(['from', 'to']).size().items())
-        print(f'keep_copies_together: {n_groups} groups of copies, {int(t[spans].group.nunique())} across splits; '
+        print(f'keep_copies_together: {int((t.size() > 1).sum())} groups of copies, {len(set(groups[spans]))} across splits; '
               f'moved {len(moved)} of {len(df)} rows' + (f' ({how})' if how else ''))
     return out
 
@@ -935,11 +933,9 @@ def _cli_troubleshoot(ns):
 def _cli_keep_copies(ns):
     import sys
     from glamdebug.data import read_collection
-    from glamdebug.merge import _same_file
     csv = collection_csv(ns.collection)
     if ns.output is None and not ns.overwrite: raise GlamError(f'give an output CSV (-o fixed.csv), or --overwrite to write over {csv}')
-    dst = Path(ns.output if ns.output is not None else csv)
-    if _same_file(csv, dst) and not ns.overwrite: raise GlamError(f'refusing to overwrite the input {csv}: give another output (-o) or --overwrite')
+    dst = output_path(csv, ns.output, ns.overwrite)
     df = read_collection(csv, path=ns.path, check_images=False)  # the hashing reads every image, and names one it cannot
     out = keep_copies_together(df, train=ns.train, progress=sys.stdout.isatty())
     try: atomic_write(dst, lambda f: out.to_csv(f, index=False))

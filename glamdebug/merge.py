@@ -340,11 +340,6 @@ def read_labels_csv(path, label_col='label') -> pd.DataFrame:
         raise GlamError(f'{path} has no label column {label_col!r} (columns: {name_some(df.columns, 10)})')
     return df
 
-def _same_file(a, b):
-    a, b = Path(a), Path(b)
-    try: return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-    except OSError: return False
-
 # %% ../nbs/06_merge.ipynb #c0047
 def merge_csv(src, # the collection CSV
               merge:LabelMerge=None, # the merge to apply (`None` with `undo=True`)
@@ -353,9 +348,7 @@ def merge_csv(src, # the collection CSV
               overwrite=False, # allow writing over `src`
               undo=False): # restore the original labels instead of merging
     "Apply `merge` to the CSV `src` and write it atomically to `dst`; returns `(merged DataFrame, relabelled rows per label)`"
-    dst = Path(src if dst is None else dst)
-    if _same_file(src, dst) and not overwrite:
-        raise GlamError(f'refusing to overwrite the input {src}: give another output (-o) or --overwrite')
+    dst = output_path(src, dst, overwrite)
     df = read_labels_csv(src, label_col=label_col)
     if undo:
         if original_col not in df.columns: raise GlamError(f'nothing to undo in {src}: no column {original_col!r}')
