@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from .core import _jsonable
-from .data import collection_columns
+from .data import collection_columns, to_rgb
 
 # %% auto #0
 __all__ = ['STATUSES', 'CHECKS', 'QUICK_CHECKS', 'Check', 'preserved', 'check_labels', 'check_loss_at_init', 'classify_curve',
@@ -586,7 +586,8 @@ def image_hashes(fn, plain_std:float=2.):
     "`(md5 of the bytes, 64-bit difference hash, plain?, 16×16 grayscale thumbnail)` of image file `fn`"
     from PIL import Image
     b = Path(fn).read_bytes()
-    im = Image.open(io.BytesIO(b)); im.draft('L', (64, 64)); im = im.convert('L')
+    im = Image.open(io.BytesIO(b)); im.draft('L', (64, 64))
+    im = im if im.mode == 'L' else to_rgb(im).convert('L')  # 16-bit scans scaled, alpha on white: as the model sees them
     d = np.asarray(im.resize((9, 8), Image.BILINEAR), dtype=np.float32)
     t = np.asarray(im.resize((16, 16), Image.BILINEAR), dtype=np.uint8)
     dh = int(''.join('1' if x else '0' for x in (d[:, 1:] > d[:, :-1]).flatten()), 2)

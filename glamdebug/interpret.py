@@ -12,6 +12,7 @@ from torch import nn
 from fastcore.basics import store_attr, patch, ifnone
 from fastcore.meta import delegates
 from .core import *
+from .data import load_rgb
 from .preds import Preds, class_codes, nll_losses  # patches `Learner.get_split_preds`: inference once per split, cached
 
 # %% auto #0
@@ -290,7 +291,7 @@ def plot_top_losses(self:GlamInterpretation,
     cols = min(3, len(idx)); rows = math.ceil(len(idx)/cols)
     fig, axs = plt.subplots(rows, cols, figsize=(3*cols, 3*rows), squeeze=False)
     for ax, l, i in zip(axs.flat, losses.tolist(), idx.tolist()):
-        ax.imshow(Image.open(self.items[i]).convert('RGB'))
+        ax.imshow(load_rgb(self.items[i]))  # 16-bit, alpha and EXIF orientation as the model saw them
         p = int(self.preds[i])
         ax.set_title(f'{self.vocab[p]}/{self.vocab[int(self.targs[i])]}\n{l:.2f}/{self.probs[i, p]:.2f}', fontsize=9)
     for ax in axs.flat: ax.axis('off')

@@ -356,3 +356,26 @@ def test_keep_copies_together_clean_and_bad_input(coll, tmp_path, capsys):
     with pytest.raises(GlamError, match=f"cannot hash image .*{Path(df.fname[0]).name}"):
         keep_copies_together(df, p, verbose=False)
     with pytest.raises(GlamError, match="no column 'part'"): keep_copies_together(df, path, split_col='part')
+
+
+def test_sixteen_bit_scans_are_compared_as_seen(tmp_path):
+    """A 16-bit greyscale master and its 8-bit JPEG access copy are near duplicates. PIL's `convert('L')` clips 16-bit
+    values above 255 to white (all but the darkest 1/256 of the tones), so the master no longer matched its copy."""
+    d = load_digits()
+    fns, splits = [], []
+    for j, i in enumerate(range(40)):
+        g = np.asarray(Image.fromarray((d.images[i]*16).clip(0, 255).astype(np.uint8)).resize((64, 64), Image.BILINEAR), np.float64)
+        fn = tmp_path/f'master{j}.png'
+        Image.fromarray((g*257).astype(np.uint16)).save(fn)       # 16-bit greyscale, as archives keep masters
+        assert Image.open(fn).mode.startswith('I')
+        fns.append(fn); splits.append('train')
+    for j in (3, 17):
+        fn = tmp_path/f'access{j}.jpg'
+        im = Image.open(fns[j]); Image.fromarray((np.asarray(im, np.float64)/257).round().astype(np.uint8)).save(fn, quality=85)
+        fns.append(fn); splits.append('valid')
+    hs = [image_hashes(f) for f in fns]
+    assert not any(h[2] for h in hs[:40]), 'a 16-bit scan with content counted as a blank page'
+    pairs, _ = find_duplicates(fns, splits, progress=False)
+    assert {(Path(a).name, Path(b).name) for a, b in zip(pairs.train_item, pairs.other_item)} == {
+        ('master3.png', 'access3.jpg'), ('master17.png', 'access17.jpg')}
+    assert set(pairs.kind) == {'near'}
