@@ -13,3 +13,4 @@ from .debug import *
 from .tune import *
 from .shift import *
 from .fastpath import *
+from .curve import *

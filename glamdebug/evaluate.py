@@ -26,7 +26,7 @@ REMEDIES = {
         ('error analysis', 'look at the training items the model gets wrong'),
         ('a different architecture', 'closer to the state of the art for the task'),
         ('add features', 'more inputs per item (metadata, higher resolution)')],
-    2: [('more training data', 'the most reliable fix for variance'),
+    2: [('more training data', 'the most reliable fix for variance; `learn.data_curve()` measures whether it would help'),
         ('normalisation', 'batch norm or layer norm'),
         ('data augmentation', 'flips, crops, lighting: transforms that keep the label'),
         ('regularisation', 'weight decay, dropout'),
@@ -433,7 +433,8 @@ def _concrete(learn, rep, preds, stop=None):
     tr = preds['train']
     counts = pd.Series(torch.bincount(tr.targs, minlength=tr.k).numpy(), index=tr.vocab).sort_values(kind='stable')
     small = ', '.join(f'`{c}` {n}' for c, n in counts.head(3).items())
-    hints['more training data'] = f'class `{counts.index[0]}` has {counts.iloc[0]} training items (smallest: {small})'
+    hints['more training data'] = (f'class `{counts.index[0]}` has {counts.iloc[0]} training items (smallest: {small}); '
+                                   '`learn.data_curve()` measures whether more would help, and for which classes')
     wd = _wd(learn)
     drop = [m.p for m in learn.model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
     reg = f'wd is {wd:g}' + (f', dropout {name_some(drop, 3)}' if drop else ', no dropout')

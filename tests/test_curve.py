@@ -1,0 +1,113 @@
+"""`learn.data_curve()`: a curve that learns falls, one whose training labels say nothing stays flat; every kind of
+learner is left as it was; the evaluation sees what training saw (normalisation); the `curve` command works."""
+import json, subprocess, sys, warnings
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch, torch.nn as nn
+from fastai.vision.all import Learner, CrossEntropyLossFlat, error_rate
+from glamdebug.core import GlamError
+from glamdebug.data import read_collection, collection_dls
+from glamdebug.samples import digits_collection
+from glamdebug.fastpath import cached_dls
+from glamdebug.models import defaults_learner
+from glamdebug.curve import DataCurveReport, nested_subsets
+
+torch.set_num_threads(2)
+SIZE = 16
+
+
+@pytest.fixture(scope='module')
+def digits(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('curve')
+    df = read_collection(digits_collection(tmp/'digits', size=SIZE)/'collection.csv', check_images=False, progress=False)
+    return tmp, df
+
+
+def cached(df, tmp, **kw): return cached_dls(df, size=SIZE, bs=32, cache_dir=tmp/'cache', progress=False, **kw)
+
+
+def test_labels_that_say_nothing_give_a_flat_curve(digits):
+    "Training labels shuffled: more items cannot help, and the report must not promise that they will"
+    tmp, df = digits
+    bad = df.copy(); bad.attrs = dict(df.attrs)
+    tr = bad.split == 'train'
+    bad.loc[tr, 'label'] = np.random.default_rng(0).permutation(bad.loc[tr, 'label'].to_numpy())
+    rep = defaults_learner(cached(bad, tmp)).data_curve(epochs=4, goal=0.02, progress=False)
+    assert (rep.runs.valid_error > 0.75).all(), rep.runs  # chance is 90 %
+    assert rep.verdict == 'flat' and rep.evidence is None, rep.summary
+    assert np.isnan(rep.n_for_goal) and np.isnan(rep.next_doubling)
+    assert 'no sign that more labelled items' in rep.summary and 'lower bound' not in rep.summary
+
+
+def test_same_seed_same_curve_and_epochs_budget(digits):
+    tmp, df = digits
+    dls = cached(df, tmp)
+    a = defaults_learner(dls).data_curve([0.25, 1], epochs=2, progress=False)
+    b = defaults_learner(dls).data_curve([0.25, 1], epochs=2, progress=False)
+    pd.testing.assert_frame_equal(a.runs.drop(columns='seconds'), b.runs.drop(columns='seconds'))
+    e = defaults_learner(dls).data_curve([0.25, 1], epochs=2, budget='epochs', progress=False)
+    # each run passes over its own items `epochs` times (up to the last, dropped, partial batch)
+    assert np.allclose(e.runs.epochs, 2, atol=0.5), e.runs
+    assert a.runs.epochs.iloc[0] > 3.5*a.runs.epochs.iloc[1]
+    tiny = defaults_learner(dls).data_curve([0.005, 1], epochs=1, budget='epochs', progress=False)  # 1 item per class < bs
+    assert tiny.runs.n_train.iloc[0] == 10 and tiny.runs.epochs.iloc[0] >= 1
+
+
+def test_settings_are_checked(digits):
+    tmp, df = digits
+    dls = collection_dls(df, size=SIZE, bs=32)
+    plain = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(3*SIZE*SIZE, dls.c)), loss_func=CrossEntropyLossFlat())
+    with pytest.raises(GlamError, match='defaults_learner'): plain.data_curve(settings={'width': 2.0})
+    rep = defaults_learner(dls).data_curve([0.5, 1], epochs=1, settings={'lr': 1e-7}, progress=False)
+    assert (rep.runs.valid_error > 0.7).all()  # the settings are used: at lr 1e-7 nothing is learned
+
+
+def test_plain_fastai_learner_left_as_it_was(digits):
+    "A fastai `Learner` that `defaults_learner` did not build: each run starts from its current weights, which it keeps"
+    tmp, df = digits
+    dls = collection_dls(df, size=SIZE, bs=32)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(3*SIZE*SIZE, 64), nn.ReLU(), nn.Linear(64, dls.c))
+    learn = Learner(dls, m, loss_func=CrossEntropyLossFlat(), lr=1e-3, metrics=[])
+    w0 = {k: v.clone() for k, v in m.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # an untrained learner: no warning
+        rep = learn.data_curve([0.25, 0.5, 1], epochs=3, progress=False)
+    assert rep.runs.valid_error.iloc[-1] < 0.5 and rep.runs.valid_error.iloc[-1] < rep.runs.valid_error.iloc[0]
+    for k, v in m.state_dict().items(): assert torch.equal(v, w0[k]), k
+    assert learn.dls is dls and learn.metrics == [] and learn.opt is None and learn.lr == 1e-3
+    learn.fit(1)
+    with pytest.warns(UserWarning, match='has been trained'): learn.data_curve([0.5, 1], epochs=1, progress=False)
+
+
+def test_evaluation_sees_the_normalisation_training_saw(digits):
+    """`defaults_learner(normalize=True)` adds `Normalize` to its own DataLoaders; runs are built from the caller's.
+    Evaluating on loaders without it would score the model on inputs it never saw (error near chance)"""
+    tmp, df = digits
+    learn = defaults_learner(cached(df, tmp), normalize=True)
+    rep = learn.data_curve([0.5, 1], epochs=3, progress=False)
+    plain = defaults_learner(cached(df, tmp)).data_curve([0.5, 1], epochs=3, progress=False)
+    assert rep.runs.valid_error.iloc[-1] < 0.2, rep.runs
+    assert abs(rep.runs.valid_error.iloc[-1] - plain.runs.valid_error.iloc[-1]) < 0.1
+
+
+def test_small_classes_keep_one_item_and_the_curve_names_classes(digits):
+    tmp, df = digits
+    codes = np.repeat(np.arange(4), [200, 100, 10, 1])
+    subs = nested_subsets(codes, [1/16, 1/4, 1])
+    assert [np.bincount(codes[s], minlength=4).tolist() for s in subs] == [[12, 6, 1, 1], [50, 25, 2, 1], [200, 100, 10, 1]]
+    rep = defaults_learner(cached(df, tmp)).data_curve([0.5, 1], epochs=2, progress=False)
+    assert list(rep.per_class.index) == [str(i) for i in range(10)] and rep.per_class.shape[1] == 3
+    assert rep.per_class.n_train.sum() == rep.runs.n_train.iloc[-1]
+
+
+def test_curve_command(digits, tmp_path):
+    tmp, df = digits
+    png = tmp_path/'curve.png'
+    out = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'curve', str(tmp/'digits'), '--fractions', '0.25,1',
+                          '--epochs', '1', '--size', str(SIZE), '--json', '--plot', str(png)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d['verdict'] in ('still falling', 'flat', 'rising') and len(d['table']) == 2 and png.stat().st_size > 1000
+    bad = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'curve', str(tmp/'digits'), '--fractions', '1,0.5'],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and 'must increase' in bad.stderr
