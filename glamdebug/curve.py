@@ -5,6 +5,7 @@
 # %% ../nbs/12_curve.ipynb #c0002
 from __future__ import annotations
 import math, time, copy, warnings
+from contextlib import contextmanager
 from statistics import NormalDist
 import numpy as np, pandas as pd, torch
 from fastcore.basics import patch, listify, store_attr
@@ -197,12 +198,52 @@ def _check_fractions(fractions):
     if sorted(set(fr)) != fr: raise GlamError(f'data_curve: fractions must increase, without repeats; got {fr}')
     return fr
 
-def _errors(l, dl):
-    "Per-item correctness and targets of learner `l` on `dl` (one inference pass)"
+@contextmanager
+def _fresh_models(learn:Learner, # the learner whose model, settings and data the runs copy (left as it was)
+                 settings:dict=None, # trial settings to train with (see `SENSITIVITY`)
+                 seed:int=0, # the same initial weights and batch order in every run
+                 what:str='training'): # the caller's name, for messages
+    "Yields `(dls, train)`: `train(idx, n_items, epochs)` fits a fresh model like `learn`'s, from the same start, on training items `idx`"
+    t = dict(settings or {})
+    bad = [k for k in t if k not in SENSITIVITY]
+    if bad: raise GlamError(f'{what}: unknown setting(s) {name_some(bad)}; known: {name_some(list(SENSITIVITY.keys()), n=20)}')
+    rebuild = getattr(learn, 'glam_settings', None) is not None
+    arch = learn.glam_settings.get('arch') if rebuild else type(learn.model).__name__
+    _check_space({k: SENSITIVITY[k] for k in t}, rebuild, arch if isinstance(arch, str) else getattr(arch, '__name__', type(arch).__name__))
+    if not rebuild and getattr(getattr(learn, 'recorder', None), 'values', None):
+        warnings.warn(f'{what}: this learner has been trained, so every run would start from weights that have seen the '
+                      'whole training set; build a fresh learner (defaults_learner ones are rebuilt for each run)')
+    # the DataLoaders given to `defaults_learner` (before the normalisation it may add), unless `learn.dls` was replaced since
+    dls0 = learn.glam_dls if rebuild and learn.dls is _session(learn).get('ldls') else learn.dls
+    loaders = list(learn.dls.loaders) + (list(dls0.loaders) if dls0 is not learn.dls else [])
+    rng_states = [dl.rng.getstate() for dl in loaders]
+    with preserved(learn):
+        snap, opt0, loss0, learn_dls, mets0 = copy.deepcopy(learn.model.state_dict()), learn.opt_func, learn.loss_func, learn.dls, learn.metrics
+        def train(idx, n_items, epochs):
+            "A fresh model trained `epochs` passes of `n_items` items drawn from training items `idx` (each repeated evenly)"
+            sub = _subset_dls(dls0, idx, n_items)
+            _seed_all(seed, loaders + list(sub.loaders))
+            if rebuild: l = _rebuilt(learn, t, dls=sub); _fast_like(l, learn)
+            else: l = _reset(learn, t, snap, opt0, loss0, sub)
+            with l.no_bar(), l.no_logging(), warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                _fit_fn(l, t)(epochs, t.get('lr', l.lr), wd=t.get('wd', l.wd))
+            return l
+        try: yield dls0, train
+        finally:
+            learn.dls, learn.metrics, learn.opt_func, learn.loss_func = learn_dls, mets0, opt0, loss0
+            for dl, st in zip(loaders, rng_states): dl.rng.setstate(st)
+
+def _item_preds(l:Learner, dl) -> tuple:
+    "`(probabilities, targets)` of learner `l` on `dl`, one inference pass, no bar"
     with l.no_bar(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         p, y = l.get_preds(dl=dl)
-    y = y.long().view(-1)
+    return p, y.long().view(-1)
+
+def _errors(l, dl):
+    "Per-item correctness and targets of learner `l` on `dl` (one inference pass)"
+    p, y = _item_preds(l, dl)
     return (p.argmax(-1).view(-1) == y).numpy(), y.numpy()
 
 @patch
@@ -219,43 +260,23 @@ def data_curve(self:Learner,
     if not isinstance(epochs, int) or epochs < 1: raise GlamError(f'data_curve: epochs must be a positive whole number, got {epochs!r}')
     if budget not in _BUDGETS: raise GlamError(f'data_curve: budget is one of {", ".join(_BUDGETS)}, not {budget!r}')
     if goal is not None and not 0 <= goal < 1: raise GlamError(f'data_curve: goal is an error rate in [0, 1), got {goal!r}')
-    t = dict(settings or {})
-    bad = [k for k in t if k not in SENSITIVITY]
-    if bad: raise GlamError(f'data_curve: unknown setting(s) {name_some(bad)}; known: {name_some(list(SENSITIVITY.keys()), n=20)}')
-    rebuild = getattr(self, 'glam_settings', None) is not None
-    arch = self.glam_settings.get('arch') if rebuild else type(self.model).__name__
-    _check_space({k: SENSITIVITY[k] for k in t}, rebuild, arch if isinstance(arch, str) else getattr(arch, '__name__', type(arch).__name__))
-    if not rebuild and getattr(getattr(self, 'recorder', None), 'values', None):
-        warnings.warn('data_curve: this learner has been trained, so every run would start from weights that have seen the '
-                      'whole training set; build a fresh learner (defaults_learner ones are rebuilt for each run)')
-    # the DataLoaders given to `defaults_learner` (before the normalisation it may add), unless `learn.dls` was replaced since
-    dls0 = self.glam_dls if rebuild and self.dls is _session(self).get('ldls') else self.dls
-    ds = dls0.train.dataset
-    codes, vocab = _train_codes(ds), list(getattr(dls0, 'vocab', []))
-    subsets = nested_subsets(codes, fr, seed)
-    n_full = len(ds)
-    loaders = list(self.dls.loaders) + (list(dls0.loaders) if dls0 is not self.dls else [])
-    rng_states = [dl.rng.getstate() for dl in loaders]
     rows, correct, y_valid = [], [], None
-    pb = progress_bar(list(zip(fr, subsets)), leave=False) if progress else None  # (fastprogress draws a bar even with display=False)
-    with preserved(self):
-        snap, opt0, loss0, learn_dls, mets0 = copy.deepcopy(self.model.state_dict()), self.opt_func, self.loss_func, self.dls, self.metrics
+    with _fresh_models(self, settings, seed, 'data_curve') as (dls0, train):
+        ds = dls0.train.dataset
+        codes, vocab = _train_codes(ds), list(getattr(dls0, 'vocab', []))
+        subsets = nested_subsets(codes, fr, seed)
+        pb = progress_bar(list(zip(fr, subsets)), leave=False) if progress else None  # (fastprogress draws a bar even with display=False)
         try:
             for f, idx in (pb if pb is not None else zip(fr, subsets)):
                 t0 = time.perf_counter()
-                sub = _subset_dls(dls0, idx, n_full if budget == 'steps' else len(idx))
-                _seed_all(seed, loaders + list(sub.loaders))
-                if rebuild: l = _rebuilt(self, t, dls=sub); _fast_like(l, self)
-                else: l = _reset(self, t, snap, opt0, loss0, sub)
-                with l.no_bar(), l.no_logging(), warnings.catch_warnings():
-                    warnings.simplefilter('ignore')
-                    _fit_fn(l, t)(epochs, t.get('lr', l.lr), wd=t.get('wd', l.wd))
+                l = train(idx, len(ds) if budget == 'steps' else len(idx), epochs)
                 ok_v, y_valid = _errors(l, l.dls.valid)  # `l.dls`: with the normalisation `defaults_learner` may add
                 ev = l.dls.valid.new(_subset_ds(ds, idx, 1), shuffle=False, drop_last=False)  # the run's own items, unaugmented
                 ok_t, _ = _errors(l, ev)
                 k, n = int((~ok_v).sum()), len(ok_v)
                 lo, hi = error_ci(k, n)
-                rows.append(dict(fraction=f, n_train=len(idx), epochs=round(epochs*len(sub.train)*sub.train.bs/max(len(idx), 1), 2),
+                tr = l.dls.train
+                rows.append(dict(fraction=f, n_train=len(idx), epochs=round(epochs*len(tr)*tr.bs/max(len(idx), 1), 2),
                                  train_error=float((~ok_t).mean()), valid_error=k/n, valid_lo=lo, valid_hi=hi,
                                  seconds=time.perf_counter() - t0))
                 correct.append(ok_v)
@@ -263,9 +284,6 @@ def data_curve(self:Learner,
         except KeyboardInterrupt:  # stopped by hand (Jupyter's stop button): keep the runs that finished
             if len(rows) < 2: raise
             warnings.warn(f'data_curve interrupted: the report holds the {len(rows)} runs that finished')
-        finally:
-            self.dls, self.metrics, self.opt_func, self.loss_func = learn_dls, mets0, opt0, loss0
-            for dl, st in zip(loaders, rng_states): dl.rng.setstate(st)
     runs = pd.DataFrame(rows)
     names = vocab if len(vocab) else [str(c) for c in range(int(codes.max()) + 1)]
     pc = pd.DataFrame({'n_train': np.bincount(codes, minlength=len(names))}, index=pd.Index(names, name='class'))
