@@ -14,3 +14,4 @@ from .tune import *
 from .shift import *
 from .fastpath import *
 from .curve import *
+from .labels import *

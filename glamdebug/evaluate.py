@@ -23,7 +23,7 @@ STEPS = {1: 'underfitting', 2: 'overfitting', 3: 'distribution shift', 4: 'rebal
 REMEDIES = {
     1: [('make the model bigger', 'more layers or more units per layer'),
         ('reduce regularisation', 'less weight decay, dropout or augmentation'),
-        ('error analysis', 'look at the training items the model gets wrong'),
+        ('error analysis', 'look at the training items the model gets wrong (`learn.label_issues()`: those whose label looks wrong)'),
         ('a different architecture', 'closer to the state of the art for the task'),
         ('add features', 'more inputs per item (metadata, higher resolution)')],
     2: [('more training data', 'the most reliable fix for variance; `learn.data_curve()` measures whether it would help'),
@@ -452,7 +452,8 @@ def _concrete(learn, rep, preds, stop=None):
     pc = rep.per_class
     if pc is not None and len(pc):
         if 'train' in pc and pc['train'].notna().any():
-            w = pc['train'].idxmax(); hints[('underfitting', 'error analysis')] = f'highest train error: class `{w}` ({_pts(pc.loc[w, "train"])} %)'
+            w = pc['train'].idxmax(); hints[('underfitting', 'error analysis')] = (f'highest train error: class `{w}` ({_pts(pc.loc[w, "train"])} %); '
+                                                                                 '`learn.label_issues()` ranks the items whose label looks wrong')
         if 'valid' in pc and pc['valid'].notna().any():
             w = pc['valid'].idxmax(); hints[('overfitting', 'error analysis')] = f'highest valid error: class `{w}` ({_pts(pc.loc[w, "valid"])} %); `GlamInterpretation` for the confusions'
         if 'test' in pc and 'valid' in pc and (pc['test'] - pc['valid']).notna().any():
