@@ -657,6 +657,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.tune._loss': ('tune.html#_loss', 'glamdebug/tune.py'),
                                 'glamdebug.tune._model_args': ('tune.html#_model_args', 'glamdebug/tune.py'),
                                 'glamdebug.tune._py': ('tune.html#_py', 'glamdebug/tune.py'),
+                                'glamdebug.tune._rebuild_arch': ('tune.html#_rebuild_arch', 'glamdebug/tune.py'),
                                 'glamdebug.tune._rebuilt': ('tune.html#_rebuilt', 'glamdebug/tune.py'),
                                 'glamdebug.tune._reset': ('tune.html#_reset', 'glamdebug/tune.py'),
                                 'glamdebug.tune._save_plot': ('tune.html#_save_plot', 'glamdebug/tune.py'),

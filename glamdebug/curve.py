@@ -16,8 +16,8 @@ from fastai.data.core import Datasets
 from .core import *
 from .debug import preserved
 from .models import defaults_learner, _session
-from .tune import (SENSITIVITY, _model_args, _collection_learner, _save_plot, _check_space, _rebuilt, _reset,
-                            _seed_all, _fast_like, _fit_fn)
+from .tune import (SENSITIVITY, _model_args, _collection_learner, _save_plot, _check_space, _rebuild_arch, _rebuilt,
+                            _reset, _seed_all, _fast_like, _fit_fn)
 
 # %% auto #0
 __all__ = ['nested_subsets', 'DataCurveReport', 'curve_command']
@@ -207,9 +207,8 @@ def _fresh_models(learn:Learner, # the learner whose model, settings and data th
     t = dict(settings or {})
     bad = [k for k in t if k not in SENSITIVITY]
     if bad: raise GlamError(f'{what}: unknown setting(s) {name_some(bad)}; known: {name_some(list(SENSITIVITY.keys()), n=20)}')
-    rebuild = getattr(learn, 'glam_settings', None) is not None
-    arch = learn.glam_settings.get('arch') if rebuild else type(learn.model).__name__
-    _check_space({k: SENSITIVITY[k] for k in t}, rebuild, arch if isinstance(arch, str) else getattr(arch, '__name__', type(arch).__name__))
+    rebuild, arch = _rebuild_arch(learn)
+    _check_space({k: SENSITIVITY[k] for k in t}, rebuild, arch)
     if not rebuild and getattr(getattr(learn, 'recorder', None), 'values', None):
         warnings.warn(f'{what}: this learner has been trained, so every run would start from weights that have seen the '
                       'whole training set; build a fresh learner (defaults_learner ones are rebuilt for each run)')

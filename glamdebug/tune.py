@@ -112,6 +112,12 @@ def _check_space(space, rebuild, arch):
             raise GlamError(f'tune: {k!r} is defined for the LeNet-like model only, and this learner is {arch!r}; '
                             'climb the ladder with bigger(learn) instead')
 
+def _rebuild_arch(learn):
+    "`(rebuild, arch)`: can `learn` be rebuilt with other settings (a `defaults_learner`), and the name of its architecture"
+    s = getattr(learn, 'glam_settings', None)
+    arch = s.get('arch') if s is not None else type(learn.model).__name__
+    return s is not None, arch if isinstance(arch, str) else getattr(arch, '__name__', type(arch).__name__)
+
 def _settings_of(learn):
     "The value each tunable setting has in `learn` now (the baseline trial)"
     s = getattr(learn, 'glam_settings', None) or {}
@@ -335,10 +341,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     for k, v in dict(n_trials=n_trials, rounds=rounds, epochs=epochs).items():
         if not isinstance(v, int) or v < 1: raise GlamError(f'tune: {k} must be a positive whole number, got {v!r}')
     if not 0 < keep <= 1: raise GlamError(f'tune: keep is a share of the trials, in (0, 1]; got {keep}')
-    settings = getattr(learn, 'glam_settings', None)
-    rebuild = settings is not None
-    arch = settings.get('arch') if rebuild else type(learn.model).__name__
-    arch = arch if isinstance(arch, str) else getattr(arch, '__name__', type(arch).__name__)
+    rebuild, arch = _rebuild_arch(learn)
     space = _space(params, space, rebuild, arch)
     base = dict(base or {})
     bad = [k for k in base if k not in SENSITIVITY]
