@@ -34,16 +34,16 @@ def _subset_ds(ds, idx, split_idx):
         sub.codes = None if ds.codes is None else ds.codes[idx]
     return sub
 
-def _train_codes(ds):
-    "The class code of each item of labelled training `Datasets` `ds`, without decoding its images"
+def _train_codes(ds, what='data_curve'):
+    "The class code of each item of labelled training `Datasets` `ds`, without decoding its images; `what` names the caller in errors"
     codes = getattr(ds, 'codes', None)
     if codes is not None: return np.asarray(codes, dtype=np.int64)
-    if len(ds.tls) < 2: raise GlamError('data_curve needs a labelled training set (the DataLoaders have no targets)')
+    if len(ds.tls) < 2: raise GlamError(f'{what} needs a labelled training set (the DataLoaders have no targets)')
     out = np.empty(len(ds), dtype=np.int64)
     for i in range(len(ds)):
         y = ds.tls[1][i]
         if not (isinstance(y, torch.Tensor) and y.ndim == 0 and not y.is_floating_point()):
-            raise GlamError(f'data_curve is for single-label classification; training item {i} has target {y!r}')
+            raise GlamError(f'{what} is for single-label classification; training item {i} has target {y!r}')
         out[i] = int(y)
     return out
 

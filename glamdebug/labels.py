@@ -165,7 +165,7 @@ def label_issues(self:Learner,
     t0 = time.perf_counter()
     with _fresh_models(self, settings, seed, 'label_issues') as (dls0, train):
         ds = dls0.train.dataset
-        codes = _train_codes(ds)
+        codes = _train_codes(ds, 'label_issues')
         if len(codes) < 2*folds: raise GlamError(f'label_issues: {len(codes)} training items are too few for {folds} folds')
         small = [str(dls0.vocab[c]) if hasattr(dls0, 'vocab') else str(c) for c in np.unique(codes) if (codes == c).sum() < folds]
         if small: warnings.warn(f'label_issues: class(es) {name_some(small)} have fewer training items than folds: some folds '
