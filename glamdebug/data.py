@@ -110,11 +110,39 @@ def _check_images(fns, workers=None, show_progress=True):
         return list(it)
 
 # %% ../nbs/01_data.ipynb #c0016
+def _read_table(src:Path, encoding='utf-8') -> pd.DataFrame:
+    "A collection CSV as strings; a `GlamError` naming the line that is not `encoding`; `;`, tab or `|` separators (as Excel writes in many locales) are recognised"
+    read = lambda **kw: pd.read_csv(src, dtype=str, keep_default_na=False, na_values=[''], encoding=encoding, **kw)
+    try: df = read()
+    except UnicodeDecodeError as e:
+        raw = src.read_bytes()
+        try: raw.decode(encoding); at = e.start   # pandas' position is within a buffer: find the byte in the file
+        except UnicodeDecodeError as e2: at = e2.start
+        line = raw[:at].count(b'\n') + 1
+        text = raw.splitlines()[line-1].decode(encoding, errors='replace')
+        raise GlamError(f'{src}: line {line} is not {encoding} text (byte 0x{raw[at]:02x} in {text[:80]!r}). Save the table '
+                        f"as UTF-8 (Excel: 'CSV UTF-8'), or give its encoding (e.g. encoding='cp1252')") from None
+    except Exception as e: raise GlamError(f'cannot read {src} as CSV: {e}') from None
+    if len(df.columns) == 1:   # one column: perhaps another separator
+        seps = [c for c in (';', '\t', '|') if c in df.columns[0]]
+        if seps:
+            try: df = read(sep=seps[0])
+            except Exception as e: raise GlamError(f'cannot read {src} as CSV separated by {seps[0]!r}: {e}') from None
+    return df
+
+def _split_hint(s, splits):
+    "' (did you mean …?)' for a split value close to a known one ('Valid ', 'validation'), else ''"
+    import difflib
+    if not isinstance(s, str): return ''
+    near = difflib.get_close_matches(s.strip().lower(), splits, n=1, cutoff=0.6)
+    return f' (did you mean {near[0]!r}?)' if near else ''
+
 def read_collection(src, # a CSV file or a DataFrame, one row per image
                     path=None, # folder file names are relative to (default: the CSV's folder, or `df.attrs['path']`, or cwd)
                     fn_col='fname', label_col='label', split_col='split',
                     splits=None, # allowed split values (default `SPLITS`, plus any `test_*`)
                     on_bad='raise', # 'raise' one error naming the offenders, or 'drop' the bad rows and report them
+                    encoding='utf-8', # of the CSV file; a line in another encoding is named
                     check_images=True, # decode every image to catch unreadable and truncated files
                     progress=True, # a progress bar while checking images (large collections only)
                    ) -> pd.DataFrame:
@@ -128,8 +156,7 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
         src = Path(src)
         if not src.exists(): raise GlamError(f'collection file not found: {src}')
         if src.is_dir(): raise GlamError(f'{src} is a folder; give the collection CSV inside it (e.g. {src/"collection.csv"})')
-        try: df = pd.read_csv(src, dtype=str, keep_default_na=False, na_values=[''])
-        except Exception as e: raise GlamError(f'cannot read {src} as CSV: {e}') from None
+        df = _read_table(src, encoding)
         if path is None: path = src.parent
         where = str(src)
     path = Path(path).resolve()
@@ -149,7 +176,7 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
         _add('empty label', i, f'{row(i)} ({df.at[i, fn_col]})')
     if split_col is not None:
         for i, s in zip(df.index, df[split_col]):
-            if not _known_split(s, splits): _add('unknown split', i, f'{row(i)}: {s!r}')
+            if not _known_split(s, splits): _add('unknown split', i, f'{row(i)}: {s!r}{_split_hint(s, splits)}')
     ok_fn = ~(fn.isna() | (fn.astype(str).str.strip() == ''))
     dup = df[ok_fn].duplicated(subset=[fn_col], keep='first')
     for i in dup[dup].index: _add('duplicate row', i, f'{row(i)}: {df.at[i, fn_col]}')
@@ -168,7 +195,7 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
         bad = sorted({i for v in problems.values() for i, _ in v})
         if on_bad == 'raise':
             raise GlamError(f'{where}: {len(bad)} bad row{"s" if len(bad) > 1 else ""} of {len(df)}. ' + ' | '.join(lines)
-                            + ". Fix them, or pass on_bad='drop' to drop and report them.")
+                            + ". Fix them, or drop them (on_bad='drop'; --drop-bad on the command line): the dropped rows are reported.")
         reasons = {i: k for k, v in reversed(list(problems.items())) for i, _ in v}
         dropped = [dict(row=row(i), **{str(k): (None if pd.isna(v) else str(v)) for k, v in df.loc[i, need].items()}, reason=reasons[i]) for i in bad]
         warnings.warn(f'{where}: dropped {len(bad)} bad row(s) of {len(df)} (see df.attrs["dropped"]). ' + ' | '.join(lines))
