@@ -15,8 +15,8 @@ from fastai.learner import Learner
 from fastai.data.core import Datasets
 from .core import *
 from .debug import preserved
-from .models import defaults_learner, _session
-from .tune import (SENSITIVITY, _model_args, _collection_learner, _save_plot, _check_space, _rebuild_arch, _rebuilt,
+from .models import defaults_learner, _session, _model_args, _collection_learner, _save_plot
+from .tune import (SENSITIVITY, _check_space, _rebuild_arch, _rebuilt,
                             _reset, _seed_all, _fast_like, _fit_fn)
 
 # %% auto #0

@@ -212,6 +212,30 @@ def _write_png(fn, value=128, size=(16, 16)):
     Path(fn).parent.mkdir(parents=True, exist_ok=True)
     Image.new('RGB', size, (value, value, value)).save(fn)
 
+# %% ../nbs/01_data.ipynb #n0003
+_DROP_BAD_ARG = (('--drop-bad',), dict(action='store_true', help='drop bad rows (missing or unreadable files, empty labels, unknown splits …) and name them, instead of stopping'))
+
+def _dropped_line(df, n=8):
+    "One line naming the rows `read_collection(on_bad='drop')` dropped, with their reasons"
+    d = df.attrs.get('dropped') or []
+    if not d: return ''
+    fn_col = df.attrs.get('fn_col', 'fname')
+    items = [f"{r['row']} {r.get(fn_col) or ''} ({r['reason']})".replace('  ', ' ') for r in d]
+    return f'dropped {len(d)} bad row{"s" if len(d) > 1 else ""}: ' + name_some(items, n=n, sep='; ')
+
+def _cli_collection(ns, # parsed arguments: `collection`, and `drop_bad`, `path` when the command has them
+                    progress=False, drop=None, # drop bad rows (default: `ns.drop_bad`)
+                    **kwargs) -> pd.DataFrame:
+    "The collection a command names, read by `read_collection`; rows dropped are named on stderr, once"
+    import sys
+    drop = getattr(ns, 'drop_bad', False) if drop is None else drop
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*dropped .* bad row')  # named below, without the Python advice
+        df = read_collection(collection_csv(ns.collection), path=getattr(ns, 'path', None), on_bad='drop' if drop else 'raise',
+                             progress=progress, **kwargs)
+    if df.attrs.get('dropped'): print(f"glamdebug {getattr(ns, 'command', '')}: {_dropped_line(df)}", file=sys.stderr, flush=True)
+    return df
+
 # %% ../nbs/01_data.ipynb #c0021
 def _image_size(fn):
     try:

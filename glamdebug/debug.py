@@ -18,6 +18,7 @@ from fastprogress.fastprogress import progress_bar
 from .core import *
 from .core import _jsonable
 from .data import collection_columns, to_rgb
+from .models import _model_args
 
 # %% auto #0
 __all__ = ['STATUSES', 'CHECKS', 'QUICK_CHECKS', 'Check', 'preserved', 'check_labels', 'check_loss_at_init', 'classify_curve',
@@ -905,22 +906,15 @@ def troubleshoot(self:Learner, quick:bool=True, # the fast checks only (no shuff
 
 # %% ../nbs/07_debug.ipynb #c0067
 @cli_command('troubleshoot', help='build the version-zero learner on a collection and print its troubleshooting report (silent bugs, before training)', args=[
-    (('csv',), dict(help='collection CSV with fname,label,split columns')),
-    (('--path',), dict(default=None, help='folder the file names are relative to (default: the CSV\'s folder)')),
-    (('--size',), dict(type=int, default=64, help='image size')),
-    (('--bs',), dict(type=int, default=32, help='batch size')),
-    (('--arch',), dict(default='lenet', help='architecture for `defaults_learner`')),
+    (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
+    (('--path',), dict(default=None, help="folder the file names are relative to (default: the CSV's folder)")),
     (('--full',), dict(action='store_true', help='also the slow checks (shuffled-label control, lr_find)')),
     (('--checks',), dict(default=None, help='comma-separated check names')),
-    (('--json',), dict(action='store_true', help='print the report as JSON'))])
+    *_model_args()])
 def _cli_troubleshoot(ns):
-    from glamdebug.data import read_collection, collection_dls
-    from glamdebug.models import defaults_learner
-    import sys
-    df = read_collection(ns.csv, path=ns.path, progress=sys.stdout.isatty() and not ns.json)  # no bar in piped output
-    dls = collection_dls(df, size=ns.size, bs=ns.bs)
-    learn = defaults_learner(dls, arch=ns.arch, pretrained=False)
-    rep = learn.troubleshoot(quick=not ns.full, checks=ns.checks.split(',') if ns.checks else None, show_progress=False)
+    from glamdebug.models import _collection_learner
+    learn, bars = _collection_learner(ns)
+    rep = learn.troubleshoot(quick=not ns.full, checks=ns.checks.split(',') if ns.checks else None, show_progress=bars)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())
     return 1 if rep.verdict == 'fail' else 0
 

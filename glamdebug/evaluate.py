@@ -12,6 +12,7 @@ from fastcore.meta import delegates
 from .core import *
 from .data import split_dl
 from .preds import *
+from .models import _model_args, _collection_learner, _save_plot
 
 # %% auto #0
 __all__ = ['STEPS', 'REMEDIES', 'HumanLevel', 'human_level_error', 'ErrorReport', 'bias_variance', 'ErrorCurves',
@@ -512,41 +513,26 @@ def _pick_test(col, test):
     (('--goal',), dict(type=float, default=0.02, help='goal error as a fraction, e.g. 0.02 for 2%% (default 0.02)')),
     (('--human-level',), dict(nargs=2, metavar=('COL_A', 'COL_B'), default=None,
                               help='estimate the goal from two annotation columns of the CSV (their disagreement rate)')),
-    (('--arch',), dict(default='lenet', help="model: 'lenet' or a timm name (default lenet)")),
     (('--epochs',), dict(type=int, default=5, help='training epochs (default 5)')),
-    (('--size',), dict(type=int, default=64, help='image size in pixels (default 64)')),
-    (('--bs',), dict(type=int, default=32, help='batch size (default 32)')),
     (('--test',), dict(default=None, help="split used as test (default 'test', else the first 'test_*' split)")),
     (('--train-valid',), dict(default=None, help='split of held-out items from the training distribution, if any')),
-    (('--json',), dict(action='store_true', help='print the report as JSON')),
-    (('--plot',), dict(default=None, metavar='PNG', help='also save the waterfall plot to this file')),
-    (('--seed',), dict(type=int, default=0)),
+    *_model_args('also save the waterfall plot to this file'),
 ])
 def report_command(ns):
     "`glamdebug report`: read and check the collection, train `defaults_learner`, print `learn.error_report`"
-    from glamdebug.data import read_collection, collection_dls
-    from glamdebug.models import defaults_learner
-    from fastai.torch_core import set_seed
-    csv = collection_csv(ns.collection)
-    if ns.epochs < 1: raise GlamError(f'--epochs must be at least 1, got {ns.epochs}')
+    import contextlib
     if not ns.human_level: _check_error('goal', ns.goal, True)     # before any training
-    import sys, contextlib
-    bars = sys.stdout.isatty() and not ns.json  # no bar in piped output (JSON stays parseable)
-    df = read_collection(csv, progress=bars)
-    goal = human_level_error(df, *ns.human_level) if ns.human_level else ns.goal
-    set_seed(ns.seed, reproducible=True)
-    dls = collection_dls(df, size=ns.size, bs=ns.bs)
+    learn, bars = _collection_learner(ns, positive=('epochs',))
+    dls = learn.dls
+    goal = human_level_error(dls.collection.df, *ns.human_level) if ns.human_level else ns.goal
     test = _pick_test(dls.collection, ns.test)
     if ns.train_valid: _pick_test(dls.collection, ns.train_valid)
-    learn = defaults_learner(dls, ns.arch)
     curves = ErrorCurves()
     if not ns.json: print(f'Training {ns.arch} for {ns.epochs} epochs at {ns.size} px on {len(dls.train_ds)} items…', flush=True)
     with learn.no_logging(), learn.no_bar(): learn.fit(ns.epochs, cbs=curves)
     with (contextlib.nullcontext() if bars else learn.no_bar()):
         rep = learn.error_report(goal=goal, test=test, train_valid=ns.train_valid, curves=curves)
     if ns.plot:
-        import matplotlib; matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        rep.plot(); plt.tight_layout(); plt.savefig(ns.plot, dpi=120); plt.close('all')
+        ax = rep.plot(); ax.figure.tight_layout(); _save_plot(ax.figure, ns.plot)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())
     return 0

@@ -828,12 +828,12 @@ def sync_audit(self:Learner,
     (('--json',), dict(action='store_true', help='print the report as JSON')),
 ])
 def cache_command(ns) -> int:
-    "`glamdebug cache`: `ImageCache.update` over every file of a collection; prints the `CacheReport` (unreadable files listed, not fatal)"
-    from glamdebug.data import read_collection
-    csv = collection_csv(ns.collection)
+    "`glamdebug cache`: `ImageCache.update` over every file of a collection; prints the `CacheReport` (bad rows and unreadable files named, not fatal)"
+    from glamdebug.data import _cli_collection
+    collection_csv(ns.collection)
     if ns.size < 1: raise GlamError(f'--size must be a positive number of pixels, got {ns.size}')
     bars = sys.stdout.isatty()
-    df = read_collection(csv, check_images=False, progress=bars)  # the cache finds the unreadable images as it decodes
+    df = _cli_collection(ns, drop=True, check_images=False, progress=bars)  # the cache finds the unreadable images as it decodes
     path, fn_col, _, _ = collection_columns(df)
     c = ImageCache(ns.cache_dir, size=ns.size, method=ns.method, draft=not ns.no_draft, hash=ns.hash,
                    n_workers=ns.workers, progress=bars)

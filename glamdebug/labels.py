@@ -13,7 +13,8 @@ from fastai.learner import Learner
 from .core import *
 from .core import _jsonable
 from .curve import _fresh_models, _item_preds, _subset_ds, _train_codes
-from .tune import _model_args, _collection_learner, _save_plot
+from .models import _model_args, _collection_learner, _save_plot
+from .data import _read_table
 
 # %% auto #0
 __all__ = ['confident_suspects', 'LabelIssues', 'fold_codes', 'label_issues_command']
@@ -212,7 +213,9 @@ def label_issues_command(ns) -> int:
     learn, bars = _collection_learner(ns, positive=('folds', 'epochs'))
     rep = learn.label_issues(folds=ns.folds, epochs=ns.epochs, seed=ns.seed, progress=bars)
     if out is not None:
-        table = rep.annotate(learn.dls.collection.df)  # the table as `read_collection` checked it, every column kept
+        df = learn.dls.collection.df   # the table as `read_collection` checked it, every column kept
+        if df.attrs.get('dropped'): df = _read_table(collection_csv(ns.collection))  # --drop-bad: every row written, the dropped ones unjudged
+        table = rep.annotate(df)
         try: atomic_write(out, lambda f: table.to_csv(f, index=False))
         except OSError as e: raise GlamError(f'cannot write {out}: {e.strerror or e}') from None
     if ns.plot and len(rep.table): _save_plot(rep.plot(), ns.plot)

@@ -313,3 +313,39 @@ def bigger(learn:Learner, # a learner from `defaults_learner` (or `bigger`)
     # the caller's dls (before the normalisation `pretrained` adds), unless `learn.dls` was replaced since
     dls = learn.glam_dls if learn.dls is _session(learn).get('ldls') else learn.dls
     return defaults_learner(dls, arch=ladder[i+1], **s)
+
+# %% ../nbs/03_models.ipynb #n0001
+def _model_args(plot_help=None):
+    "The arguments of every command that builds the version-zero model on a collection (`_collection_learner` reads them); `--plot` with `plot_help`"
+    from glamdebug.data import _DROP_BAD_ARG
+    return [
+        (('--arch',), dict(default='lenet', help="model: 'lenet' or a timm name (default lenet)")),
+        (('--size',), dict(type=int, default=64, help='image size in pixels (default 64)')),
+        (('--bs',), dict(type=int, default=32, help='batch size (default 32)')),
+        (('--cache',), dict(action='store_true', help='read images through the fast-path cache (glamdebug cache)')),
+        _DROP_BAD_ARG,
+        (('--json',), dict(action='store_true', help='print the report as JSON')),
+        *([(('--plot',), dict(default=None, metavar='PNG', help=plot_help))] if plot_help else []),
+        (('--seed',), dict(type=int, default=0))]
+
+def _collection_learner(ns, positive=()):
+    "`(learner, bars)`: the version-zero `defaults_learner` on the collection a command names (`_model_args`); `positive` arguments checked"
+    import sys
+    from fastai.torch_core import set_seed
+    from glamdebug.data import _cli_collection, collection_dls
+    for k in (*positive, 'size', 'bs'):
+        if getattr(ns, k) < 1: raise GlamError(f'--{k.replace("_", "-")} must be at least 1, got {getattr(ns, k)}')
+    bars = sys.stdout.isatty() and not ns.json  # no bar in piped output (JSON stays parseable)
+    if getattr(ns, 'plot', None): import matplotlib; matplotlib.use('Agg')  # a file, never a window
+    df = _cli_collection(ns, progress=bars)
+    set_seed(ns.seed, reproducible=True)
+    if ns.cache:
+        from glamdebug.fastpath import cached_dls
+        dls = cached_dls(df, size=ns.size, bs=ns.bs, progress=bars)
+    else: dls = collection_dls(df, size=ns.size, bs=ns.bs)
+    return defaults_learner(dls, ns.arch), bars
+
+def _save_plot(fig, fn):
+    "Save matplotlib figure `fig` as PNG `fn`, atomically, and close it"
+    import matplotlib.pyplot as plt
+    atomic_write(fn, lambda f: fig.savefig(f, dpi=120, format='png'), mode='wb'); plt.close(fig)

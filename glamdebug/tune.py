@@ -17,7 +17,7 @@ from fastai.metrics import error_rate
 from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
 from fastai.torch_core import set_seed
 from .core import *
-from .models import defaults_learner
+from .models import defaults_learner, _model_args, _collection_learner, _save_plot
 from .debug import preserved
 
 # %% auto #0
@@ -407,38 +407,6 @@ def tune(self:Learner, params='high', **kwargs) -> TuneReport:
     return tune_search(self, params, **kwargs)
 
 # %% ../nbs/08_tune.ipynb #n0003
-def _model_args(plot_help):
-    "The arguments every command that trains the version-zero model on a collection takes (`_collection_learner` reads them)"
-    return [
-        (('--arch',), dict(default='lenet', help="model: 'lenet' or a timm name (default lenet)")),
-        (('--size',), dict(type=int, default=64, help='image size in pixels (default 64)')),
-        (('--bs',), dict(type=int, default=32, help='batch size (default 32)')),
-        (('--cache',), dict(action='store_true', help='read images through the fast-path cache (glamdebug cache)')),
-        (('--json',), dict(action='store_true', help='print the report as JSON')),
-        (('--plot',), dict(default=None, metavar='PNG', help=plot_help)),
-        (('--seed',), dict(type=int, default=0))]
-
-def _collection_learner(ns, positive=()):
-    "`(learner, bars)`: the version-zero `defaults_learner` on the collection a command names (`_model_args`); `positive` arguments checked"
-    import sys
-    from glamdebug.data import read_collection, collection_dls
-    csv = collection_csv(ns.collection)
-    for k in (*positive, 'size', 'bs'):
-        if getattr(ns, k) < 1: raise GlamError(f'--{k} must be at least 1, got {getattr(ns, k)}')
-    bars = sys.stdout.isatty() and not ns.json  # no bar in piped output (JSON stays parseable)
-    if ns.plot: import matplotlib; matplotlib.use('Agg')  # a file, never a window
-    df = read_collection(csv, progress=bars)
-    if ns.cache:
-        from glamdebug.fastpath import cached_dls
-        dls = cached_dls(df, size=ns.size, bs=ns.bs, progress=bars)
-    else: dls = collection_dls(df, size=ns.size, bs=ns.bs)
-    return defaults_learner(dls, ns.arch), bars
-
-def _save_plot(fig, fn):
-    "Save matplotlib figure `fig` as PNG `fn`, atomically, and close it"
-    import matplotlib.pyplot as plt
-    atomic_write(fn, lambda f: fig.savefig(f, dpi=120, format='png'), mode='wb'); plt.close(fig)
-
 @cli_command('tune', help='tune the version-zero model on a collection by random search, coarse to fine, and print the trials', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
     (('--level',), dict(default='high', choices=list(Sensitivity.levels), help='settings to tune, by expected sensitivity (default high)')),

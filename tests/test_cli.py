@@ -110,3 +110,41 @@ def test_keep_copies_command(tmp_path):
     assert r2.returncode == 2 and '-o' in r2.stderr and (coll/'collection.csv').read_bytes() == before
     r3 = run('keep-copies', str(coll), '-o', str(coll/'collection.csv'))  # the input as output without --overwrite
     assert r3.returncode == 2 and 'refusing to overwrite' in r3.stderr
+
+
+def test_bad_rows_stop_or_are_dropped_and_named(tmp_path):
+    "Bad rows stop every command with one line naming them and `--drop-bad`; with it they are dropped and named, and the annotated table still has every row"
+    import json, shutil
+    from pathlib import Path
+    import pandas as pd
+    src = Path(__file__).parent.parent/'data'/'samples'
+    coll = tmp_path/'coll'
+    shutil.copytree(src/'images', coll/'images')
+    df = pd.read_csv(src/'collection.csv', dtype=str).assign(note=lambda d: [f'n{i}' for i in range(len(d))])
+    tr = df.index[df.split == 'train']
+    (coll/df.fname[tr[0]]).unlink()                                  # a missing file
+    cut = coll/df.fname[tr[1]]; cut.write_bytes(cut.read_bytes()[:100])  # a truncated one
+    df.loc[tr[2], 'label'] = None                                    # no label
+    df.loc[tr[3], 'split'] = 'Valid '                                # a typo in the split
+    df.to_csv(coll/'collection.csv', index=False)
+    planted = [df.fname[i] for i in tr[:4]]
+    model = ('--size', '16', '--bs', '64')
+    r = run('report', str(coll), '--epochs', '1', *model)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+    for s in ('4 bad rows of 630', 'missing file', Path(planted[0]).name, 'unreadable image', Path(planted[1]).name,
+              'empty label', "'Valid ' (did you mean 'valid'?)", '--drop-bad'): assert s in r.stderr, s
+    r = run('report', str(coll), '--epochs', '1', '--drop-bad', '--json', *model)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert {e['split']: e['n'] for e in json.loads(r.stdout)['Errors']}['train'] == (df.split == 'train').sum() - 3  # 'Valid ' was not train
+    assert 'dropped 4 bad rows' in r.stderr and all(f in r.stderr for f in planted), r.stderr
+    r = run('troubleshoot', str(coll), '--checks', 'labels,inputs', '--drop-bad', *model)   # a folder, like the other commands
+    assert r.returncode == 0 and 'dropped 4 bad rows' in r.stderr, r.stderr[-2000:]
+    out = tmp_path/'review.csv'
+    r = run('label-issues', str(coll), '--folds', '2', '--epochs', '1', '--drop-bad', '-o', str(out), *model)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = pd.read_csv(out, dtype=str)
+    pd.testing.assert_frame_equal(got[df.columns], df)               # every row and column of the input, as it was
+    judged = got.label_suspect.notna()
+    assert not judged[got.fname.isin(planted)].any() and judged[got.split.isin(['train', 'valid'])].sum() == 450 - 4
+    r = run('cache', str(coll), '--size', '16', '--cache-dir', str(tmp_path/'cache'))   # the cache never stops on a bad row
+    assert r.returncode == 0 and 'dropped 3 bad rows' in r.stderr and Path(planted[1]).name in r.stdout, (r.stdout, r.stderr)
