@@ -17,9 +17,9 @@ from fastai.vision.all import (PILImage, DataBlock, ImageBlock, CategoryBlock, C
 from .core import *
 
 # %% auto #0
-__all__ = ['SPLITS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'read_collection', 'CollectionReport',
-           'check_collection', 'simplify', 'Collection', 'collection_columns', 'split_rows', 'collection_dls',
-           'split_dl']
+__all__ = ['SPLITS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'write_collection', 'read_collection',
+           'CollectionReport', 'check_collection', 'simplify', 'Collection', 'collection_columns', 'split_rows',
+           'collection_dls', 'split_dl']
 
 # %% ../nbs/01_data.ipynb #c0005
 SPLITS = ('train', 'valid', 'test', 'test_shifted', 'train_valid')
@@ -110,9 +110,12 @@ def _check_images(fns, workers=None, show_progress=True):
         return list(it)
 
 # %% ../nbs/01_data.ipynb #c0016
-def _read_table(src:Path, encoding='utf-8') -> pd.DataFrame:
-    "A collection CSV as strings; a `GlamError` naming the line that is not `encoding`; `;`, tab or `|` separators (as Excel writes in many locales) are recognised"
-    read = lambda **kw: pd.read_csv(src, dtype=str, keep_default_na=False, na_values=[''], encoding=encoding, **kw)
+def _read_table(src:Path, encoding='utf-8', empty_is_na=True) -> pd.DataFrame:
+    "A collection CSV as strings; a `GlamError` naming the line that is not `encoding`; `;`, tab or `|` separators (as Excel writes in many locales) are recognised; `attrs['table_format']` says how to write it back"
+    src = Path(src)
+    na = dict(keep_default_na=False, na_values=['']) if empty_is_na else dict(keep_default_na=False)
+    read = lambda **kw: pd.read_csv(src, dtype=str, encoding=encoding, **na, **kw)
+    sep = ','
     try: df = read()
     except UnicodeDecodeError as e:
         raw = src.read_bytes()
@@ -126,9 +129,22 @@ def _read_table(src:Path, encoding='utf-8') -> pd.DataFrame:
     if len(df.columns) == 1:   # one column: perhaps another separator
         seps = [c for c in (';', '\t', '|') if c in df.columns[0]]
         if seps:
-            try: df = read(sep=seps[0])
-            except Exception as e: raise GlamError(f'cannot read {src} as CSV separated by {seps[0]!r}: {e}') from None
+            sep = seps[0]
+            try: df = read(sep=sep)
+            except Exception as e: raise GlamError(f'cannot read {src} as CSV separated by {sep!r}: {e}') from None
+    with open(src, 'rb') as f: bom = f.read(3) == b'\xef\xbb\xbf'   # Excel's 'CSV UTF-8' starts with one, and needs it back
+    df.attrs['table_format'] = dict(sep=sep, encoding='utf-8-sig' if bom and encoding.lower().replace('_', '-') == 'utf-8' else encoding)
     return df
+
+def write_collection(df:pd.DataFrame, # the table to write
+                     dst, # the CSV file to write (atomically: never half-written)
+                     like:pd.DataFrame=None): # the table as read, whose format (separator, encoding, BOM) to keep (default `df`)
+    "Write a collection table as a CSV in the format it was read (`read_collection`), atomically; a `GlamError` names `dst` if it cannot"
+    fmt = {**dict(sep=',', encoding='utf-8'), **(df if like is None else like).attrs.get('table_format', {})}
+    try: data = df.to_csv(index=False, sep=fmt['sep']).encode(fmt['encoding'])
+    except UnicodeEncodeError as e: raise GlamError(f'cannot write {dst} as {fmt["encoding"]}, its encoding when read: {e.object[e.start:e.end]!r} does not fit') from None
+    try: atomic_write(dst, lambda f: f.write(data), mode='wb')
+    except OSError as e: raise GlamError(f'cannot write {dst}: {e.strerror or e}') from None
 
 def _split_hint(s, splits):
     "' (did you mean …?)' for a split value close to a known one ('Valid ', 'validation'), else ''"

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from .core import _jsonable
-from .data import collection_columns, to_rgb
+from .data import collection_columns, to_rgb, write_collection
 from .models import _model_args
 
 # %% auto #0
@@ -933,7 +933,6 @@ def _cli_keep_copies(ns):
     dst = output_path(csv, ns.output, ns.overwrite)
     df = read_collection(csv, path=ns.path, check_images=False)  # the hashing reads every image, and names one it cannot
     out = keep_copies_together(df, train=ns.train, progress=sys.stdout.isatty())
-    try: atomic_write(dst, lambda f: out.to_csv(f, index=False))
-    except OSError as e: raise GlamError(f'cannot write {dst}: {e.strerror or e}') from None
+    write_collection(out, dst, like=df)   # the input's separator and encoding, atomically
     print(f'wrote {dst}')
     return 0

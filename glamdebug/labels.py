@@ -14,7 +14,7 @@ from .core import *
 from .core import _jsonable
 from .curve import _fresh_models, _item_preds, _subset_ds, _train_codes
 from .models import _model_args, _collection_learner, _save_plot
-from .data import _read_table
+from .data import _read_table, write_collection
 
 # %% auto #0
 __all__ = ['confident_suspects', 'LabelIssues', 'fold_codes', 'label_issues_command']
@@ -216,8 +216,7 @@ def label_issues_command(ns) -> int:
         df = learn.dls.collection.df   # the table as `read_collection` checked it, every column kept
         if df.attrs.get('dropped'): df = _read_table(collection_csv(ns.collection))  # --drop-bad: every row written, the dropped ones unjudged
         table = rep.annotate(df)
-        try: atomic_write(out, lambda f: table.to_csv(f, index=False))
-        except OSError as e: raise GlamError(f'cannot write {out}: {e.strerror or e}') from None
+        write_collection(table, out, like=df)   # the input's separator and encoding, atomically
     if ns.plot and len(rep.table): _save_plot(rep.plot(), ns.plot)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())
     if out is not None and not ns.json: print(f'wrote {out}')

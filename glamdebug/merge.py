@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
 from .core import *
+from .data import _read_table, write_collection
 
 # %% auto #0
 __all__ = ['default_group_name', 'LabelMerge', 'undo_merge', 'parse_merge_spec', 'read_labels_csv', 'merge_csv',
@@ -329,13 +330,11 @@ def parse_merge_spec(spec:str):
     return labels, name
 
 # %% ../nbs/06_merge.ipynb #c0046
-def read_labels_csv(path, label_col='label') -> pd.DataFrame:
-    "Read a collection CSV as text (nothing reinterpreted), checking it has `label_col`; a `GlamError` names what is wrong"
+def read_labels_csv(path, label_col='label', encoding='utf-8') -> pd.DataFrame:
+    "Read a collection CSV as text (nothing reinterpreted; its separator and encoding kept for `write_collection`), checking it has `label_col`; a `GlamError` names what is wrong"
     path = Path(path)
     if not path.is_file(): raise GlamError(f'no such CSV file: {path}')
-    try: df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
-        raise GlamError(f'{path} is not a readable CSV: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}') from None
+    df = _read_table(path, encoding=encoding, empty_is_na=False)
     if label_col not in df.columns:
         raise GlamError(f'{path} has no label column {label_col!r} (columns: {name_some(df.columns, 10)})')
     return df
@@ -346,10 +345,11 @@ def merge_csv(src, # the collection CSV
               dst=None, # where to write (`None`: `src`, which needs `overwrite=True`)
               label_col='label', original_col='label_original',
               overwrite=False, # allow writing over `src`
-              undo=False): # restore the original labels instead of merging
+              undo=False, # restore the original labels instead of merging
+              encoding='utf-8'): # of `src`; `dst` is written in the same encoding and with the same separator
     "Apply `merge` to the CSV `src` and write it atomically to `dst`; returns `(merged DataFrame, relabelled rows per label)`"
     dst = output_path(src, dst, overwrite)
-    df = read_labels_csv(src, label_col=label_col)
+    df = read_labels_csv(src, label_col=label_col, encoding=encoding)
     if undo:
         if original_col not in df.columns: raise GlamError(f'nothing to undo in {src}: no column {original_col!r}')
         res = undo_merge(df, label_col=label_col, original_col=original_col)
@@ -361,13 +361,12 @@ def merge_csv(src, # the collection CSV
         try: res = merge.apply(df, label_col=label_col, original_col=original_col)
         except GlamError as e: raise GlamError(f'{src}: {e}') from None
         rel = merge.relabelled(df, label_col=label_col)
-    try: atomic_write(dst, lambda f: res.to_csv(f, index=False))
-    except OSError as e: raise GlamError(f'cannot write {dst}: {e.strerror or e}') from None
+    write_collection(res, dst, like=df)
     return res, rel
 
 # %% ../nbs/06_merge.ipynb #c0048
 @cli_command('merge-labels', help='merge confused labels in a collection CSV (keeps the originals in label_original)', args=[
-    (('csv',), dict(help='the collection CSV')),
+    (('csv',), dict(help='the collection CSV, or the folder holding collection.csv')),
     (('-m', '--merge'), dict(action='append', default=[], metavar='A,B[=NAME]',
                              help='labels to merge into one (NAME defaults to A_or_B); A=B merges A into B; repeatable')),
     (('--from',), dict(dest='from_json', metavar='JSON', help='a merge saved by LabelMerge.save (or a JSON {old: new} object)')),
@@ -380,6 +379,7 @@ def merge_csv(src, # the collection CSV
 ])
 def merge_labels_command(ns) -> int:
     "`glamdebug merge-labels`: apply a merge given by `--merge` or `--from` to a collection CSV, print rows relabelled per label"
+    ns.csv = collection_csv(ns.csv)
     if ns.output is None and not ns.overwrite:
         raise GlamError(f'give an output CSV (-o merged.csv), or --overwrite to write over {ns.csv}')
     merge = None
