@@ -80,16 +80,20 @@ def _set_rng_states(learn, st):
     for dl,s in zip(learn.dls.loaders, st['dls']):
         if s is not None: dl.rng.setstate(s)
 
+_ABSENT = object()
+
 @contextlib.contextmanager
 def preserved(learn:Learner):
-    "Snapshot `learn`'s weights, train/eval modes, `requires_grad`, optimizer, callbacks, `lr`, `loss_func` and RNGs; restore them on exit"
+    "Snapshot `learn`'s weights, train/eval modes, `requires_grad`, optimizer, callbacks, `lr`, `loss_func`, data, metrics, training history (`recorder`) and RNGs; restore them on exit"
     m = learn.model
     sd = deepcopy(m.state_dict())
     modes = [(mod, mod.training) for mod in m.modules()]
     grads = [(p, p.requires_grad) for p in m.parameters()]
     opt = getattr(learn, 'opt', None)
     opt_sd = deepcopy(opt.state_dict()) if opt is not None else None
-    cbs, attrs = list(learn.cbs), {k: getattr(learn, k, None) for k in ('lr', 'loss_func', 'wd', 'opt_func', 'opt')}
+    cbs, attrs = list(learn.cbs), {k: getattr(learn, k, None) for k in ('lr', 'loss_func', 'wd', 'opt_func', 'opt', 'dls', 'metrics')}
+    rec = getattr(learn, 'recorder', None)   # a fit inside starts a new history: `plot_loss` and `values` would show it
+    hist = {k: getattr(rec, k, _ABSENT) for k in ('lrs', 'iters', 'losses', 'values', 'metric_names')} if rec is not None else {}
     rngs = _rng_states(learn)
     try: yield learn
     finally:
@@ -97,6 +101,9 @@ def preserved(learn:Learner):
         for mod,t in modes: mod.training = t
         for p,g in grads: p.requires_grad_(g)
         for k,v in attrs.items(): setattr(learn, k, v)
+        for k,v in hist.items():
+            if v is not _ABSENT: setattr(rec, k, v)
+            elif hasattr(rec, k): delattr(rec, k)   # a learner never fitted has no history: none is left behind
         if opt is not None: opt.load_state_dict(opt_sd)
         extra = [cb for cb in learn.cbs if cb not in cbs]
         if extra: learn.remove_cbs(extra)
