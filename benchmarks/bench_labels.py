@@ -104,7 +104,7 @@ def compare(name, df, size, recipes, hand=True):
         rows = []
         t = time.perf_counter()
         cdls = cached_dls(noisy, size=size, bs=BS, cache_dir=Path(tempfile.mkdtemp()), progress=False)
-        rep = defaults_learner(cdls, lr=lr).fast().label_issues(folds=FOLDS, epochs=epochs, progress=False)
+        rep = defaults_learner(cdls, lr=lr).fast().label_issues(folds=FOLDS, epochs=epochs, splits=['valid'], progress=False)
         fast_s = time.perf_counter() - t
         ours = set(rep.table.item)
         n = len(ours)
@@ -112,7 +112,7 @@ def compare(name, df, size, recipes, hand=True):
             hand_found, hand_s = by_hand_oof(noisy, size, lr, epochs)
             rows.append(dict(what=f'plain fastai by hand, out-of-fold ({FOLDS} Learners) + the same rule', seconds=hand_s, vs_hand=1.0, **pr(hand_found, planted)))
             t = time.perf_counter()
-            rep_c = defaults_learner(collection_dls(noisy, size=size, bs=BS), lr=lr).label_issues(folds=FOLDS, epochs=epochs, progress=False)
+            rep_c = defaults_learner(collection_dls(noisy, size=size, bs=BS), lr=lr).label_issues(folds=FOLDS, epochs=epochs, splits=['valid'], progress=False)
             col_s = time.perf_counter() - t
             rows.append(dict(what='learn.label_issues on collection_dls (same decoding loader)', seconds=col_s, vs_hand=col_s/hand_s, **pr(set(rep_c.table.item), planted)))
         rows.append(dict(what='learn.label_issues on cached_dls + fast() (cache build included)', seconds=fast_s,
@@ -132,7 +132,7 @@ def compare(name, df, size, recipes, hand=True):
         out.append(f'\n-- recipe: {rname} (Adam {lr:g}, {epochs} epochs per model); out-of-fold error {rep.oof_error:.1%}\n'
                    + pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f'{v:.3g}'))
         quiet = defaults_learner(cached_dls(df, size=size, bs=BS, cache_dir=Path(tempfile.mkdtemp()), progress=False), lr=lr).fast() \
-            .label_issues(folds=FOLDS, epochs=epochs, progress=False)
+            .label_issues(folds=FOLDS, epochs=epochs, splits=['valid'], progress=False)
         out.append(f'clean collection, same recipe: {len(quiet.table)} of {len(quiet.all)} items flagged '
                    f'({len(quiet.table)/len(quiet.all):.1%})')
     return '\n'.join(out)

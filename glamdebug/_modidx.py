@@ -464,6 +464,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'glamdebug.labels.LabelIssues.summary': ('labels.html#labelissues.summary', 'glamdebug/labels.py'),
                                   'glamdebug.labels.LabelIssues.to_dict': ('labels.html#labelissues.to_dict', 'glamdebug/labels.py'),
                                   'glamdebug.labels.Learner.label_issues': ('labels.html#learner.label_issues', 'glamdebug/labels.py'),
+                                  'glamdebug.labels._held_out': ('labels.html#_held_out', 'glamdebug/labels.py'),
                                   'glamdebug.labels._item_names': ('labels.html#_item_names', 'glamdebug/labels.py'),
                                   'glamdebug.labels.confident_suspects': ('labels.html#confident_suspects', 'glamdebug/labels.py'),
                                   'glamdebug.labels.fold_codes': ('labels.html#fold_codes', 'glamdebug/labels.py'),

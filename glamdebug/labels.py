@@ -7,14 +7,14 @@ from __future__ import annotations
 import math, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from fastcore.basics import patch, store_attr
+from fastcore.basics import patch, store_attr, listify
 from fastprogress.fastprogress import progress_bar
 from fastai.learner import Learner
 from .core import *
 from .core import _jsonable
 from .curve import _fresh_models, _item_preds, _subset_ds, _train_codes
 from .models import _model_args, _collection_learner, _save_plot
-from .data import _read_table, write_collection
+from .data import _read_table, write_collection, split_dl
 
 # %% auto #0
 __all__ = ['confident_suspects', 'LabelIssues', 'fold_codes', 'label_issues_command']
@@ -43,14 +43,18 @@ class LabelIssues(Report):
     "Items whose given label out-of-fold models contradict, most suspicious first: `table`, `pairs`, `per_class`, `plot`, `annotate`"
     title = 'Label issues (out-of-fold, confident learning)'
     max_error = 0.3  # out-of-fold error above which the models are too weak to judge labels
+    reference = ('train', 'valid')  # splits whose items set the class thresholds; the other (test) splits are judged against them
     def __init__(self, items, probs, vocab, folds, epochs, seconds, root=None, fn_col=None):
         store_attr('items,probs,vocab,folds,epochs,seconds,root,fn_col')
-        s, g, m, self.thresholds = confident_suspects(probs, items.code.to_numpy())
+        codes = items.code.to_numpy()
+        ref = items.split.isin(self.reference).to_numpy()   # the class thresholds and the error come from these splits
+        th = confident_suspects(probs[ref], codes[ref])[3] if ref.any() else None
+        s, g, m, self.thresholds = confident_suspects(probs, codes, th)
         v = np.asarray(vocab, dtype=object)
         self.all = items.assign(suspect=s, suggested=np.where(s, v[np.maximum(g, 0)], None),
                                 p_given=probs[np.arange(len(items)), items.code.to_numpy()],
                                 p_suggested=np.where(s, probs[np.arange(len(items)), np.maximum(g, 0)], np.nan), margin=m)
-        self.oof_error = float((probs.argmax(1) != items.code.to_numpy()).mean()) if len(items) else float('nan')
+        self.oof_error = float((probs[ref].argmax(1) != codes[ref]).mean()) if ref.any() else float('nan')
         self.weak = self.oof_error > self.max_error
         t = self.all[self.all.suspect].sort_values(['p_given', 'margin'], kind='stable')
         super().__init__(table=t[['item', 'split', 'given', 'suggested', 'p_given', 'p_suggested', 'margin']].reset_index(drop=True))
@@ -152,11 +156,30 @@ def fold_codes(codes, folds:int, seed:int=0) -> np.ndarray:
         out[i] = (np.arange(len(i)) + rng.integers(folds)) % folds
     return out
 
+def _held_out(dls, splits, trained, what='label_issues') -> list:
+    "`[(split, dataset)]` of the held-out splits to judge (`None`: `dls.valid`'s); items whose label is not among `trained` are left out, with a warning"
+    col = getattr(dls, 'collection', None)
+    have = [s for s in (col.splits if col is not None and col.split_col is not None else []) if s != 'train']
+    names = ['valid'] + [s for s in have if s != 'valid'] if splits is None else listify(splits)
+    out = []
+    for s in names:
+        if s == 'train': raise GlamError(f'{what}: the training split is always judged (out of fold); splits= names the held-out ones')
+        if s == 'valid': out.append(('valid', None)); continue
+        if col is None: raise GlamError(f'{what}: these DataLoaders have no collection table, so only valid can be judged, not {s!r}')
+        if s not in have: raise GlamError(f'{what}: no split {s!r} in the collection; it has {name_some(map(repr, col.splits))}')
+        rows = col.rows(s)
+        known = rows[col.label_col].astype(str).isin(trained).to_numpy()
+        if not known.all():   # no model could have learnt them: every such item would look mislabelled
+            warnings.warn(f'{what}: {int((~known).sum())} {s} item(s) have labels with no training item '
+                          f'({name_some(sorted(set(rows[col.label_col][~known].astype(str))))}): not judged')
+        if known.any(): out.append((s, split_dl(dls, rows[known]).dataset))
+    return out
+
 @patch
 def label_issues(self:Learner,
                  folds:int=4, # models; each trains on (folds − 1)/folds of the training items and predicts the rest
                  epochs:int=3, # epochs each model trains (over its own items)
-                 valid:bool=True, # judge the validation items too (every model predicts them; none trained on them)
+                 splits:list=None, # held-out splits judged too, by every model (none trained on them): default valid and every other split of the collection; () for none
                  settings:dict=None, # trial settings to train with (e.g. `learn.tune().best`)
                  seed:int=0, # the folds, the initial weights and the batch order
                  progress:bool=True) -> LabelIssues:
@@ -171,9 +194,9 @@ def label_issues(self:Learner,
         small = [str(dls0.vocab[c]) if hasattr(dls0, 'vocab') else str(c) for c in np.unique(codes) if (codes == c).sum() < folds]
         if small: warnings.warn(f'label_issues: class(es) {name_some(small)} have fewer training items than folds: some folds '
                                 'train without them, so their items cannot be judged fairly')
+        held = _held_out(dls0, splits, [str(dls0.vocab[c]) if hasattr(dls0, 'vocab') else str(c) for c in np.unique(codes)])
         fold = fold_codes(codes, folds, seed)
-        probs = None
-        vprobs, vy = None, None
+        probs, hprobs, hy = None, {}, {}
         pb = progress_bar(range(folds), leave=False) if progress else None  # (fastprogress draws a bar even with display=False)
         for f in (pb if pb is not None else range(folds)):
             out = np.flatnonzero(fold == f)
@@ -181,21 +204,20 @@ def label_issues(self:Learner,
             p, _ = _item_preds(l, l.dls.valid.new(_subset_ds(ds, out, 1), shuffle=False, drop_last=False))
             if probs is None: probs = np.zeros((len(codes), p.shape[1]), dtype=np.float32)
             probs[out] = p.float().numpy()
-            if valid:
-                vp, vy = _item_preds(l, l.dls.valid)
-                vprobs = vp.float().numpy()/folds + (0 if vprobs is None else vprobs)
+            for name, hds in held:   # through the fold model's own validation loader: its transforms, e.g. a Normalize
+                hp, hy[name] = _item_preds(l, l.dls.valid if hds is None else l.dls.valid.new(hds, shuffle=False, drop_last=False))
+                hprobs[name] = hp.float().numpy()/folds + hprobs.get(name, 0)
             if pb is not None: pb.comment = f'fold {f + 1}/{folds}'
     col = getattr(dls0, 'collection', None)
     fn_col = col.fn_col if col is not None else 'fname'
     vocab = list(getattr(dls0, 'vocab', [str(c) for c in range(probs.shape[1])]))
-    items = pd.DataFrame(dict(item=_item_names(ds, fn_col), split='train', code=codes))
-    allp = probs
-    if valid and vprobs is not None:
-        vds = dls0.valid.dataset
-        items = pd.concat([items, pd.DataFrame(dict(item=_item_names(vds, fn_col), split='valid', code=vy.numpy()))], ignore_index=True)
-        allp = np.concatenate([probs, vprobs])
+    parts, allp = [pd.DataFrame(dict(item=_item_names(ds, fn_col), split='train', code=codes))], [probs]
+    for name, hds in held:
+        parts.append(pd.DataFrame(dict(item=_item_names(dls0.valid.dataset if hds is None else hds, fn_col), split=name, code=hy[name].numpy())))
+        allp.append(hprobs[name])
+    items = pd.concat(parts, ignore_index=True)
     items['given'] = np.asarray(vocab, dtype=object)[items.code.to_numpy()]
-    return LabelIssues(items, allp, vocab, folds, epochs, time.perf_counter() - t0,
+    return LabelIssues(items, np.concatenate(allp), vocab, folds, epochs, time.perf_counter() - t0,
                        root=getattr(col, 'path', None), fn_col=fn_col)
 
 # %% ../nbs/13_labels.ipynb #c0013
@@ -205,13 +227,15 @@ def label_issues(self:Learner,
     (('--overwrite',), dict(action='store_true', help='allow --output to be the input table')),
     (('--folds',), dict(type=int, default=4, help='models, each trained on (folds-1)/folds of the training items (default 4)')),
     (('--epochs',), dict(type=int, default=3, help='epochs each model trains (default 3)')),
+    (('--splits',), dict(default=None, metavar='A,B', help='held-out splits judged by every model (default: all but train; train is always judged out of fold)')),
     *_model_args('also save the most suspicious images to this file'),
 ])
 def label_issues_command(ns) -> int:
     "`glamdebug label-issues`: read the collection, build `defaults_learner`, print `learn.label_issues(...)`, write the annotated table"
     out = output_path(collection_csv(ns.collection), ns.output, ns.overwrite) if ns.output else None
     learn, bars = _collection_learner(ns, positive=('folds', 'epochs'))
-    rep = learn.label_issues(folds=ns.folds, epochs=ns.epochs, seed=ns.seed, progress=bars)
+    splits = [x.strip() for x in ns.splits.split(',') if x.strip()] if ns.splits is not None else None
+    rep = learn.label_issues(folds=ns.folds, epochs=ns.epochs, splits=splits, seed=ns.seed, progress=bars)
     if out is not None:
         df = learn.dls.collection.df   # the table as `read_collection` checked it, every column kept
         if df.attrs.get('dropped'): df = _read_table(collection_csv(ns.collection))  # --drop-bad: every row written, the dropped ones unjudged

@@ -140,11 +140,12 @@ def test_bad_rows_stop_or_are_dropped_and_named(tmp_path):
     r = run('troubleshoot', str(coll), '--checks', 'labels,inputs', '--drop-bad', *model)   # a folder, like the other commands
     assert r.returncode == 0 and 'dropped 4 bad rows' in r.stderr, r.stderr[-2000:]
     out = tmp_path/'review.csv'
-    r = run('label-issues', str(coll), '--folds', '2', '--epochs', '1', '--drop-bad', '-o', str(out), *model)
+    r = run('label-issues', str(coll), '--folds', '2', '--epochs', '1', '--drop-bad', '--splits', 'valid,test', '-o', str(out), *model)
     assert r.returncode == 0, r.stderr[-2000:]
     got = pd.read_csv(out, dtype=str)
     pd.testing.assert_frame_equal(got[df.columns], df)               # every row and column of the input, as it was
     judged = got.label_suspect.notna()
-    assert not judged[got.fname.isin(planted)].any() and judged[got.split.isin(['train', 'valid'])].sum() == 450 - 4
+    assert not judged[got.fname.isin(planted)].any() and judged[got.split.isin(['train', 'valid', 'test'])].sum() == 540 - 4
+    assert not judged[got.split == 'test_shifted'].any()            # not among --splits
     r = run('cache', str(coll), '--size', '16', '--cache-dir', str(tmp_path/'cache'))   # the cache never stops on a bad row
     assert r.returncode == 0 and 'dropped 3 bad rows' in r.stderr and Path(planted[1]).name in r.stdout, (r.stdout, r.stderr)
