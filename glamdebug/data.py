@@ -114,9 +114,10 @@ def _read_table(src:Path, encoding='utf-8', empty_is_na=True) -> pd.DataFrame:
     "A collection CSV as strings; a `GlamError` naming the line that is not `encoding`; `;`, tab or `|` separators (as Excel writes in many locales) are recognised; `attrs['table_format']` says how to write it back"
     src = Path(src)
     na = dict(keep_default_na=False, na_values=['']) if empty_is_na else dict(keep_default_na=False)
-    read = lambda **kw: pd.read_csv(src, dtype=str, encoding=encoding, **na, **kw)
-    sep = ','
-    try: df = read()
+    with open(src, 'rb') as f: head = f.readline()   # the header names the columns: its commonest separator is the table's
+    n = {c: head.count(c.encode()) for c in (',', ';', '\t', '|')}
+    sep = max(n, key=n.get) if any(n.values()) else ','
+    try: df = pd.read_csv(src, dtype=str, encoding=encoding, sep=sep, **na)
     except UnicodeDecodeError as e:
         raw = src.read_bytes()
         try: raw.decode(encoding); at = e.start   # pandas' position is within a buffer: find the byte in the file
@@ -125,14 +126,8 @@ def _read_table(src:Path, encoding='utf-8', empty_is_na=True) -> pd.DataFrame:
         text = raw.splitlines()[line-1].decode(encoding, errors='replace')
         raise GlamError(f'{src}: line {line} is not {encoding} text (byte 0x{raw[at]:02x} in {text[:80]!r}). Save the table '
                         f"as UTF-8 (Excel: 'CSV UTF-8'), or give its encoding (e.g. encoding='cp1252')") from None
-    except Exception as e: raise GlamError(f'cannot read {src} as CSV: {e}') from None
-    if len(df.columns) == 1:   # one column: perhaps another separator
-        seps = [c for c in (';', '\t', '|') if c in df.columns[0]]
-        if seps:
-            sep = seps[0]
-            try: df = read(sep=sep)
-            except Exception as e: raise GlamError(f'cannot read {src} as CSV separated by {sep!r}: {e}') from None
-    with open(src, 'rb') as f: bom = f.read(3) == b'\xef\xbb\xbf'   # Excel's 'CSV UTF-8' starts with one, and needs it back
+    except Exception as e: raise GlamError(f'cannot read {src} as CSV' + (f' separated by {sep!r}' if sep != ',' else '') + f': {e}') from None
+    bom = head.startswith(b'\xef\xbb\xbf')   # Excel's 'CSV UTF-8' starts with one, and needs it back
     df.attrs['table_format'] = dict(sep=sep, encoding='utf-8-sig' if bom and encoding.lower().replace('_', '-') == 'utf-8' else encoding)
     return df
 
