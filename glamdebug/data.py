@@ -366,6 +366,16 @@ def split_rows(df, split, split_col='split'):
     return rows
 
 # %% ../nbs/01_data.ipynb #c0029
+def _check_size(size, what='collection_dls'):
+    "`size` (pixels, or `(h, w)`) as an `(h, w)` tuple of positive whole numbers; a `GlamError` naming `what` otherwise"
+    hw = (size, size) if isinstance(size, (int, np.integer)) else tuple(size) if isinstance(size, (tuple, list)) else None
+    if hw is None or len(hw) != 2 or not all(isinstance(o, (int, np.integer)) and not isinstance(o, bool) and o > 0 for o in hw):
+        raise GlamError(f'{what}: size must be a positive number of pixels or a (height, width) pair of them, got {size!r}')
+    return tuple(int(o) for o in hw)
+
+def _check_bs(bs, what='collection_dls'):
+    if not isinstance(bs, (int, np.integer)) or isinstance(bs, bool) or bs < 1: raise GlamError(f'{what}: bs must be a whole number ≥ 1, got {bs!r}')
+
 def collection_dls(df, # a collection table (from `read_collection`)
                    path=None, # folder file names are relative to (default `df.attrs['path']`)
                    size=64, # images are squished to `size`×`size` (or a (h, w) tuple)
@@ -374,6 +384,8 @@ def collection_dls(df, # a collection table (from `read_collection`)
                    fn_col=None, label_col=None, split_col=None, # default: as `read_collection` recorded, else fname/label/split
                    num_workers=0, vocab=None, **kwargs) -> DataLoaders:
     "fastai `DataLoaders` (train/valid) for a collection table, built with `DataBlock`; `dls.collection` keeps the table"
+    if item_tfms is None: _check_size(size)
+    _check_bs(bs)
     path, fn_col, label_col, split_col = collection_columns(df, path, fn_col, label_col, split_col)
     tr, va = split_rows(df, train, split_col), split_rows(df, valid, split_col)
     sub = pd.concat([tr, va]).reset_index(drop=True)

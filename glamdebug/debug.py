@@ -730,6 +730,8 @@ def keep_copies_together(df, # a collection table (from `read_collection`)
                          verbose:bool=True): # print what moved
     "A copy of `df` where each group of copies sits in one split (`train` if one is there, else its first row's); the old split kept in `<split_col>_original`, moves in `attrs['moved']`"
     path, fn_col, _, split_col = collection_columns(df, path, fn_col, None, split_col)
+    have = list(dict.fromkeys(df[split_col].astype(str)))
+    if train not in have: raise GlamError(f'keep_copies_together: train={train!r} is not a split of the table; its splits are {name_some(map(repr, have))}')
     files = [path/str(f) for f in df[fn_col]]
     missing = [str(f) for f in files if not f.is_file()]
     if missing: raise GlamError(f'{len(missing)} file(s) of the table not found: {name_some(missing)}')

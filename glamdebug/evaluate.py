@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_evaluate.ipynb #c0002
 from __future__ import annotations
-import math, time
+import math, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import store_attr, patch
@@ -486,6 +486,10 @@ def error_report(self:Learner, goal:float, # the goal error (fraction), or `huma
                  curves:ErrorCurves=None, # an `ErrorCurves` used in training (default: the one in `learn.cbs`, if any)
                 ) -> ErrorReport:
     "Bias-variance `ErrorReport` of this learner: train (no augmentation), valid and test error, one inference pass per split"
+    untrained = None
+    if getattr(self, 'opt', None) is None and not getattr(getattr(self, 'recorder', None), 'values', None):
+        untrained = 'this learner was never trained (no fit, no load): these are the errors of its initial weights'
+        warnings.warn(f'error_report: {untrained}')
     stop = _early_stop_hint(self, curves)    # before inference: fastai's `get_preds` overwrites the recorder's values
     preds = dict(train=self.get_split_preds('train'))
     if train_valid is not None: preds['train_valid'] = self.get_split_preds(train_valid)
@@ -498,6 +502,7 @@ def error_report(self:Learner, goal:float, # the goal error (fraction), or `huma
     rep.extra['splits'] = {k: (p.split if isinstance(p.split, str) else k) for k, p in preds.items()}
     rep.notes += [f'{_LABEL[k]} is the split {v!r}' for k, v in rep.extra['splits'].items() if k in ('test', 'train_valid') and v != k]
     rep.hints = _concrete(self, rep, preds, stop)
+    if untrained: rep.notes.append(untrained)
     return rep
 
 # %% ../nbs/04_evaluate.ipynb #c0041

@@ -21,7 +21,7 @@ from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory
                                to_concat, CancelTrainException, CancelValidException)
 from filelock import FileLock, Timeout as LockTimeout  # torch's own dependency: flock on Unix, msvcrt on Windows
 from .core import *
-from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows
+from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows, _check_size, _check_bs
 from .debug import preserved
 
 # %% auto #0
@@ -46,7 +46,7 @@ def load_rgb_draft(fn, size, scale=2) -> Image.Image:
         return to_rgb(im)
 
 # %% ../nbs/11_fastpath.ipynb #c0006
-def _size2(size): return (size, size) if isinstance(size, int) else tuple(size)
+def _size2(size): return _check_size(size, 'the image cache')
 
 def decode_resized(fn, # image file
                    size=224, # target size, an int or (h, w)
@@ -457,6 +457,7 @@ def cached_dls(df, # a collection table (from `read_collection`)
                **kwargs) -> CachedDataLoaders:
     "`collection_dls` from an `ImageCache`: uint8 batches gathered from a memmap, converted and augmented on the device"
     if item_tfms is not None: raise GlamError('cached_dls takes no item_tfms (the cache stores resized images): use batch_tfms, which run on the device')
+    _check_size(size, 'cached_dls'); _check_bs(bs, 'cached_dls')
     path, fn_col, label_col, split_col = collection_columns(df, path, fn_col, label_col, split_col)
     vocab = vocab if vocab is not None else sorted(df[label_col].astype(str).unique())
     cache = ImageCache(cache_dir, size=size, method=method, draft=draft, hash=hash, n_workers=n_workers, progress=progress)
