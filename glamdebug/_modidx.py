@@ -73,6 +73,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._check_size': ('data.html#_check_size', 'glamdebug/data.py'),
                                 'glamdebug.data._cli_collection': ('data.html#_cli_collection', 'glamdebug/data.py'),
                                 'glamdebug.data._dropped_line': ('data.html#_dropped_line', 'glamdebug/data.py'),
+                                'glamdebug.data._fit_bs': ('data.html#_fit_bs', 'glamdebug/data.py'),
                                 'glamdebug.data._image_size': ('data.html#_image_size', 'glamdebug/data.py'),
                                 'glamdebug.data._known_split': ('data.html#_known_split', 'glamdebug/data.py'),
                                 'glamdebug.data._read_table': ('data.html#_read_table', 'glamdebug/data.py'),

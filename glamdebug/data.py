@@ -376,6 +376,14 @@ def _check_size(size, what='collection_dls'):
 def _check_bs(bs, what='collection_dls'):
     if not isinstance(bs, (int, np.integer)) or isinstance(bs, bool) or bs < 1: raise GlamError(f'{what}: bs must be a whole number ≥ 1, got {bs!r}')
 
+def _fit_bs(n_train, bs, what='collection_dls'):
+    "`bs`, or `n_train` (with a warning) when fewer training items than `bs` would leave fastai no training batch at all (`drop_last`)"
+    if 0 < n_train < bs:
+        warnings.warn(f'{what}: the training split has {n_train} items, fewer than bs={bs}: fastai drops the last incomplete '
+                      f'batch, so training would run no batch at all (a nan train_loss, nothing learnt); using bs={n_train}')
+        return n_train
+    return bs
+
 def collection_dls(df, # a collection table (from `read_collection`)
                    path=None, # folder file names are relative to (default `df.attrs['path']`)
                    size=64, # images are squished to `size`×`size` (or a (h, w) tuple)
@@ -388,6 +396,7 @@ def collection_dls(df, # a collection table (from `read_collection`)
     _check_bs(bs)
     path, fn_col, label_col, split_col = collection_columns(df, path, fn_col, label_col, split_col)
     tr, va = split_rows(df, train, split_col), split_rows(df, valid, split_col)
+    bs = _fit_bs(len(tr), bs)
     sub = pd.concat([tr, va]).reset_index(drop=True)
     vocab = vocab if vocab is not None else sorted(df[label_col].astype(str).unique())
     item_tfms = item_tfms if item_tfms is not None else Resize(size, method=ResizeMethod.Squish)

@@ -21,7 +21,7 @@ from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory
                                to_concat, CancelTrainException, CancelValidException)
 from filelock import FileLock, Timeout as LockTimeout  # torch's own dependency: flock on Unix, msvcrt on Windows
 from .core import *
-from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows, _check_size, _check_bs
+from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows, _check_size, _check_bs, _fit_bs
 from .debug import preserved
 
 # %% auto #0
@@ -468,6 +468,7 @@ def cached_dls(df, # a collection table (from `read_collection`)
         part = _usable_rows(part, cache, path, fn_col, what=f'{name} split')
         ds = _cached_dsets(part, cache, path, fn_col, label_col, vocab, split_idx=len(dsets))
         dsets.append(ds)
+    bs = _fit_bs(len(dsets[0]), bs, 'cached_dls')
     bt = [IntToFloatTensor()] + listify(batch_tfms)
     dls = [CachedDL(ds, bs=bs, shuffle=i == 0, drop_last=i == 0, after_batch=bt, prefetch=prefetch, **kwargs)
            for i, ds in enumerate(dsets)]
