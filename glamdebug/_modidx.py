@@ -76,6 +76,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._fit_bs': ('data.html#_fit_bs', 'glamdebug/data.py'),
                                 'glamdebug.data._image_size': ('data.html#_image_size', 'glamdebug/data.py'),
                                 'glamdebug.data._known_split': ('data.html#_known_split', 'glamdebug/data.py'),
+                                'glamdebug.data._raise_pixel_limit': ('data.html#_raise_pixel_limit', 'glamdebug/data.py'),
                                 'glamdebug.data._read_table': ('data.html#_read_table', 'glamdebug/data.py'),
                                 'glamdebug.data._readable': ('data.html#_readable', 'glamdebug/data.py'),
                                 'glamdebug.data._split_hint': ('data.html#_split_hint', 'glamdebug/data.py'),

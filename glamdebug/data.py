@@ -17,9 +17,9 @@ from fastai.vision.all import (PILImage, DataBlock, ImageBlock, CategoryBlock, C
 from .core import *
 
 # %% auto #0
-__all__ = ['SPLITS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'write_collection', 'read_collection',
-           'CollectionReport', 'check_collection', 'simplify', 'Collection', 'collection_columns', 'split_rows',
-           'collection_dls', 'split_dl']
+__all__ = ['SPLITS', 'GLAM_MAX_PIXELS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'write_collection',
+           'read_collection', 'CollectionReport', 'check_collection', 'simplify', 'Collection', 'collection_columns',
+           'split_rows', 'collection_dls', 'split_dl']
 
 # %% ../nbs/01_data.ipynb #c0005
 SPLITS = ('train', 'valid', 'test', 'test_shifted', 'train_valid')
@@ -48,6 +48,14 @@ def load_rgb(fn) -> Image.Image:
         im.load()
         im = ImageOps.exif_transpose(im)
         return to_rgb(im)
+
+# %% ../nbs/01_data.ipynb #n0008
+GLAM_MAX_PIXELS = 1_000_000_000   # one gigapixel: PIL warns above it, and refuses above twice it
+
+def _raise_pixel_limit(n=GLAM_MAX_PIXELS):
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < n: Image.MAX_IMAGE_PIXELS = n
+
+_raise_pixel_limit()
 
 # %% ../nbs/01_data.ipynb #c0008
 class GlamImage(PILImage):
