@@ -201,8 +201,9 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
     for i in dup[dup].index: _add('duplicate row', i, f'{row(i)}: {df.at[i, fn_col]}')
     bad_idx = {i for v in problems.values() for i, _ in v}
     cand = [i for i in df.index[ok_fn.to_numpy()] if i not in bad_idx]
-    files = {i: path/str(df.at[i, fn_col]) for i in cand}
-    exists = {i: f.is_file() for i, f in files.items()}
+    root, names = str(path), df[fn_col].to_numpy()   # plain strings: `df.at` and `Path` per row cost 50 µs a row
+    files = {i: os.path.join(root, str(names[i])) for i in cand}
+    exists = {i: os.path.isfile(f) for i, f in files.items()}
     for i in cand:
         if not exists[i]: _add('missing file', i, str(files[i]))
     if check_images:

@@ -1,0 +1,106 @@
+"""Benchmark `read_collection`, the check at the edge every command starts with, at collection scale.
+
+Printed side by side in one run, on the same files, with plain fastai's way to get there:
+- with the image check: `read_collection` (table checks, then every image decoded in a thread pool, JPEGs in draft
+  mode) vs `pd.read_csv` + fastai's `verify_images` (its parallel check that every image opens);
+- the table alone (`check_images=False`: empty labels, unknown splits, duplicate rows, missing files) vs `pd.read_csv`
+  alone, at 10,000 and 100,000 rows (empty placeholder files: only their existence is checked);
+- a `;`-separated table (as Excel writes in many locales) vs the same table with commas.
+
+Collections: the sample pages rendered at 64 px PNG (many small files), the same pages as 2,400 x 1,800 px JPEG scans
+(decoding dominates), and ../shared/data/oracle-mnist's 3,000 real scans when present. Both sides see the same files;
+the file cache is warmed once before the timings, which are medians of 3 interleaved runs.
+
+Usage: python benchmarks/bench_read.py [--small 10000] [--scans 600] [--out benchmarks/results/read.txt]
+"""
+import argparse, os, sys, time, shutil, tempfile, platform, warnings
+from multiprocessing import Pool
+from pathlib import Path
+import numpy as np, pandas as pd
+from fastai.vision.utils import verify_images
+from glamdebug.core import atomic_write
+from glamdebug.data import read_collection
+from glamdebug.samples import SAMPLE_CLASSES
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT/'benchmarks'))
+from bench_copies import _render  # noqa: E402  (one distinct page, a PNG or a 2,400 x 1,800 JPEG scan)
+
+REPS = 3
+
+
+def med(f):
+    ts = []
+    for _ in range(REPS):
+        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def write_table(folder, fnames, name='collection.csv', sep=','):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(dict(fname=fnames, label=[SAMPLE_CLASSES[i % len(SAMPLE_CLASSES)] for i in range(len(fnames))],
+                           split=rng.choice(['train', 'valid', 'test'], len(fnames), p=[.7, .15, .15])))
+    df.to_csv(folder/name, index=False, sep=sep)
+    return folder/name
+
+
+def with_images(name, csv, rows):
+    folder = csv.parent
+    files = [folder/f for f in pd.read_csv(csv).fname]
+    verify_images(files); read_collection(csv, progress=False)  # warm the file cache for both
+    t_plain = med(lambda: verify_images([folder/f for f in pd.read_csv(csv).fname]))
+    t_ours = med(lambda: read_collection(csv, progress=False))
+    rows.append(dict(what=f'{name}: table + every image checked', rows=len(files), plain='pd.read_csv + verify_images',
+                     plain_s=t_plain, glamdebug_s=t_ours, ratio=t_ours/t_plain))
+    print(rows[-1], flush=True)
+
+
+def table_only(n, tmp, rows):
+    d = tmp/f'rows{n}'; d.mkdir()
+    fnames = [f'f{i:06d}.png' for i in range(n)]
+    for f in fnames: (d/f).touch()
+    for sep, what in ((',', 'comma'), (';', "';' (spreadsheet export)")):
+        csv = write_table(d, fnames, name=f't{ord(sep)}.csv', sep=sep)
+        read_collection(csv, check_images=False, progress=False)
+        t_plain = med(lambda: pd.read_csv(csv, sep=sep, dtype=str))
+        t_ours = med(lambda: read_collection(csv, check_images=False, progress=False))
+        rows.append(dict(what=f'table alone, {what}: empty labels, splits, duplicates, missing files', rows=n,
+                         plain=f'pd.read_csv(sep={sep!r})', plain_s=t_plain, glamdebug_s=t_ours, ratio=t_ours/t_plain))
+        print(rows[-1], flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--small', type=int, default=10000, help='64 px PNG pages')
+    ap.add_argument('--scans', type=int, default=600, help='2,400 x 1,800 JPEG scans')
+    ap.add_argument('--out', default=str(ROOT/'benchmarks'/'results'/'read.txt'))
+    a = ap.parse_args()
+    warnings.filterwarnings('ignore')
+    t0 = time.perf_counter(); rows = []
+    tmp = Path(tempfile.mkdtemp(prefix='read_'))
+    try:
+        cls = sorted(SAMPLE_CLASSES)
+        for name, n, size, scan, ext in (('sample pages, 64 px PNG', a.small, 64, False, 'png'),
+                                         ('sample pages as 2,400 x 1,800 px JPEG scans', a.scans, 300, True, 'jpg')):
+            d = tmp/ext; d.mkdir()
+            jobs = [(str(d/f'p{i}.{ext}'), cls[i % len(cls)], i, size, scan) for i in range(n)]
+            with Pool(2) as p: p.map(_render, jobs, chunksize=8)
+            with_images(name, write_table(d, [f'p{i}.{ext}' for i in range(n)]), rows)
+        from oracle_merge import ORACLE, oracle_collection
+        if ORACLE.exists():
+            d = tmp/'oracle'; d.mkdir()
+            odf = oracle_collection(d)
+            with_images('oracle-mnist real scans, 28 px PNG', write_table(d, list(odf.fname)), rows)
+        else: print(f'{ORACLE} is absent: oracle-mnist part skipped')
+        for n in (10_000, 100_000): table_only(n, tmp, rows)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    t = pd.DataFrame(rows)
+    head = (f'read_collection vs plain fastai/pandas on the same files; {platform.machine()}, {os.cpu_count()} cores; '
+            f'medians of {REPS} runs, file cache warm; ratio = glamdebug / plain (above 1: slower); total {time.perf_counter() - t0:.0f} s')
+    txt = head + '\n' + t.to_string(index=False, float_format=lambda v: f'{v:.3g}') + '\n'
+    print(txt)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(a.out, lambda f: f.write(txt))
+
+
+if __name__ == '__main__': main()
