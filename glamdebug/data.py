@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #c0002
 from __future__ import annotations
-import os, re, warnings
+import os, re, warnings, unicodedata
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np, pandas as pd
@@ -149,6 +149,23 @@ def write_collection(df:pd.DataFrame, # the table to write
     try: atomic_write(dst, lambda f: f.write(data), mode='wb')
     except OSError as e: raise GlamError(f'cannot write {dst}: {e.strerror or e}') from None
 
+def _fold_name(s): return unicodedata.normalize('NFC', s).casefold()
+
+def _near_names(missing) -> dict:
+    "For each missing path, the file in its folder whose name differs only in case or in how accents are encoded (NFC/NFD): a hint"
+    by_dir, out = {}, {}
+    for f in missing:
+        d, name = os.path.split(str(f))
+        if d not in by_dir:
+            try: by_dir[d] = {_fold_name(e): e for e in os.listdir(d or '.')}
+            except OSError: by_dir[d] = {}
+        hit = by_dir[d].get(_fold_name(name))
+        if hit is None or hit == name: continue
+        nfc = unicodedata.normalize('NFC', hit) == unicodedata.normalize('NFC', name)
+        out[f] = (f'on disk as {ascii(hit)}: the same name with its accents encoded differently (Unicode NFC/NFD, e.g. from a Mac)'
+                  if nfc else f'on disk as {hit!r}: the case differs (the files came from a case-blind system?)')
+    return out
+
 def _split_hint(s, splits):
     "' (did you mean …?)' for a split value close to a known one ('Valid ', 'validation'), else ''"
     import difflib
@@ -204,8 +221,9 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
     root, names = str(path), df[fn_col].to_numpy()   # plain strings: `df.at` and `Path` per row cost 50 µs a row
     files = {i: os.path.join(root, str(names[i])) for i in cand}
     exists = {i: os.path.isfile(f) for i, f in files.items()}
+    near = _near_names([files[i] for i in cand if not exists[i]])
     for i in cand:
-        if not exists[i]: _add('missing file', i, str(files[i]))
+        if not exists[i]: _add('missing file', i, files[i] + (f' ({near[files[i]]})' if files[i] in near else ''))
     if check_images:
         ok = [i for i in cand if exists[i]]
         for i, why in zip(ok, _check_images([files[i] for i in ok], show_progress=progress)):
