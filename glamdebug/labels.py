@@ -164,15 +164,16 @@ def _held_out(dls, splits, trained, what='label_issues') -> list:
     out = []
     for s in names:
         if s == 'train': raise GlamError(f'{what}: the training split is always judged (out of fold); splits= names the held-out ones')
-        if s == 'valid': out.append(('valid', None)); continue
+        if s == 'valid' and col is None: out.append(('valid', None)); continue
         if col is None: raise GlamError(f'{what}: these DataLoaders have no collection table, so only valid can be judged, not {s!r}')
-        if s not in have: raise GlamError(f'{what}: no split {s!r} in the collection; it has {name_some(map(repr, col.splits))}')
+        if s not in have and s != 'valid': raise GlamError(f'{what}: no split {s!r} in the collection; it has {name_some(map(repr, col.splits))}')
         rows = col.rows(s)
         known = rows[col.label_col].astype(str).isin(trained).to_numpy()
         if not known.all():   # no model could have learnt them: every such item would look mislabelled
             warnings.warn(f'{what}: {int((~known).sum())} {s} item(s) have labels with no training item '
                           f'({name_some(sorted(set(rows[col.label_col][~known].astype(str))))}): not judged')
-        if known.any(): out.append((s, split_dl(dls, rows[known]).dataset))
+        if s == 'valid' and known.all(): out.append(('valid', None))   # the loader as it is
+        elif known.any(): out.append((s, split_dl(dls, rows[known]).dataset))
     return out
 
 @patch

@@ -151,9 +151,14 @@ def test_test_splits_judged_against_train_and_valid_thresholds(digits):
     tmp, df = digits
     odd = df.copy(); odd.attrs = dict(df.attrs)
     t = np.flatnonzero((odd.split == 'test').to_numpy())[:5]
-    odd.loc[t, 'label'] = 'eleven'
+    v = np.flatnonzero((odd.split == 'valid').to_numpy())[:3]
+    odd.loc[t, 'label'] = 'eleven'; odd.loc[v, 'label'] = 'twelve'
     learn = defaults_learner(cached_dls(odd, size=SIZE, cache_dir=tmp/'cache', progress=False))
-    assert 'eleven' in learn.dls.vocab
-    with pytest.warns(UserWarning, match=r"5 test item\(s\) have labels with no training item \(eleven\)"):
+    assert {'eleven', 'twelve'} <= set(learn.dls.vocab)
+    with pytest.warns(UserWarning) as w:
         r = learn.label_issues(folds=2, epochs=1, progress=False)
-    assert (r.all.split == 'test').sum() == (odd.split == 'test').sum() - 5 and not set(odd.fname[t]) & set(r.all.item)
+    msgs = ' '.join(str(m.message) for m in w)
+    assert '5 test item(s) have labels with no training item (eleven)' in msgs and '3 valid item(s) have labels with no training item (twelve)' in msgs
+    for split, idx in (('test', t), ('valid', v)):
+        assert (r.all.split == split).sum() == (odd.split == split).sum() - len(idx)
+    assert not set(odd.fname[np.r_[t, v]]) & set(r.all.item)
