@@ -365,8 +365,8 @@ def simplify(df, n_per_class=None, classes=None, frac=None, seed=0, label_col='l
 
 # %% ../nbs/01_data.ipynb #c0027
 class Collection:
-    "Where a DataLoaders' items came from: the table, its folder and column names"
-    def __init__(self, df, path, fn_col='fname', label_col='label', split_col='split'): store_attr()
+    "Where a DataLoaders' items came from: the table, its folder and column names, and the splits it trains and validates on"
+    def __init__(self, df, path, fn_col='fname', label_col='label', split_col='split', train='train', valid='valid'): store_attr()
     def rows(self, split):
         "The rows of `split`"
         if self.split_col is None or self.split_col not in self.df: raise GlamError('the collection has no split column')
@@ -431,7 +431,7 @@ def collection_dls(df, # a collection table (from `read_collection`)
                        get_x=ColReader(fn_col, pref=path), get_y=ColReader(label_col),
                        splitter=IndexSplitter(range(len(tr), len(sub))), item_tfms=item_tfms, batch_tfms=batch_tfms)
     dls = dblock.dataloaders(sub, bs=bs, num_workers=num_workers, path=path, **kwargs)
-    dls.collection = Collection(df, path, fn_col, label_col, split_col)
+    dls.collection = Collection(df, path, fn_col, label_col, split_col, train, valid)
     return dls
 
 # %% ../nbs/01_data.ipynb #c0030

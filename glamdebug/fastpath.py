@@ -473,7 +473,7 @@ def cached_dls(df, # a collection table (from `read_collection`)
     dls = [CachedDL(ds, bs=bs, shuffle=i == 0, drop_last=i == 0, after_batch=bt, prefetch=prefetch, **kwargs)
            for i, ds in enumerate(dsets)]
     dls = CachedDataLoaders(*dls, path=path, device=device)
-    dls.collection, dls.cache, dls.cache_report = Collection(df, path, fn_col, label_col, split_col), cache, report
+    dls.collection, dls.cache, dls.cache_report = Collection(df, path, fn_col, label_col, split_col, train, valid), cache, report
     return dls
 
 # %% ../nbs/11_fastpath.ipynb #c0040

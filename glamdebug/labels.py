@@ -44,8 +44,10 @@ class LabelIssues(Report):
     title = 'Label issues (out-of-fold, confident learning)'
     max_error = 0.3  # out-of-fold error above which the models are too weak to judge labels
     reference = ('train', 'valid')  # splits whose items set the class thresholds; the other (test) splits are judged against them
-    def __init__(self, items, probs, vocab, folds, epochs, seconds, root=None, fn_col=None):
+    def __init__(self, items, probs, vocab, folds, epochs, seconds, root=None, fn_col=None,
+                 reference=None): # the training and validation split names (default `reference`)
         store_attr('items,probs,vocab,folds,epochs,seconds,root,fn_col')
+        if reference is not None: self.reference = tuple(reference)
         codes = items.code.to_numpy()
         ref = items.split.isin(self.reference).to_numpy()   # the class thresholds and the error come from these splits
         th = confident_suspects(probs[ref], codes[ref])[3] if ref.any() else None
@@ -157,22 +159,23 @@ def fold_codes(codes, folds:int, seed:int=0) -> np.ndarray:
     return out
 
 def _held_out(dls, splits, trained, what='label_issues') -> list:
-    "`[(split, dataset)]` of the held-out splits to judge (`None`: `dls.valid`'s); items whose label is not among `trained` are left out, with a warning"
+    "`[(split, dataset)]` of the held-out splits to judge (dataset `None`: `dls.valid`'s); items whose label is not among `trained` are left out, with a warning"
     col = getattr(dls, 'collection', None)
-    have = [s for s in (col.splits if col is not None and col.split_col is not None else []) if s != 'train']
-    names = ['valid'] + [s for s in have if s != 'valid'] if splits is None else listify(splits)
+    tr, va = getattr(col, 'train', 'train'), getattr(col, 'valid', 'valid')   # the splits the loaders were built from
+    have = [s for s in (col.splits if col is not None and col.split_col is not None else []) if s not in (tr, va)]
     out = []
-    for s in names:
-        if s == 'train': raise GlamError(f'{what}: the training split is always judged (out of fold); splits= names the held-out ones')
-        if s == 'valid' and col is None: out.append(('valid', None)); continue
-        if col is None: raise GlamError(f'{what}: these DataLoaders have no collection table, so only valid can be judged, not {s!r}')
-        if s not in have and s != 'valid': raise GlamError(f'{what}: no split {s!r} in the collection; it has {name_some(map(repr, col.splits))}')
+    for s in ([va] + have if splits is None else listify(splits)):
+        if s == tr: raise GlamError(f'{what}: the training split is always judged (out of fold); splits= names the held-out ones')
+        if col is None:
+            if s != va: raise GlamError(f'{what}: these DataLoaders have no collection table, so only {va!r} can be judged, not {s!r}')
+            out.append((va, None)); continue
+        if s != va and s not in have: raise GlamError(f'{what}: no split {s!r} in the collection; it has {name_some(map(repr, col.splits))}')
         rows = col.rows(s)
         known = rows[col.label_col].astype(str).isin(trained).to_numpy()
         if not known.all():   # no model could have learnt them: every such item would look mislabelled
             warnings.warn(f'{what}: {int((~known).sum())} {s} item(s) have labels with no training item '
                           f'({name_some(sorted(set(rows[col.label_col][~known].astype(str))))}): not judged')
-        if s == 'valid' and known.all(): out.append(('valid', None))   # the loader as it is
+        if s == va and known.all(): out.append((va, None))   # the validation loader as it is
         elif known.any(): out.append((s, split_dl(dls, rows[known]).dataset))
     return out
 
@@ -212,14 +215,15 @@ def label_issues(self:Learner,
     col = getattr(dls0, 'collection', None)
     fn_col = col.fn_col if col is not None else 'fname'
     vocab = list(getattr(dls0, 'vocab', [str(c) for c in range(probs.shape[1])]))
-    parts, allp = [pd.DataFrame(dict(item=_item_names(ds, fn_col), split='train', code=codes))], [probs]
+    tr, va = getattr(col, 'train', 'train'), getattr(col, 'valid', 'valid')
+    parts, allp = [pd.DataFrame(dict(item=_item_names(ds, fn_col), split=tr, code=codes))], [probs]
     for name, hds in held:
         parts.append(pd.DataFrame(dict(item=_item_names(dls0.valid.dataset if hds is None else hds, fn_col), split=name, code=hy[name].numpy())))
         allp.append(hprobs[name])
     items = pd.concat(parts, ignore_index=True)
     items['given'] = np.asarray(vocab, dtype=object)[items.code.to_numpy()]
     return LabelIssues(items, np.concatenate(allp), vocab, folds, epochs, time.perf_counter() - t0,
-                       root=getattr(col, 'path', None), fn_col=fn_col)
+                       root=getattr(col, 'path', None), fn_col=fn_col, reference=(tr, va))
 
 # %% ../nbs/13_labels.ipynb #c0013
 @cli_command('label-issues', help='find items whose label looks wrong (out-of-fold models, confident learning); write the table annotated', args=[

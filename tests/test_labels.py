@@ -162,3 +162,14 @@ def test_test_splits_judged_against_train_and_valid_thresholds(digits):
     for split, idx in (('test', t), ('valid', v)):
         assert (r.all.split == split).sum() == (odd.split == split).sum() - len(idx)
     assert not set(odd.fname[np.r_[t, v]]) & set(r.all.item)
+
+
+def test_validation_split_under_another_name(digits):
+    "A collection that validates on 'dev' (`cached_dls(valid='dev')`): every item judged once, 'dev' among the splits that set the thresholds"
+    tmp, df = digits
+    dev = df.assign(split=df.split.replace({'valid': 'dev'})); dev.attrs = dict(df.attrs)
+    learn = defaults_learner(cached_dls(dev, size=SIZE, valid='dev', cache_dir=tmp/'cache', progress=False))
+    r = learn.label_issues(folds=2, epochs=1, progress=False)
+    assert r.all.item.is_unique and len(r.all) == len(dev), (len(r.all), len(dev))
+    assert set(r.all.split) == {'train', 'dev', 'test'} and r.reference == ('train', 'dev')
+    with pytest.raises(GlamError, match='always judged'): learn.label_issues(folds=2, epochs=1, splits=['train'], progress=False)
