@@ -217,7 +217,7 @@ def _fresh_models(learn:Learner, # the learner whose model, settings and data th
     loaders = list(learn.dls.loaders) + (list(dls0.loaders) if dls0 is not learn.dls else [])
     rng_states = [dl.rng.getstate() for dl in loaders]
     with preserved(learn):
-        snap, opt0, loss0, learn_dls, mets0 = copy.deepcopy(learn.model.state_dict()), learn.opt_func, learn.loss_func, learn.dls, learn.metrics
+        snap, opt0, loss0 = copy.deepcopy(learn.model.state_dict()), learn.opt_func, learn.loss_func
         def train(idx, n_items, epochs):
             "A fresh model trained `epochs` passes of `n_items` items drawn from training items `idx` (each repeated evenly)"
             sub = _subset_dls(dls0, idx, n_items)
@@ -229,8 +229,7 @@ def _fresh_models(learn:Learner, # the learner whose model, settings and data th
                 _fit_fn(l, t)(epochs, t.get('lr', l.lr), wd=t.get('wd', l.wd))
             return l
         try: yield dls0, train
-        finally:
-            learn.dls, learn.metrics, learn.opt_func, learn.loss_func = learn_dls, mets0, opt0, loss0
+        finally:  # `preserved` puts back the learner's data, metrics, optimiser and loss
             for dl, st in zip(loaders, rng_states): dl.rng.setstate(st)
 
 def _item_preds(l:Learner, dl) -> tuple:

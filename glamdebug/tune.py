@@ -363,7 +363,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     rng_states = [dl.rng.getstate() for dl in loaders]
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     with preserved(learn):
-        snap, opt0, loss0, dls0, mets0 = copy.deepcopy(learn.model.state_dict()), learn.opt_func, learn.loss_func, learn.dls, learn.metrics
+        snap, opt0, loss0, dls0 = copy.deepcopy(learn.model.state_dict()), learn.opt_func, learn.loss_func, learn.dls
         try:
             rnd = 1
             while True:
@@ -392,8 +392,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
         except KeyboardInterrupt:  # stopped by hand (Jupyter's stop button): keep the trials that finished
             if not rows: raise
             warnings.warn(f'tune interrupted: the report holds the {len(rows)} trial(s) that finished')
-        finally:
-            learn.dls, learn.metrics = dls0, mets0
+        finally:  # `preserved` puts back the learner's data, metrics, optimiser and loss
             for dl, st in zip(loaders, rng_states): dl.rng.setstate(st)
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
     for _ in it: pass
