@@ -245,6 +245,44 @@ def test_massive_leak_shuffled_label_control(coll):
     assert c.status == 'fail' and c.evidence['valid_accuracy'] > 2*c.evidence['chance']
 
 
+def write_hues(path, k=100, n=12, size=24, seed=0):
+    "`k` classes of noisy flat colours (neighbouring classes alike), `n` per class: 10 train, the rest valid"
+    rng, rows = np.random.default_rng(seed), []
+    (path/'img').mkdir(parents=True, exist_ok=True)
+    for c in range(k):
+        col = np.array([np.sin(2*np.pi*c/k)*.5 + .5, np.cos(2*np.pi*c/k)*.5 + .5, (c % 7)/7])
+        for i in range(n):
+            a = np.clip(col + rng.normal(0, .08, (size, size, 3)), 0, 1)
+            fn = f'img/c{c:03d}_{i}.png'; Image.fromarray((a*255).astype(np.uint8)).save(path/fn)
+            rows.append(dict(fname=fn, label=f'class {c:03d}', split='train' if i < 10 else 'valid'))
+    pd.DataFrame(rows).to_csv(path/'collection.csv', index=False)
+    return read_collection(path/'collection.csv')
+
+
+def test_input_independent_many_classes(tmp_path):
+    """100 classes, 10 training items each: the probe learns a few points over chance (1 %), not the 5 points a few
+    classes give; it must pass the clean collection (it failed it, with 256 items and a 5-point margin) and still fail
+    the same collection with its labels shuffled"""
+    df = write_hues(tmp_path)
+    def probe(d, seed=0):
+        set_seed(seed)
+        return check_input_independent(defaults_learner(collection_dls(d, tmp_path, size=24), 'lenet'), seed=seed)
+    for seed in (0, 1):
+        c = probe(df, seed)
+        assert c.status == 'ok', c
+        assert c.evidence['n_train'] == 800 and c.evidence['n_steps'] == 63   # 8 items per class, each seen 2.5 times
+        assert c.evidence['loss_gain_t'] > 5 and c.evidence['margin'] == pytest.approx(0.02)
+    bad = df.copy(); bad['label'] = np.random.default_rng(0).permutation(df.label.values)
+    for seed in (0, 1):
+        c = probe(bad, seed)
+        assert c.status == 'fail' and c.evidence['loss_gain_t'] < 0, c
+    # the old probe (256 items, 2.6 per class) on the clean collection: the paired item losses still tell it from chance
+    set_seed(0)
+    c = check_input_independent(defaults_learner(collection_dls(df, tmp_path, size=24), 'lenet'), n_train=256, n_steps=40)
+    assert c.status in ('ok', 'warn') and c.evidence['loss_gain_t'] > 2, c
+    assert c.evidence['real_accuracy'] > c.evidence['baseline_accuracy']
+
+
 # --- the pieces -----------------------------------------------------------------------------------------------------
 
 def test_classify_curve():
