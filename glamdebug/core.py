@@ -7,7 +7,7 @@ from __future__ import annotations
 import os, json, math, argparse, html as _html
 from pathlib import Path
 import numpy as np, pandas as pd
-from fastcore.basics import store_attr, patch
+from fastcore.basics import store_attr, patch, listify
 from fastcore.meta import delegates
 
 # %% auto #0
@@ -75,9 +75,20 @@ def _jsonable(o):
     return o
 
 # %% ../nbs/00_core.ipynb #c0015
+def _cut(t:pd.DataFrame, max_rows:int, by=None, ascending=False, order='', where=''):
+    "`(rows shown, note)`: all of `t` up to `max_rows` rows; past that its first `max_rows*2//3` (sorted `by` first) and a note on the rest"
+    n = len(t)
+    if not max_rows or n <= max_rows: return t, ''
+    k, ordered = max(max_rows*2//3, 1), by is None   # without `by`, `order` says how `t` already is
+    if by is not None and all(c in t.columns for c in listify(by)):
+        t, ordered = t.sort_values(by, ascending=ascending, na_position='last', kind='stable'), True
+    return t.head(k), f'{k} of {n} rows' + (f', {order}' if order and ordered else '') + f'; all of them: {where or "`to_dict()`"}, `--json`'
+
 class Report:
     "Base of every glamdebug report: `title`, `summary`, `table`; renders as markdown, HTML, text, dict and JSON"
     title = 'Report'
+    max_rows = 30   # a longer table is cut to its first 20 rows (the most telling: see `table_view`, `sections`) when shown
+    table_view = {} # how `table` is cut: `by`, `ascending`, `order` (in words), `where` every row is (see `_cut`)
     def __init__(self, title=None, summary='', table=None, extra=None):
         if title is not None: self.title = title
         self._summary, self._table, self.extra = summary, table, extra or {}
@@ -86,39 +97,45 @@ class Report:
     @property
     def table(self) -> pd.DataFrame: return self._table if self._table is not None else pd.DataFrame()
     def sections(self):
-        "Extra `(heading, DataFrame)` pairs shown after the main table; subclasses override"
+        "Extra `(heading, DataFrame)` pairs shown after the main table, or `(heading, DataFrame, view)` with `view` as `table_view`; subclasses override"
         return []
-    def to_markdown(self):
+    def _views(self, max_rows=None):
+        "`(heading, rows shown, note)` for the main table (heading None) and each non-empty section"
+        m = self.max_rows if max_rows is None else max_rows
+        out = [(None, *_cut(self.table, m, **self.table_view))] if len(self.table) else []
+        for h, t, *v in self.sections():
+            if t is not None and len(t): out.append((h, *_cut(t, m, **(v[0] if v else {}))))
+        return out
+    def to_markdown(self, max_rows:int=None): # rows of a table shown before it is cut (default `self.max_rows`; 0: all)
         "The report as markdown: title, summary, tables"
         out = [f'### {self.title}', '']
         if self.summary: out += [self.summary, '']
-        if len(self.table): out += [_md_table(self.table), '']
-        for h, t in self.sections():
-            if t is not None and len(t): out += [f'**{h}**', '', _md_table(t), '']
+        for h, t, note in self._views(max_rows):
+            out += ([f'**{h}**', ''] if h else []) + [_md_table(t), ''] + ([f'*{note}*', ''] if note else [])
         return '\n'.join(out).rstrip() + '\n'
     def _repr_markdown_(self): return self.to_markdown()
     def _repr_html_(self):
         parts = [f'<h4>{_html.escape(self.title)}</h4>']
         if self.summary: parts.append('<p>' + _html.escape(self.summary).replace('\n', '<br>') + '</p>')
-        if len(self.table): parts.append(self.table.to_html(float_format=lambda v: f'{v:.4g}', na_rep='', border=0))
-        for h, t in self.sections():
-            if t is not None and len(t): parts += [f'<p><b>{_html.escape(h)}</b></p>', t.to_html(float_format=lambda v: f'{v:.4g}', na_rep='', border=0)]
+        for h, t, note in self._views():
+            if h: parts.append(f'<p><b>{_html.escape(h)}</b></p>')
+            parts.append(t.to_html(float_format=lambda v: f'{v:.4g}', na_rep='', border=0))
+            if note: parts.append(f'<p><i>{_html.escape(note)}</i></p>')
         return '\n'.join(parts)
-    def to_text(self, max_rows=40):
+    def to_text(self, max_rows:int=None): # rows of a table shown before it is cut (default `self.max_rows`; 0: all)
         "The report as plain text for a terminal"
         out = [self.title, '=' * len(self.title)]
         if self.summary: out += [self.summary, '']
         with pd.option_context('display.width', 120, 'display.max_columns', 20, 'display.max_colwidth', 60):
-            if len(self.table): out += [self.table.to_string(max_rows=max_rows, float_format=lambda v: f'{v:.4g}'), '']
-            for h, t in self.sections():
-                if t is not None and len(t): out += [h + ':', t.to_string(max_rows=max_rows, float_format=lambda v: f'{v:.4g}'), '']
+            for h, t, note in self._views(max_rows):
+                out += ([h + ':'] if h else []) + [t.to_string(float_format=lambda v: f'{v:.4g}'), ''] + ([f'({note})', ''] if note else [])
         return '\n'.join(out).rstrip()
     def __str__(self): return self.to_text()
     def __repr__(self): return self.to_text()
     def to_dict(self):
         "The report as plain Python data (JSON-ready)"
         d = dict(title=self.title, summary=self.summary, table=_jsonable(self.table))
-        for h, t in self.sections(): d[h] = _jsonable(t)
+        for h, t, *_ in self.sections(): d[h] = _jsonable(t)
         d.update(_jsonable(self.extra))
         return d
     def to_json(self, **kwargs): return json.dumps(self.to_dict(), **kwargs)

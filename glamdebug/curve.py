@@ -157,7 +157,10 @@ class DataCurveReport(Report):
         errs = pc[[c for c in pc.columns if c.startswith('valid_error@')]]
         return (errs.iloc[:, -2] - errs.iloc[:, -1]).sort_values(ascending=False)
 
-    def sections(self): return [('Valid error per class at each size', self.per_class)]
+    def sections(self):
+        pc = self.per_class
+        last = [c for c in (pc.columns if pc is not None else []) if str(c).startswith('valid_error@')][-1:]
+        return [('Valid error per class at each size', pc, dict(by=last or None, order='highest valid error at the largest size first', where='`.per_class`'))]
     def to_dict(self):
         d = super().to_dict()
         d.update(verdict=self.verdict, evidence=self.evidence, p_value=self.p_value, fixed=self.fixed, broken=self.broken,

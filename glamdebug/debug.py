@@ -895,9 +895,10 @@ class TroubleshootReport(Report):
         return pd.DataFrame([dict(check=c.name, status=c.status, finding=c.message, advice=c.advice, seconds=c.seconds) for c in self.checks])
     def sections(self):
         "Details of the checks that did not pass (mismatched labels, duplicate pairs…) and the class balance per split"
-        out = [(f'{c.name}: details', c.details) for c in self.checks if c.details is not None and c.status != 'ok']
+        out = [(f'{c.name}: details', c.details, dict(where=f'`report[{c.name!r}].details`')) for c in self.checks if c.details is not None and c.status != 'ok']
         bal = next((c.balance for c in self.checks if getattr(c, 'balance', None) is not None), None)
-        return out + ([('class balance (items per split)', bal)] if bal is not None else [])
+        return out + ([('class balance (items per split)', bal, dict(by='train', ascending=True, order='fewest training items first',
+                                                                     where="`report['labels'].balance`"))] if bal is not None else [])
     def to_dict(self):
         d = super().to_dict(); d.update(verdict=self.verdict, checks={c.name: c.to_dict() for c in self.checks}); return d
     def _repr_html_(self):

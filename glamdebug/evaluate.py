@@ -172,7 +172,8 @@ class ErrorReport(Report):
         return t
     def sections(self):
         out = [('Remedies, in priority order', self.remedies), ('Errors', self.errors)]
-        if self.per_class is not None: out.append(('Error per class', self.per_class))
+        if self.per_class is not None:
+            out.append(('Error per class', self.per_class, dict(by=['valid', 'train'], order='highest valid error first', where='`.per_class`')))
         return out
     def to_dict(self):
         d = super().to_dict()
@@ -427,6 +428,13 @@ def _early_stop_hint(learn, curves=None):
 
 def _has(model, *types): return any(isinstance(m, types) for m in model.modules())
 
+def _worst(err:pd.Series) -> str:
+    "The class with the highest error, or how many share it (many classes at 100 % is common at collection scale)"
+    e = err.dropna().sort_values(ascending=False, kind='stable')
+    tied = e[e == e.iloc[0]]
+    if len(tied) == 1: return f'class `{e.index[0]}` ({_pts(e.iloc[0])} %)'
+    return f'{len(tied)} classes at {_pts(e.iloc[0])} % ({name_some([f"`{c}`" for c in tied.index], 3)})'
+
 def _concrete(learn, rep, preds, stop=None):
     "Replace the generic `how` of each remedy with what this learner says, where it can know"
     import torch.nn as nn
@@ -453,10 +461,10 @@ def _concrete(learn, rep, preds, stop=None):
     pc = rep.per_class
     if pc is not None and len(pc):
         if 'train' in pc and pc['train'].notna().any():
-            w = pc['train'].idxmax(); hints[('underfitting', 'error analysis')] = (f'highest train error: class `{w}` ({_pts(pc.loc[w, "train"])} %); '
+            hints[('underfitting', 'error analysis')] = (f'highest train error: {_worst(pc["train"])}; '
                                                                                  '`learn.label_issues()` ranks the items whose label looks wrong')
         if 'valid' in pc and pc['valid'].notna().any():
-            w = pc['valid'].idxmax(); hints[('overfitting', 'error analysis')] = f'highest valid error: class `{w}` ({_pts(pc.loc[w, "valid"])} %); `GlamInterpretation` for the confusions'
+            hints[('overfitting', 'error analysis')] = f'highest valid error: {_worst(pc["valid"])}; `GlamInterpretation` for the confusions'
         if 'test' in pc and 'valid' in pc and (pc['test'] - pc['valid']).notna().any():
             d = (pc['test'] - pc['valid']).sort_values(ascending=False).dropna()
             name = getattr(preds.get('test'), 'split', None) or 'test'

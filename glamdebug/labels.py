@@ -102,7 +102,8 @@ class LabelIssues(Report):
         else: s += ' No item is contradicted beyond its class threshold.'
         return s
 
-    def sections(self): return [('Given → suggested', self.pairs)]
+    table_view = dict(order='most suspicious first', where='`.table`, `.annotate(df)`')
+    def sections(self): return [('Given → suggested', self.pairs, dict(order='commonest first', where='`.pairs`'))]
 
     def annotate(self, df:pd.DataFrame) -> pd.DataFrame:
         "A copy of collection table `df` with `label_suspect`, `label_suggested`, `label_p_given`, `label_margin` for the files checked (by file name)"

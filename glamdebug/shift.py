@@ -212,7 +212,7 @@ class ShiftReport(Report):
     def sections(self):
         ls = self.label_shift()
         return [('What differs in the inputs (standardised mean difference, KS test)', self.stats),
-                ('Error per class', self.per_class()),
+                ('Error per class', self.per_class(), dict(order='largest increase first', where='`.per_class()`')),
                 ('Label shares (total variation distance)', pd.DataFrame([ls], index=['tv_distance'])),
                 ('Remedies (distribution shift)', self.remedies() if self.shifted else None)]
     def to_dict(self):
