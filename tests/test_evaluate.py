@@ -123,6 +123,24 @@ def test_renderings():
     t_eq(len(ax.patches), 5)      # goal, 3 gaps, test error
     t_close(ax.patches[-1].get_height(), 28)
 
+def test_many_classes_show_the_worst_first():
+    "120 classes: text, markdown and HTML show the 20 with the highest valid error, say so, and keep all 120 in the data"
+    rng = np.random.default_rng(0)
+    names = [f'class {i:03d}' for i in range(120)]
+    valid = rng.permutation(120)/120
+    pc = pd.DataFrame(dict(n_train=10, train=valid/2, n_valid=2, valid=valid), index=pd.Index(names, name='label'))
+    r = bias_variance(0.02, 0.3, 0.5, n=dict(train=1200, valid=240), per_class=pc)
+    worst = pc.valid.sort_values(ascending=False).index[:20]
+    best = pc.valid.sort_values().index[:100]
+    for s in (r.to_text(), r._repr_markdown_(), r._repr_html_()):
+        assert all(c in s for c in worst) and not any(c in s for c in best)
+        assert '20 of 120 rows, highest valid error first' in s
+    assert all(c in r.to_text(max_rows=0) for c in names)
+    t_eq(len(json.loads(r.to_json())['Error per class']), 120)
+    t_eq(r.per_class.index.tolist(), names)       # the attribute keeps its order
+    small = bias_variance(0.02, 0.3, 0.5, per_class=pc.head(6))
+    assert 'rows, highest' not in small.to_text() and small.to_text().index('class 000') < small.to_text().index('class 005')
+
 # --- a real trained learner on the sample collection -----------------------------------------------
 
 from fastai.callback.core import Callback
