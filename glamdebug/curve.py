@@ -56,6 +56,18 @@ def nested_subsets(codes, # the class code of each training item
     perms = [rng.permutation(np.flatnonzero(codes == c)) for c in np.unique(codes)]
     return [np.sort(np.concatenate([p[:max(1, round(f*len(p)))] for p in perms])) for f in fractions]
 
+def _distinct_sizes(fractions, subsets):
+    "`fractions, subsets` without the smaller fractions that give the same items as a larger one (every class keeps one item): one run for them, with a warning"
+    keep = [i for i in range(len(subsets)) if i == len(subsets) - 1 or len(subsets[i]) < len(subsets[i+1])]
+    if len(keep) < len(subsets):
+        same = [f'{fractions[i]:g} ({len(subsets[i])} items)' for i in range(len(subsets)) if i not in keep]
+        warnings.warn(f'data_curve: fractions {name_some(same)} give the same training items as the next larger one '
+                      '(each class keeps at least one item): one run for each distinct size')
+    if len(keep) < 2:
+        raise GlamError(f'data_curve: the fractions give {len(keep)} distinct training-set size ({len(subsets[-1])} items); '
+                        'a curve needs two: use larger fractions')
+    return [fractions[i] for i in keep], [subsets[i] for i in keep]
+
 def _subset_dls(dls, idx, n_items):
     "A shallow copy of `dls` whose training loader draws `n_items` items a pass from `idx` (each repeated evenly)"
     tr = dls.train
@@ -265,7 +277,7 @@ def data_curve(self:Learner,
     with _fresh_models(self, settings, seed, 'data_curve') as (dls0, train):
         ds = dls0.train.dataset
         codes, vocab = _train_codes(ds), list(getattr(dls0, 'vocab', []))
-        subsets = nested_subsets(codes, fr, seed)
+        fr, subsets = _distinct_sizes(fr, nested_subsets(codes, fr, seed))
         pb = progress_bar(list(zip(fr, subsets)), leave=False) if progress else None  # (fastprogress draws a bar even with display=False)
         try:
             for f, idx in (pb if pb is not None else zip(fr, subsets)):
