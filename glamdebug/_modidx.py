@@ -2,6 +2,7 @@
 
 d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_url': '', 'lib_path': 'glamdebug'},
   'syms': { 'glamdebug.cli': { 'glamdebug.cli._load_commands': ('cli.html#_load_commands', 'glamdebug/cli.py'),
+                               'glamdebug.cli._warning_line': ('cli.html#_warning_line', 'glamdebug/cli.py'),
                                'glamdebug.cli.build_parser': ('cli.html#build_parser', 'glamdebug/cli.py'),
                                'glamdebug.cli.demo': ('cli.html#demo', 'glamdebug/cli.py'),
                                'glamdebug.cli.errors_table': ('cli.html#errors_table', 'glamdebug/cli.py'),
@@ -43,6 +44,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.curve.DataCurveReport.to_dict': ('curve.html#datacurvereport.to_dict', 'glamdebug/curve.py'),
                                  'glamdebug.curve.Learner.data_curve': ('curve.html#learner.data_curve', 'glamdebug/curve.py'),
                                  'glamdebug.curve._check_fractions': ('curve.html#_check_fractions', 'glamdebug/curve.py'),
+                                 'glamdebug.curve._distinct_sizes': ('curve.html#_distinct_sizes', 'glamdebug/curve.py'),
                                  'glamdebug.curve._errors': ('curve.html#_errors', 'glamdebug/curve.py'),
                                  'glamdebug.curve._fractions_arg': ('curve.html#_fractions_arg', 'glamdebug/curve.py'),
                                  'glamdebug.curve._fresh_models': ('curve.html#_fresh_models', 'glamdebug/curve.py'),

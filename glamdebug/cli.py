@@ -34,6 +34,15 @@ def build_parser():
         sp.set_defaults(_func=c['func'])
     return p
 
+def _warning_line(command, show=warnings.showwarning):
+    "`warnings.showwarning` that prints glamdebug's own warnings as one line, `glamdebug <command>: warning: …` (others as Python does)"
+    import glamdebug
+    pkg = str(Path(glamdebug.__file__).parent)
+    def _show(message, category, filename, lineno, file=None, line=None):
+        if not str(filename).startswith(pkg): return show(message, category, filename, lineno, file, line)
+        print(f'glamdebug {command}: warning: {message}', file=file or sys.stderr, flush=True)
+    return _show
+
 def main(argv=None):
     "Entry point of the `glamdebug` command"
     warnings.filterwarnings('ignore', message='.*torch.jit.script.*is deprecated', category=FutureWarning)
@@ -42,6 +51,7 @@ def main(argv=None):
     if not getattr(ns, '_func', None):
         p.print_help()
         return 2
+    show, warnings.showwarning = warnings.showwarning, _warning_line(ns.command)
     try: return ns._func(ns) or 0
     except GlamError as e:
         print(f'glamdebug {ns.command}: error: {e}', file=sys.stderr)
@@ -49,6 +59,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         return 130
+    finally: warnings.showwarning = show
 
 # %% ../nbs/10_cli.ipynb #c0007
 def errors_table(learn, splits=('train', 'valid', 'test', 'test_shifted')):
