@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch
 from PIL import Image
 warnings.filterwarnings('ignore')
 from fastai.vision.all import ImageDataLoaders, Resize, ResizeMethod, set_seed
-from glamdebug.data import read_collection
+from glamdebug.data import read_collection, collection_dls
 from glamdebug.fastpath import cached_dls
 from glamdebug.models import defaults_learner
 import glamdebug.preds
@@ -57,11 +57,16 @@ def compare(name, df, path, draft):
     cached_dls(df, path=path, size=SIZE, bs=BS, cache_dir=tmp/'cache', draft=draft, progress=False)
     reopen = time.perf_counter() - t
     ep_g, err_g = fit_timed(gdls, name)
+    # the uncached path as a user gets it (`collection_dls` defaults: draft decoding of JPEGs, no worker processes), and without draft
+    ep_u, err_u = fit_timed(collection_dls(df, path, size=SIZE, bs=BS), name)
+    ep_n, err_n = fit_timed(collection_dls(df, path, size=SIZE, bs=BS, draft=False), name)
     n = int(df.split.isin(['train', 'valid']).sum())
     out += [dict(data=name, what='setup (s): fastai DataLoaders / glamdebug cache build (all splits, once)', fastai=setup_f, glamdebug=build),
             dict(data=name, what='setup (s) on a later run: fastai / glamdebug cache re-open', fastai=setup_f, glamdebug=reopen),
-            dict(data=name, what=f'epoch time (s), {n} train+valid images, LeNet-like, {SIZE} px', fastai=ep_f, glamdebug=ep_g),
-            dict(data=name, what=f'valid error after {EPOCHS} epochs (same init and batch order)', fastai=err_f, glamdebug=err_g),
+            dict(data=name, what=f'epoch time (s), {n} train+valid images, LeNet-like, {SIZE} px', fastai=ep_f, glamdebug=ep_g,
+                 collection_dls=ep_u, collection_dls_nodraft=ep_n),
+            dict(data=name, what=f'valid error after {EPOCHS} epochs (same init and batch order)', fastai=err_f, glamdebug=err_g,
+                 collection_dls=err_u, collection_dls_nodraft=err_n),
             dict(data=name, what=f'first run total (setup + {EPOCHS} epochs), s', fastai=setup_f + EPOCHS*ep_f, glamdebug=build + EPOCHS*ep_g)]
     return out
 
@@ -78,11 +83,15 @@ if __name__ == '__main__':
     rows += compare(f'{N_SCANS} scans, 2000x1500 JPEG ({mb:.1f} MB)', df, tmp/'scans', draft=True)
     res = pd.DataFrame(rows)
     res['ratio'] = res.fastai/res.glamdebug
-    res.loc[res.what.str.startswith('valid error'), 'ratio'] = np.nan
+    res['ratio_uncached'] = res.fastai/res.collection_dls
+    res.loc[res.what.str.startswith('valid error'), ['ratio', 'ratio_uncached']] = np.nan
+    res = res[['data', 'what', 'fastai', 'glamdebug', 'ratio', 'collection_dls', 'collection_dls_nodraft', 'ratio_uncached']]
     with pd.option_context('display.width', 200, 'display.max_colwidth', 80):
         txt = (f'glamdebug fast path vs plain fastai on the CPU ({os.cpu_count()} cores, load average {LOAD:.1f} at start; torch threads '
                f'{torch.get_num_threads()}); fastai: ImageDataLoaders.from_df + Resize({SIZE}, squish), default workers; '
-               f'glamdebug: cached_dls (draft decoding for the JPEG scans). ratio = fastai / glamdebug (higher: glamdebug faster).\n'
+               f'glamdebug: cached_dls (draft decoding for the JPEG scans). ratio = fastai / glamdebug (higher: glamdebug faster). '
+               f'Uncached: collection_dls as a user gets it (draft decoding of JPEGs, num_workers=0; fastai uses {os.cpu_count()} '
+               f'workers), and with draft=False; ratio_uncached = fastai / collection_dls.\n'
                f'scan generation {gen:.0f} s (not counted); total {time.perf_counter()-t0:.0f} s\n'
                + res.to_string(index=False, float_format=lambda v: f'{v:.3g}'))
     print(txt)

@@ -21,7 +21,7 @@ from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory
                                to_concat, CancelTrainException, CancelValidException)
 from filelock import FileLock, Timeout as LockTimeout  # torch's own dependency: flock on Unix, msvcrt on Windows
 from .core import *
-from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows, _check_size, _check_bs, _fit_bs
+from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows, _check_size, _check_bs, _fit_bs, _draft_size
 from .debug import preserved
 
 # %% auto #0
@@ -30,20 +30,9 @@ __all__ = ['load_rgb_draft', 'decode_resized', 'default_cache_dir', 'CacheReport
            'DeviceAvgLoss', 'FastPath', 'HostSyncs', 'SyncReport', 'cache_command']
 
 # %% ../nbs/11_fastpath.ipynb #c0005
-def _draft_size(im, size, scale=2):
-    "The `(w, h)` to ask libjpeg for so that, after EXIF rotation, the image is still at least `scale`×`size` (h, w)"
-    h, w = size[0]*scale, size[1]*scale
-    try: orient = im.getexif().get(0x0112, 1)
-    except Exception: orient = 1
-    return (h, w) if orient in (5, 6, 7, 8) else (w, h)
-
 def load_rgb_draft(fn, size, scale=2) -> Image.Image:
     "Like `load_rgb`, but a JPEG is decoded at the smallest 1/2, 1/4, 1/8 scale that stays at least `scale`×`size` (h, w)"
-    with Image.open(fn) as im:
-        if im.format == 'JPEG': im.draft('RGB', _draft_size(im, size, scale))
-        im.load()
-        im = ImageOps.exif_transpose(im)
-        return to_rgb(im)
+    return load_rgb(fn, draft=_check_size(size, 'load_rgb_draft'), scale=scale)
 
 # %% ../nbs/11_fastpath.ipynb #c0006
 def _size2(size): return _check_size(size, 'the image cache')
