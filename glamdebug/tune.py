@@ -206,7 +206,9 @@ def _sensitivity(trials, space, n_valid, n_perm=999, seed=0):
     with a permutation p-value: how often the same trials, their values of that setting shuffled, spread as far"""
     t = trials[(trials['round'] == 1) & trials.valid_error.notna()]
     p = float(t.valid_error.median()) if len(t) else float('nan')
-    noise = math.sqrt(p*(1-p)/n_valid) if n_valid and p == p else float('nan')
+    # the standard error of one valid error, 'plus four' (Agresti-Coull): at 0 % or 100 % on a few items it is not 0
+    q = (p*n_valid + 2)/(n_valid + 4) if n_valid and p == p else float('nan')
+    noise = math.sqrt(q*(1 - q)/(n_valid + 4)) if q == q else float('nan')
     rng, rows = np.random.default_rng(seed), []
     err = t.valid_error.to_numpy(dtype=float)
     for k, s in space.items():
