@@ -11,6 +11,7 @@ import numpy as np, pandas as pd
 from PIL import Image, ImageOps
 from fastcore.basics import store_attr, patch, listify
 from fastcore.meta import delegates
+from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
 from functools import partial
 from fastai.vision.all import (PILImage, DataBlock, ImageBlock, TransformBlock, IntToFloatTensor, CategoryBlock, ColReader,
@@ -19,8 +20,8 @@ from .core import *
 
 # %% auto #0
 __all__ = ['SPLITS', 'GLAM_MAX_PIXELS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'write_collection',
-           'read_collection', 'CollectionReport', 'check_collection', 'simplify', 'Collection', 'collection_columns',
-           'split_rows', 'collection_dls', 'split_dl']
+           'read_collection', 'CollectionReport', 'check_collection', 'simplify', 'Collection', 'CollectionDataLoaders',
+           'collection_columns', 'split_rows', 'collection_dls', 'split_dl']
 
 # %% ../nbs/01_data.ipynb #c0005
 SPLITS = ('train', 'valid', 'test', 'test_shifted', 'train_valid')
@@ -385,6 +386,14 @@ class Collection:
     def splits(self): return list(dict.fromkeys(self.df[self.split_col])) if self.split_col in self.df else []
     def __repr__(self): return f'Collection({len(self.df)} items, splits {self.splits}, path={self.path})'
 
+class CollectionDataLoaders(DataLoaders):
+    "What `collection_dls` returns: fastai `DataLoaders` whose `test_dl` (and so `learn.predict`) takes file paths as `Path`s too"
+    def test_dl(self, test_items, rm_type_tfms=None, with_labels=False, **kwargs):
+        # the loaders read file names from table rows as `str`: fastai finds where a test item enters the pipeline by
+        # its type, and a `Path` matched none ("Expected an input of type in … but got PosixPath")
+        if isinstance(test_items, (list, tuple, L)): test_items = [str(o) if isinstance(o, Path) else o for o in test_items]
+        return super().test_dl(test_items, rm_type_tfms=rm_type_tfms, with_labels=with_labels, **kwargs)
+
 # %% ../nbs/01_data.ipynb #c0028
 def collection_columns(df, path=None, fn_col=None, label_col=None, split_col=None):
     "`(path, fn_col, label_col, split_col)` from the arguments, else what `read_collection` recorded, else the defaults; checked"
@@ -445,6 +454,7 @@ def collection_dls(df, # a collection table (from `read_collection`)
                        get_x=ColReader(fn_col, pref=path), get_y=ColReader(label_col),
                        splitter=IndexSplitter(range(len(tr), len(sub))), item_tfms=item_tfms, batch_tfms=batch_tfms)
     dls = dblock.dataloaders(sub, bs=bs, num_workers=num_workers, path=path, **kwargs)
+    dls = CollectionDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
     dls.collection = Collection(df, path, fn_col, label_col, split_col, train, valid)
     return dls
 

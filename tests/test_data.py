@@ -138,3 +138,24 @@ def test_check_collection_and_simplify(col):
     assert set(rep.tiny.index) == {'a', 'b'}
     s = simplify(df, n_per_class=1, verbose=False)
     assert s.groupby(['split', 'label']).size().max() == 1 and len(s) == 4
+
+
+def test_predict_a_file_as_path_or_str(tmp_path):
+    "fastai users predict a file as a `Path` (fastai's own `get_image_files` gives them); it failed deep in fastai's type inference"
+    import torch
+    from fastai.learner import load_learner
+    from fastai.torch_core import set_seed
+    from glamdebug.samples import sample_collection
+    from glamdebug.models import defaults_learner
+    torch.set_num_threads(1)
+    root = sample_collection()
+    df = read_collection(root/'collection.csv', check_images=False)
+    set_seed(0)
+    learn = defaults_learner(collection_dls(df, size=32))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    fn = root/df.fname.iloc[-1]
+    p_path, p_str = learn.predict(fn), learn.predict(str(fn))
+    assert p_path[0] == p_str[0] and torch.equal(p_path[2], p_str[2])
+    learn.export(tmp_path/'model.pkl')
+    again = load_learner(tmp_path/'model.pkl')
+    assert torch.allclose(again.predict(fn)[2], p_path[2])
