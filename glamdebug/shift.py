@@ -93,38 +93,70 @@ def error_gap_test(k1, n1, k2, n2):
     if se == 0: return 1.0
     return 2*(1 - NormalDist().cdf(abs(k1/n1 - k2/n2)/se))
 
-def domain_auc(a, b, max_items=2000, seed=0):
+def _class_weights(la, lb):
+    "Per item of `a` then `b`: 1/(its class's count in its split), 0 for classes only one split has: the class shares no longer tell the splits apart"
+    def w(l, other):
+        cls, inv, cnt = np.unique(l, return_inverse=True, return_counts=True)
+        return np.where(np.isin(l, other), 1/cnt[inv], 0.)
+    return np.r_[w(la, lb), w(lb, la)]
+
+def domain_auc(a, b, max_items=2000, seed=0,
+               la=None, lb=None): # the class of each row: each class then weighs the same in both splits (label shift alone gives 0.5)
     "Cross-validated AUC of a logistic regression telling rows of `a` from rows of `b` (0.5: indistinguishable)"
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     from sklearn.pipeline import make_pipeline
-    from sklearn.model_selection import cross_val_predict, StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.metrics import roc_auc_score
     rng = np.random.default_rng(seed)
     a, b = [np.asarray(o, dtype=np.float64) for o in (a, b)]
-    a, b = [o[rng.permutation(len(o))[:max_items]] for o in (a, b)]
-    if min(len(a), len(b)) < 10: return float('nan')
+    ia, ib = rng.permutation(len(a))[:max_items], rng.permutation(len(b))[:max_items]
+    a, b = a[ia], b[ib]
+    w = _class_weights(np.asarray(la)[ia], np.asarray(lb)[ib]) if la is not None and lb is not None else np.ones(len(a) + len(b))
     X, y = np.concatenate([a, b]), np.r_[np.zeros(len(a)), np.ones(len(b))]
+    X, y, w = X[w > 0], y[w > 0], w[w > 0]
+    if min((y == 0).sum(), (y == 1).sum()) < 10: return float('nan')
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    p = np.zeros(len(y))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        p = cross_val_predict(clf, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=seed), method='predict_proba')[:, 1]
-    return float(roc_auc_score(y, p))
+        for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(X, y):
+            clf.fit(X[tr], y[tr], logisticregression__sample_weight=w[tr]*len(tr)/w[tr].sum())
+            p[te] = clf.predict_proba(X[te])[:, 1]
+    return float(roc_auc_score(y, p, sample_weight=w))
 
-def compare_stats(ref, new, alpha=0.05):
-    "Each column of `ref` against `new`: means, standardised mean difference, KS p-value; 'differs' below `alpha`/columns"
+def _within_class_diff(a, b, la, lb):
+    "Mean of `b` minus mean of `a` within each class both have (≥ 2 items each), averaged with weights 1/(1/n_a + 1/n_b); NaN without one"
+    d, w = [], []
+    for c in np.intersect1d(la, lb):
+        xa, xb = a[la == c], b[lb == c]
+        if len(xa) >= 2 and len(xb) >= 2: d.append(xb.mean() - xa.mean()); w.append(1/(1/len(xa) + 1/len(xb)))
+    return float(np.average(d, weights=w)) if w else float('nan')
+
+def compare_stats(ref, new, alpha=0.05,
+                  ref_labels=None, new_labels=None): # class of each row: the difference is then also measured within classes
+    """Each column of `ref` against `new`: means, standardised mean difference, KS p-value; 'differs' below `alpha`/columns.
+    With labels, `smd_within_class`: the same difference within classes (same scale); a difference that vanishes there is
+    verdict 'class mix': the splits hold other shares of the classes, the images of each class look alike"""
     from scipy.stats import ks_2samp
     cols = [c for c in ref.columns if c in new.columns]
+    la, lb = (None, None) if ref_labels is None or new_labels is None else (np.asarray(ref_labels), np.asarray(new_labels))
     rows = []
     for c in cols:
-        a, b = ref[c].dropna().to_numpy(float), new[c].dropna().to_numpy(float)
+        ka, kb = ref[c].notna().to_numpy(), new[c].notna().to_numpy()
+        a, b = ref[c].to_numpy(float)[ka], new[c].to_numpy(float)[kb]
         if not len(a) or not len(b): continue
         sd = math.sqrt((a.var(ddof=1 if len(a) > 1 else 0) + b.var(ddof=1 if len(b) > 1 else 0))/2)
         smd = (b.mean() - a.mean())/sd if sd > 0 else 0.
         p = float(ks_2samp(a, b).pvalue) if sd > 0 else 1.
-        rows.append(dict(stat=c, reference=a.mean(), split=b.mean(), smd=smd, ks_p=p))
-    t = pd.DataFrame(rows, columns=['stat', 'reference', 'split', 'smd', 'ks_p'])
+        r = dict(stat=c, reference=a.mean(), split=b.mean(), smd=smd, ks_p=p)
+        if la is not None: r['smd_within_class'] = _within_class_diff(a, b, la[ka], lb[kb])/sd if sd > 0 else 0.
+        rows.append(r)
+    t = pd.DataFrame(rows, columns=['stat', 'reference', 'split', 'smd'] + (['smd_within_class'] if la is not None else []) + ['ks_p'])
     t['verdict'] = np.where((t.ks_p < alpha/max(1, len(t))) & (t.smd.abs() >= 0.2), 'differs', '')
+    if la is not None:  # below 0.2 SD within classes, and less than half the overall difference: the mix of classes made it
+        mix = (t.verdict == 'differs') & (t.smd_within_class.abs() < 0.2) & (t.smd_within_class.abs() < t.smd.abs()/2)
+        t.loc[mix, 'verdict'] = 'class mix'
     return t.reindex(t.smd.abs().sort_values(ascending=False).index).set_index('stat')
 
 # %% ../nbs/09_shift.ipynb #c0013
@@ -153,6 +185,10 @@ class ShiftReport(Report):
         super().__init__(table=pd.DataFrame(rows).set_index('split'))
     @property
     def differs(self): return list(self.stats.index[self.stats.verdict == 'differs'])
+    @property
+    def class_mix(self):
+        "Statistics that differ overall but not within classes: the splits hold other shares of the classes"
+        return list(self.stats.index[self.stats.verdict == 'class mix'])
     @property
     def error_shifted(self) -> bool:
         "Is the error significantly higher on the split (two-proportion test, p < 0.05)?"
@@ -184,6 +220,11 @@ class ShiftReport(Report):
             r = _REMEDY.get(s)
             if r and r[0] not in seen: seen.add(r[0]); rows.append(dict(step=2, remedy=r[0], how=r[1]))
         if not seen: rows.append(dict(step=2, remedy='synthesise data like the shifted items', how='augment or generate items in their style'))
+        if self.class_mix:
+            rows.append(dict(step=2, remedy='account for the class shares', how=(
+                f'{self.new.split} holds other shares of the classes (total variation {self.label_shift()["true_labels"]:.2f}), '
+                f'which is all that moves {name_some(self.class_mix, 3)}: no augmentation needed for those; reweight or resample '
+                'the training items to the new shares if they will last')))
         rows.append(dict(step=3, remedy='collect and label items like the shifted ones', how=f'add some {self.new.split}-style items to train (keep others for testing)'))
         rows.append(dict(step=4, remedy='domain adaptation', how='fine-tune a pretrained model on a few labelled shifted items'))
         return pd.DataFrame(rows)
@@ -199,6 +240,10 @@ class ShiftReport(Report):
             s += 'The images differ in: ' + ', '.join(
                 f"{c} ({'higher' if self.stats.loc[c, 'smd'] > 0 else 'lower'} on {n.split}, {self.stats.loc[c, 'smd']:+.1f} SD)"
                 for c in self.differs) + '. '
+        if self.class_mix:
+            s += ('Explained by the mix of classes (each class looks as before; the split holds other shares of them): ' + ', '.join(
+                f"{c} ({self.stats.loc[c, 'smd']:+.1f} SD overall, {self.stats.loc[c, 'smd_within_class']:+.1f} within classes)"
+                for c in self.class_mix) + '. ')
         pc = self.per_class()
         worst = pc[pc.change > 0].head(2)
         if len(worst) and self.shifted: s += 'Classes that suffer most: ' + ', '.join(f'{i} ({v:+.0%})' for i, v in worst.change.items()) + '. '
@@ -230,11 +275,12 @@ class ShiftReport(Report):
                 if len(v): ax.hist(v, bins=20, alpha=0.55, label=lab, density=True)
             ax.set_title(f"{c} ({self.stats.loc[c, 'smd']:+.1f} SD)", fontsize=9)
         axs[0].legend(fontsize=7)
-        pc = self.per_class()
+        pc, k = self.per_class(), 15
         ax = axs[-1]
+        n_all, pc = len(pc), pc.head(k)  # many classes: the ones whose error rose most
         x = np.arange(len(pc))
         ax.bar(x - 0.2, pc.iloc[:, 1], 0.4, label=self.ref.split); ax.bar(x + 0.2, pc.iloc[:, 3], 0.4, label=self.new.split)
-        ax.set_xticks(x, pc.index, rotation=45, fontsize=7); ax.set_title('error per class', fontsize=9); ax.legend(fontsize=7)
+        ax.set_xticks(x, pc.index, rotation=45, fontsize=7); ax.set_title('error per class' + (f' ({k} of {n_all}, largest increase)' if n_all > k else ''), fontsize=9); ax.legend(fontsize=7)
         fig.tight_layout()
         return fig
 
@@ -248,7 +294,8 @@ def shift_report(self:Learner,
     ref, rs, rf = _pass(self, reference)
     new, ns, nf = _pass(self, split)
     if not ref.n or not new.n: raise GlamError(f'shift_report needs items in both splits: {ref.split} has {ref.n}, {new.split} has {new.n}')
-    auc = domain_auc(rf.numpy(), nf.numpy(), max_items=max_items) if rf is not None and nf is not None else float('nan')
-    rep = ShiftReport(ref, new, compare_stats(rs, ns), auc, min_auc=min_auc)
+    auc = (domain_auc(rf.numpy(), nf.numpy(), max_items=max_items, la=ref.targs.numpy(), lb=new.targs.numpy())
+           if rf is not None and nf is not None else float('nan'))  # within classes: other class shares alone do not count
+    rep = ShiftReport(ref, new, compare_stats(rs, ns, ref_labels=ref.targs.numpy(), new_labels=new.targs.numpy()), auc, min_auc=min_auc)
     rep._ref_stats, rep._new_stats = rs, ns
     return rep
