@@ -53,7 +53,7 @@ def _draft_size(im, size, scale=2):
 
 def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is then decoded at the smallest 1/2, 1/4, 1/8 scale still `scale`× that (libjpeg draft mode)
              scale=2) -> Image.Image:
-    "Open `fn`, decode it fully (so truncated files fail here), apply EXIF orientation, return 8-bit RGB"
+    "Open `fn`, decode all of it (so truncated files fail here; at a reduced scale with `draft`), apply EXIF orientation, return 8-bit RGB"
     with Image.open(fn) as im:
         if draft is not None and im.format == 'JPEG': im.draft('RGB', _draft_size(im, draft, scale))
         im.load()
