@@ -126,18 +126,25 @@ def domain_auc(a, b, max_items=2000, seed=0,
     return float(roc_auc_score(y, p, sample_weight=w))
 
 def _within_class_diff(a, b, la, lb):
-    "Mean of `b` minus mean of `a` within each class both have (≥ 2 items each), averaged with weights 1/(1/n_a + 1/n_b); NaN without one"
-    d, w = [], []
+    """`(difference, p)`: mean of `b` minus mean of `a` within each class both have (≥ 2 items each), averaged with weights
+    1/(1/n_a + 1/n_b), and its two-sided z-test p-value; NaNs without such a class"""
+    d, w, v = [], [], []
     for c in np.intersect1d(la, lb):
         xa, xb = a[la == c], b[lb == c]
-        if len(xa) >= 2 and len(xb) >= 2: d.append(xb.mean() - xa.mean()); w.append(1/(1/len(xa) + 1/len(xb)))
-    return float(np.average(d, weights=w)) if w else float('nan')
+        if len(xa) >= 2 and len(xb) >= 2:
+            d.append(xb.mean() - xa.mean()); w.append(1/(1/len(xa) + 1/len(xb)))
+            v.append(xa.var(ddof=1)/len(xa) + xb.var(ddof=1)/len(xb))
+    if not w: return float('nan'), float('nan')
+    w, v = np.array(w), np.array(v)
+    diff, se = float(np.average(d, weights=w)), math.sqrt(float((w**2*v).sum()))/w.sum()
+    return diff, (2*(1 - NormalDist().cdf(abs(diff)/se)) if se > 0 else float(diff == 0))
 
 def compare_stats(ref, new, alpha=0.05,
                   ref_labels=None, new_labels=None): # class of each row: the difference is then also measured within classes
     """Each column of `ref` against `new`: means, standardised mean difference, KS p-value; 'differs' below `alpha`/columns.
-    With labels, `smd_within_class`: the same difference within classes (same scale); a difference that vanishes there is
-    verdict 'class mix': the splits hold other shares of the classes, the images of each class look alike"""
+    With labels, `smd_within_class` and `within_p`: the same difference within classes (same scale) and its z-test. A
+    difference that vanishes there is verdict 'class mix' (the splits hold other shares of the classes, the images of each
+    class look alike); one that only shows there, hidden overall by the class mix, is 'differs' too"""
     from scipy.stats import ks_2samp
     cols = [c for c in ref.columns if c in new.columns]
     la, lb = (None, None) if ref_labels is None or new_labels is None else (np.asarray(ref_labels), np.asarray(new_labels))
@@ -150,13 +157,18 @@ def compare_stats(ref, new, alpha=0.05,
         smd = (b.mean() - a.mean())/sd if sd > 0 else 0.
         p = float(ks_2samp(a, b).pvalue) if sd > 0 else 1.
         r = dict(stat=c, reference=a.mean(), split=b.mean(), smd=smd, ks_p=p)
-        if la is not None: r['smd_within_class'] = _within_class_diff(a, b, la[ka], lb[kb])/sd if sd > 0 else 0.
+        if la is not None:
+            d, pw = _within_class_diff(a, b, la[ka], lb[kb])
+            r.update(smd_within_class=d/sd if sd > 0 else 0., within_p=pw if sd > 0 else 1.)
         rows.append(r)
-    t = pd.DataFrame(rows, columns=['stat', 'reference', 'split', 'smd'] + (['smd_within_class'] if la is not None else []) + ['ks_p'])
+    t = pd.DataFrame(rows, columns=['stat', 'reference', 'split', 'smd'] + (['smd_within_class'] if la is not None else [])
+                     + ['ks_p'] + (['within_p'] if la is not None else []))
     t['verdict'] = np.where((t.ks_p < alpha/max(1, len(t))) & (t.smd.abs() >= 0.2), 'differs', '')
     if la is not None:  # below 0.2 SD within classes, and less than half the overall difference: the mix of classes made it
         mix = (t.verdict == 'differs') & (t.smd_within_class.abs() < 0.2) & (t.smd_within_class.abs() < t.smd.abs()/2)
         t.loc[mix, 'verdict'] = 'class mix'
+        hidden = (t.verdict == '') & (t.within_p < alpha/max(1, len(t))) & (t.smd_within_class.abs() >= 0.2)
+        t.loc[hidden, 'verdict'] = 'differs'   # the images changed, and other class shares hide it overall
     return t.reindex(t.smd.abs().sort_values(ascending=False).index).set_index('stat')
 
 # %% ../nbs/09_shift.ipynb #c0013
@@ -185,6 +197,13 @@ class ShiftReport(Report):
         super().__init__(table=pd.DataFrame(rows).set_index('split'))
     @property
     def differs(self): return list(self.stats.index[self.stats.verdict == 'differs'])
+    def _differs_in(self, c):
+        "How statistic `c` differs, in words: overall, or within classes where the class mix hides it overall"
+        r, split = self.stats.loc[c], self.new.split
+        if abs(r.smd) < 0.2 and 'smd_within_class' in r:
+            return (f"{c} ({'higher' if r.smd_within_class > 0 else 'lower'} on {split} within classes, {r.smd_within_class:+.1f} SD; "
+                    f"other class shares hide it overall, {r.smd:+.1f} SD)")
+        return f"{c} ({'higher' if r.smd > 0 else 'lower'} on {split}, {r.smd:+.1f} SD)"
     @property
     def class_mix(self):
         "Statistics that differ overall but not within classes: the splits hold other shares of the classes"
@@ -237,9 +256,7 @@ class ShiftReport(Report):
             s += (f"The model's features tell the two splits apart with AUC {self.auc:.2f} "
                   + ('(they look different to it). ' if self.auc >= self.min_auc else '(not clearly different). '))
         if self.differs:
-            s += 'The images differ in: ' + ', '.join(
-                f"{c} ({'higher' if self.stats.loc[c, 'smd'] > 0 else 'lower'} on {n.split}, {self.stats.loc[c, 'smd']:+.1f} SD)"
-                for c in self.differs) + '. '
+            s += 'The images differ in: ' + ', '.join(self._differs_in(c) for c in self.differs) + '. '
         if self.class_mix:
             s += ('Explained by the mix of classes (each class looks as before; the split holds other shares of them): ' + ', '.join(
                 f"{c} ({self.stats.loc[c, 'smd']:+.1f} SD overall, {self.stats.loc[c, 'smd_within_class']:+.1f} within classes)"
