@@ -98,6 +98,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data.collection_dls': ('data.html#collection_dls', 'glamdebug/data.py'),
                                 'glamdebug.data.load_rgb': ('data.html#load_rgb', 'glamdebug/data.py'),
                                 'glamdebug.data.pair_by_stem': ('data.html#pair_by_stem', 'glamdebug/data.py'),
+                                'glamdebug.data.plot_class_counts': ('data.html#plot_class_counts', 'glamdebug/data.py'),
                                 'glamdebug.data.read_collection': ('data.html#read_collection', 'glamdebug/data.py'),
                                 'glamdebug.data.simplify': ('data.html#simplify', 'glamdebug/data.py'),
                                 'glamdebug.data.split_dl': ('data.html#split_dl', 'glamdebug/data.py'),

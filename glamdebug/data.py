@@ -20,8 +20,8 @@ from .core import *
 
 # %% auto #0
 __all__ = ['SPLITS', 'GLAM_MAX_PIXELS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'write_collection',
-           'read_collection', 'CollectionReport', 'check_collection', 'simplify', 'Collection', 'CollectionDataLoaders',
-           'collection_columns', 'split_rows', 'collection_dls', 'split_dl']
+           'read_collection', 'CollectionReport', 'plot_class_counts', 'check_collection', 'simplify', 'Collection',
+           'CollectionDataLoaders', 'collection_columns', 'split_rows', 'collection_dls', 'split_dl']
 
 # %% ../nbs/01_data.ipynb #c0005
 SPLITS = ('train', 'valid', 'test', 'test_shifted', 'train_valid')
@@ -321,12 +321,26 @@ class CollectionReport(Report):
         return {**super().to_dict(), 'missing': {k: list(v) for k, v in self.missing.items()},
                 'tiny': {k: int(v) for k, v in self.tiny.items()}}
     def plot(self, ax=None, **kwargs):
-        "Bar chart of items per class, one bar per split"
-        import matplotlib.pyplot as plt
-        c = self.counts.drop(index='total', columns='total')
-        if ax is None: _, ax = plt.subplots(figsize=(min(12, 2 + 0.5*len(c)), 3))
-        c.plot.bar(ax=ax, **kwargs); ax.set_ylabel('images'); ax.set_title('items per class and split')
+        "Items per class and split (`plot_class_counts`)"
+        return plot_class_counts(self.counts.drop(index='total', columns='total'), ax=ax, **kwargs)
+
+def plot_class_counts(counts:pd.DataFrame, # items per class (rows) and split (columns)
+                      ax=None, max_classes:int=30, # beyond this many classes: each split's counts sorted, a line per split
+                      horizontal:bool=False, **kwargs):
+    "Items per class and split: a bar per class and split; with many classes the imbalance profile, most training items first"
+    import matplotlib.pyplot as plt
+    many = len(counts) > max_classes
+    if ax is None: _, ax = plt.subplots(figsize=(7, 3) if many else (min(12, 2 + 0.5*len(counts)), 3), layout='constrained')
+    if not many:
+        (counts.plot.barh if horizontal else counts.plot.bar)(ax=ax, **kwargs)
+        (ax.set_xlabel if horizontal else ax.set_ylabel)('items'); ax.set_title('items per class and split')
         return ax
+    c = counts.sort_values('train' if 'train' in counts else counts.columns[0], ascending=False, kind='stable')
+    for s in c.columns: ax.plot(np.arange(len(c)), c[s].to_numpy(), label=str(s), **kwargs)
+    if c.to_numpy().max() > 20*max(c.to_numpy()[c.to_numpy() > 0].min(initial=1), 1): ax.set_yscale('symlog', linthresh=1)
+    ax.set_xlabel(f'{len(c)} classes, most training items first'); ax.set_ylabel('items'); ax.legend(fontsize=7)
+    ax.set_title(f'items per class and split; fewest: {name_some(c.index[::-1][:3], 3)}', fontsize=9)
+    return ax
 
 def check_collection(df, path=None, fn_col='fname', label_col='label', split_col='split', min_items=10, max_sizes=2000, seed=0):
     "A `CollectionReport`: counts per class and split, classes missing from a split, tiny classes, image size spread"

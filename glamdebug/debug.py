@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from .core import _jsonable
-from .data import collection_columns, to_rgb, write_collection
+from .data import collection_columns, to_rgb, write_collection, plot_class_counts
 from .models import _model_args
 
 # %% auto #0
@@ -286,7 +286,7 @@ def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose 
     details = mism[['item', 'label', 'implied', 'split']].head(50).assign(item=lambda d: d['item'].map(str)) if len(mism) else None
     chk = Check('labels', status, ev, '; '.join(msgs), '; '.join(adv), details=details)
     chk.balance = counts
-    chk.plot_fn = lambda ax: (counts.plot.barh(ax=ax), ax.set_title('items per class and split'), ax.set_xlabel('items'))
+    chk.plot_fn = lambda ax: plot_class_counts(counts, ax=ax, horizontal=True)
     return chk
 
 # %% ../nbs/07_debug.ipynb #c0022
