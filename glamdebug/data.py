@@ -294,6 +294,7 @@ def _image_size(fn):
 class CollectionReport(Report):
     "What a collection holds: counts per class and split, gaps, tiny classes, image sizes"
     title = 'Collection'
+    table_view = dict(by='train', ascending=True, order='fewest training items first', where='`.counts`')
     def __init__(self, counts, missing, tiny, sizes, min_items):
         store_attr()
         super().__init__()

@@ -232,6 +232,7 @@ def _sensitivity(trials, space, n_valid, n_perm=999, seed=0):
 class TuneReport(Report):
     "Trials of `tune_search`, best first: settings, losses, valid error; measured against expected sensitivity; ranges by round"
     title = 'Tuning (random search, coarse to fine)'
+    table_view = dict(order='best first', where='`.table`')
     def __init__(self, trials, space, spaces, epochs, n_valid, base, learn=None):
         store_attr('trials,space,spaces,epochs,n_valid,base')
         self.ranges = pd.DataFrame([dict(round=i + 1, **{k: repr(r) for k, r in sp.items()}) for i, sp in enumerate(spaces)]).set_index('round')
