@@ -625,6 +625,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.shift.ShiftReport.remedies': ('shift.html#shiftreport.remedies', 'glamdebug/shift.py'),
                                  'glamdebug.shift.ShiftReport.sections': ('shift.html#shiftreport.sections', 'glamdebug/shift.py'),
                                  'glamdebug.shift.ShiftReport.shifted': ('shift.html#shiftreport.shifted', 'glamdebug/shift.py'),
+                                 'glamdebug.shift.ShiftReport.stats_per_class': ( 'shift.html#shiftreport.stats_per_class',
+                                                                                  'glamdebug/shift.py'),
                                  'glamdebug.shift.ShiftReport.summary': ('shift.html#shiftreport.summary', 'glamdebug/shift.py'),
                                  'glamdebug.shift.ShiftReport.to_dict': ('shift.html#shiftreport.to_dict', 'glamdebug/shift.py'),
                                  'glamdebug.shift._Capture': ('shift.html#_capture', 'glamdebug/shift.py'),

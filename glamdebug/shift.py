@@ -227,6 +227,20 @@ class ShiftReport(Report):
                           f'n_{self.new.split}': b.n, f'error_{self.new.split}': b.error})
         t['change'] = b.error - a.error
         return t.sort_values('change', ascending=False)
+    def stats_per_class(self) -> pd.DataFrame:
+        "Each image statistic's difference within each class (standardised as in `stats`), for classes with ≥ 2 items in both splits; the most changed classes first"
+        rs, ns = getattr(self, '_ref_stats', None), getattr(self, '_new_stats', None)
+        if rs is None or ns is None or not len(rs) or not len(ns): return pd.DataFrame()
+        la, lb = self.ref.targs.cpu().numpy(), self.new.targs.cpu().numpy()
+        cols = [c for c in self.stats.index if c in rs and c in ns]
+        sd = {c: math.sqrt((rs[c].var() + ns[c].var())/2) for c in cols}
+        rows = {}
+        for code in np.intersect1d(la, lb):
+            a, b = rs[la == code], ns[lb == code]
+            if len(a) >= 2 and len(b) >= 2:
+                rows[str(self.ref.vocab[code])] = {c: (b[c].mean() - a[c].mean())/sd[c] if sd[c] > 0 else 0. for c in cols}
+        t = pd.DataFrame.from_dict(rows, orient='index', columns=cols).rename_axis('class')
+        return t.loc[t.abs().max(axis=1).sort_values(ascending=False, kind='stable').index] if len(t) else t
     def label_shift(self):
         "Total variation distance between the two splits' true-label shares, and between their predicted-label shares"
         tv = lambda x, y: 0.5*float((torch.bincount(x, minlength=self.ref.k)/max(len(x), 1) - torch.bincount(y, minlength=self.ref.k)/max(len(y), 1)).abs().sum())
@@ -274,6 +288,7 @@ class ShiftReport(Report):
     def sections(self):
         ls = self.label_shift()
         return [('What differs in the inputs (standardised mean difference, KS test)', self.stats),
+                ('Within each class (standardised mean difference)', self.stats_per_class(), dict(order='most changed first', where='`.stats_per_class()`')),
                 ('Error per class', self.per_class(), dict(order='largest increase first', where='`.per_class()`')),
                 ('Label shares (total variation distance)', pd.DataFrame([ls], index=['tv_distance'])),
                 ('Remedies (distribution shift)', self.remedies() if self.shifted else None)]

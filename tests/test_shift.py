@@ -74,5 +74,9 @@ def test_other_class_shares_are_not_a_shift():
 
 
 def test_darkening_shows_within_classes(darkened):
-    st = darkened.shift_report('test').stats
+    rep = darkened.shift_report('test')
+    st = rep.stats
     assert st.loc['brightness', 'verdict'] == 'differs' and st.loc['brightness', 'smd_within_class'] < -1, st
+    pcs = rep.stats_per_class()   # every test page was darkened: every class is darker
+    assert set(pcs.index) == set(darkened.dls.vocab) and (pcs.brightness < -0.5).all(), pcs
+    assert 'Within each class' in rep.to_text() and len(rep.to_dict()['Within each class (standardised mean difference)']) == 6
