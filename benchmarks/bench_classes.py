@@ -1,7 +1,7 @@
 """How `learn.troubleshoot()` scales with the number of classes, and whether its input-independent check still tells
 a clean collection from one with shuffled labels.
 
-Generated collections of k classes (noisy flat colours, neighbouring classes alike), 10 training and 2 validation
+Generated collections of k classes (`hue_collection`: noisy flat colours, neighbouring classes alike), 10 training and 2 validation
 items per class, 32 px, version-zero LeNet. For each k: the input-independent probe (items, steps, status, accuracies,
 paired t of the item losses, seconds) on the clean labels and on shuffled ones (three seeds each), quick-mode
 `troubleshoot()` wall time, and plain fastai's `learn.fit(1)` on the same learner as the yardstick (ratio = time /
@@ -10,29 +10,16 @@ one fastai epoch). Usage: `python benchmarks/bench_classes.py [k ...]`; writes b
 import os, sys, time, tempfile, warnings, platform
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from PIL import Image
 warnings.filterwarnings('ignore')
 from fastai.vision.all import set_seed
 from glamdebug.data import read_collection, collection_dls
 from glamdebug.models import defaults_learner
 from glamdebug.debug import check_input_independent
+from glamdebug.samples import hue_collection
 
 KS = [int(a) for a in sys.argv[1:]] or [6, 30, 120, 480]
 SIZE, SEEDS = 32, (0, 1, 2)
 torch.set_num_threads(2)
-
-def hues(path, k, n=12, size=24, seed=0):
-    "k classes of noisy flat colours, n per class (10 train, the rest valid)"
-    rng, rows = np.random.default_rng(seed), []
-    (path/'img').mkdir(parents=True, exist_ok=True)
-    for c in range(k):
-        col = np.array([np.sin(2*np.pi*c/k)*.5 + .5, np.cos(2*np.pi*c/k)*.5 + .5, (c % 7)/7])
-        for i in range(n):
-            a = np.clip(col + rng.normal(0, .08, (size, size, 3)), 0, 1)
-            fn = f'img/c{c:04d}_{i}.png'; Image.fromarray((a*255).astype(np.uint8)).save(path/fn)
-            rows.append(dict(fname=fn, label=f'class {c:04d}', split='train' if i < 10 else 'valid'))
-    pd.DataFrame(rows).to_csv(path/'collection.csv', index=False)
-    return read_collection(path/'collection.csv', progress=False)
 
 def learner(df, path, seed=0):
     set_seed(seed)
@@ -41,7 +28,7 @@ def learner(df, path, seed=0):
 rows, t0 = [], time.perf_counter()
 for k in KS:
     path = Path(tempfile.mkdtemp(prefix=f'classes{k}_'))
-    df = hues(path, k)
+    df = read_collection(hue_collection(path, k)/'collection.csv', progress=False)
     bad = df.copy(); bad['label'] = np.random.default_rng(0).permutation(df.label.values)
     for name, d in (('clean', df), ('shuffled', bad)):
         for seed in SEEDS:

@@ -604,6 +604,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'glamdebug.samples._stamp': ('samples.html#_stamp', 'glamdebug/samples.py'),
                                    'glamdebug.samples._text_lines': ('samples.html#_text_lines', 'glamdebug/samples.py'),
                                    'glamdebug.samples.digits_collection': ('samples.html#digits_collection', 'glamdebug/samples.py'),
+                                   'glamdebug.samples.hue_collection': ('samples.html#hue_collection', 'glamdebug/samples.py'),
                                    'glamdebug.samples.make_sample_collection': ( 'samples.html#make_sample_collection',
                                                                                  'glamdebug/samples.py'),
                                    'glamdebug.samples.render_sample': ('samples.html#render_sample', 'glamdebug/samples.py'),

@@ -13,7 +13,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['SAMPLE_CLASSES', 'SAMPLE_SPLITS', 'PALE_COVERS', 'TINTED_BLANKS', 'render_sample', 'make_sample_collection',
-           'sample_collection', 'show_sample_grid', 'digits_collection']
+           'sample_collection', 'show_sample_grid', 'digits_collection', 'hue_collection']
 
 # %% ../nbs/02_samples.ipynb #c0005
 SAMPLE_CLASSES = ('map', 'drawing', 'photo', 'text', 'cover', 'blank')
@@ -403,4 +403,25 @@ def digits_collection(path, # folder to write into
     df = pd.DataFrame(rows, columns=['fname', 'label', 'split'])
     df = df.sort_values(['split', 'label', 'fname'], key=lambda s: s.map(order) if s.name == 'split' else s).reset_index(drop=True)
     atomic_write(csv, lambda f: df.to_csv(f, index=False, lineterminator='\n'))
+    return path
+
+# %% ../nbs/02_samples.ipynb #n0001
+def hue_collection(path, # folder to write into
+                   k:int=120, # classes
+                   n_train:int=10, n_valid:int=2, # items per class in each split
+                   size:int=24, # image side in px
+                   noise:float=0.08, # pixel noise (colours in [0, 1])
+                   seed:int=0) -> Path:
+    "`k` classes of noisy flat colours around a colour wheel (neighbouring classes alike) as PNGs with `collection.csv`"
+    path, rng, rows = Path(path), np.random.default_rng(seed), []
+    (path/'img').mkdir(parents=True, exist_ok=True)
+    w = len(str(k - 1))
+    for c in range(k):
+        col = np.array([np.sin(2*np.pi*c/k)*.5 + .5, np.cos(2*np.pi*c/k)*.5 + .5, (c % 7)/7])
+        for i in range(n_train + n_valid):
+            a = np.clip(col + rng.normal(0, noise, (size, size, 3)), 0, 1)
+            fn = f'img/c{c:0{w}d}_{i}.png'; _save(Image.fromarray((a*255).astype(np.uint8)), path/fn)
+            rows.append((fn, f'class {c:0{w}d}', 'train' if i < n_train else 'valid'))
+    df = pd.DataFrame(rows, columns=['fname', 'label', 'split'])
+    atomic_write(path/'collection.csv', lambda f: df.to_csv(f, index=False, lineterminator='\n'))
     return path

@@ -10,6 +10,7 @@ from fastai.vision.all import Transform, TensorImage, IntToFloatTensor, set_seed
 from glamdebug.core import GlamError
 from glamdebug.data import read_collection, collection_dls
 from glamdebug.models import defaults_learner, lenet_like
+from glamdebug.samples import hue_collection
 from glamdebug.debug import *
 
 torch.set_num_threads(1)
@@ -245,25 +246,12 @@ def test_massive_leak_shuffled_label_control(coll):
     assert c.status == 'fail' and c.evidence['valid_accuracy'] > 2*c.evidence['chance']
 
 
-def write_hues(path, k=100, n=12, size=24, seed=0):
-    "`k` classes of noisy flat colours (neighbouring classes alike), `n` per class: 10 train, the rest valid"
-    rng, rows = np.random.default_rng(seed), []
-    (path/'img').mkdir(parents=True, exist_ok=True)
-    for c in range(k):
-        col = np.array([np.sin(2*np.pi*c/k)*.5 + .5, np.cos(2*np.pi*c/k)*.5 + .5, (c % 7)/7])
-        for i in range(n):
-            a = np.clip(col + rng.normal(0, .08, (size, size, 3)), 0, 1)
-            fn = f'img/c{c:03d}_{i}.png'; Image.fromarray((a*255).astype(np.uint8)).save(path/fn)
-            rows.append(dict(fname=fn, label=f'class {c:03d}', split='train' if i < 10 else 'valid'))
-    pd.DataFrame(rows).to_csv(path/'collection.csv', index=False)
-    return read_collection(path/'collection.csv')
-
 
 def test_input_independent_many_classes(tmp_path):
     """100 classes, 10 training items each: the probe learns a few points over chance (1 %), not the 5 points a few
     classes give; it must pass the clean collection (it failed it, with 256 items and a 5-point margin) and still fail
     the same collection with its labels shuffled"""
-    df = write_hues(tmp_path)
+    df = read_collection(hue_collection(tmp_path, k=100)/'collection.csv')
     def probe(d, seed=0):
         set_seed(seed)
         return check_input_independent(defaults_learner(collection_dls(d, tmp_path, size=24), 'lenet'), seed=seed)
