@@ -16,7 +16,7 @@ from fastai.data.core import Datasets
 from .core import *
 from .debug import preserved
 from .models import defaults_learner, _session, _model_args, _collection_learner, _save_plot
-from .tune import (SENSITIVITY, _check_space, _rebuild_arch, _rebuilt,
+from .tune import (SENSITIVITY, _check_space, _rebuild_arch, _pretrained, _rebuilt,
                             _reset, _seed_all, _fast_like, _fit_fn)
 
 # %% auto #0
@@ -223,7 +223,7 @@ def _fresh_models(learn:Learner, # the learner whose model, settings and data th
     bad = [k for k in t if k not in SENSITIVITY]
     if bad: raise GlamError(f'{what}: unknown setting(s) {name_some(bad)}; known: {name_some(list(SENSITIVITY.keys()), n=20)}')
     rebuild, arch = _rebuild_arch(learn)
-    _check_space({k: SENSITIVITY[k] for k in t}, rebuild, arch)
+    _check_space({k: SENSITIVITY[k] for k in t}, rebuild, arch, _pretrained(learn))
     if not rebuild and getattr(getattr(learn, 'recorder', None), 'values', None):
         warnings.warn(f'{what}: this learner has been trained, so every run would start from weights that have seen the '
                       'whole training set; build a fresh learner (defaults_learner ones are rebuilt for each run)')

@@ -70,9 +70,10 @@ def test_tune_command(tmp_path):
     coll = Path(__file__).parent.parent/'data'/'samples'
     png = tmp_path/'tune.png'
     r = run('tune', str(coll), '--params', 'lr', 'schedule', '--trials', '2', '--rounds', '2', '--epochs', '1', '--size', '24',
-            '--json', '--plot', str(png))
+            '--method', 'bayes', '--json', '--plot', str(png))
     assert r.returncode == 0, r.stderr[-3000:]
     d = json.loads(r.stdout)
+    assert d['method'] == 'bayes' and 'Bayesian' in d['title']
     assert len(d['table']) == 1 + 2*2 and set(d['best']) == {'lr', 'schedule'}
     assert d['table'][0]['valid_error'] <= min(t['valid_error'] for t in d['table'])
     assert png.stat().st_size > 1000

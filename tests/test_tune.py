@@ -1,4 +1,4 @@
-"tune: diverged trials, the fast path and batch sizes on cached DataLoaders, medium after high, the learner left as it was"
+"tune: diverged trials, Bayesian rounds, the fast path and batch sizes on cached DataLoaders, medium after high, the learner left as it was"
 import math, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
@@ -33,6 +33,21 @@ def test_diverged_trials_reported_not_best(dls):
         warnings.simplefilter('ignore')
         allbad = learn.tune(['lr'], space={'lr': LogRange(1e3, 1e6)}, base={'lr': 1e4}, n_trials=2, rounds=2, epochs=1, progress=False)
     assert (allbad.trials.status == 'diverged').all() and allbad.summary.startswith('All 5 trials diverged'), allbad.summary
+
+def test_bayes_steers_clear_of_diverged_region(dls):
+    "Bayesian round 2 learns from round 1's diverged trials (counted as a uniform guess): fewer of its trials blow up"
+    learn = defaults_learner(dls)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        kw = dict(space={'lr': LogRange(1e-4, 1e4)}, n_trials=6, rounds=2, epochs=1, seed=1, progress=False)
+        rep = learn.tune(['lr'], method='bayes', **kw)
+        rnd = learn.tune(['lr'], **{**kw, 'n_trials': 12, 'rounds': 1})  # the same budget, all random
+    t = rep.trials
+    bad1, bad2 = [(t[t['round'] == r].status == 'diverged').mean() for r in (1, 2)]
+    assert bad1 > 0 and bad2 < bad1, t
+    assert bad2 < (rnd.trials[rnd.trials['round'] == 1].status == 'diverged').mean(), rnd.trials
+    assert t.lr.round(12).is_unique  # no setting run twice
+    t_eq(rep.to_dict()['method'], 'bayes')
 
 def test_fast_path_and_batch_size_in_trials(dls):
     "Trials of a `fast()` learner train in the fast path too; `bs` trials get cached DataLoaders of that batch size"
@@ -71,10 +86,32 @@ def test_learner_untouched_and_bad_input(dls):
     t_fail(lambda: learn.tune(['lr'], keep=0), contains='keep')
     t_fail(lambda: learn.tune(['lr'], base={'learning_rate': 1}), contains='learning_rate')
     r18 = defaults_learner(dls, arch='resnet18')
-    t_fail(lambda: r18.tune(['width']), contains='bigger')
+    t_fail(lambda: r18.tune(['depth']), contains='bigger')
+    t_fail(lambda: defaults_learner(dls, arch='mobilenetv3_small_050').tune(['width']), contains='bigger')
     # by level, the settings that do not apply to a learner are left out rather than refused
-    t_eq(set(glamdebug.tune._space('high', None, True, 'resnet18')), {'lr', 'schedule', 'loss'})
+    t_eq(set(glamdebug.tune._space('high', None, True, 'resnet18')), {'lr', 'schedule', 'loss', 'width'})
+    t_eq(set(glamdebug.tune._space('high', None, True, 'resnet18', pretrained=True)), {'lr', 'schedule', 'loss'})
+    t_eq(set(glamdebug.tune._space('high', None, True, 'efficientnet_b0')), {'lr', 'schedule', 'loss'})
     t_eq(set(glamdebug.tune._space('high', None, True, 'lenet')), {'lr', 'schedule', 'loss', 'width'})
+    t_fail(lambda: glamdebug.tune._space(['width'], None, True, 'resnet18', pretrained=True), contains='pretrained weights')
+
+def test_width_of_a_resnet(dls):
+    "`width` scales a timm ResNet's stage channels (a resnet18 at 0.5 has about a quarter of the weights); the trials train"
+    learn = defaults_learner(dls, arch='resnet18')
+    seen, orig = [], glamdebug.tune._fit
+    def spy(l, t, epochs):
+        seen.append((t.get('width'), l.model.layer4[-1].conv2.out_channels, sum(p.numel() for p in l.model.parameters())))
+        return orig(l, t, epochs)
+    glamdebug.tune._fit = spy
+    try: rep = learn.tune(['width'], space={'width': Choice(0.25, 0.5)}, n_trials=2, rounds=1, epochs=1, seed=2, progress=False)
+    finally: glamdebug.tune._fit = orig
+    by_w = {w: (c, n) for w, c, n in seen}
+    t_eq(by_w[1.0][0], 512)
+    for w in set(rep.trials.width[1:]):
+        t_eq(by_w[w][0], round(512*w))
+        assert 0.8*w**2 < by_w[w][1]/by_w[1.0][1] < 1.2*w**2, (w, by_w)
+    assert rep.trials.valid_error.notna().all()
+    t_eq(learn.model.layer4[-1].conv2.out_channels, 512)  # the learner is left as it was
 
 def test_interrupted_keeps_finished_trials(dls):
     "Stopped by hand in the middle (KeyboardInterrupt): the finished trials come back in the report, with a warning"
