@@ -1,7 +1,7 @@
 """CPU benchmark for the fast path (issue 7): glamdebug `cached_dls` vs plain fastai `ImageDataLoaders.from_df` + `Resize`.
 
 Side by side in one run, with ratios: cache build time, epoch time and valid error, on the shipped sample collection
-(630 small PNGs) and on a generated set of large scan-like JPEGs. Same model (`defaults_learner`'s LeNet-like CNN),
+(630 small PNGs), on a generated set of large scan-like JPEGs and on half as many as LZW TIFFs (archival masters). Same model (`defaults_learner`'s LeNet-like CNN),
 same size, same epochs. `python benchmarks/bench_fastpath.py [n_scans]`; writes benchmarks/results/fastpath.txt.
 """
 import os, sys, time, tempfile, warnings, multiprocessing as mp
@@ -20,13 +20,15 @@ SIZE, BS, EPOCHS = 64, 32, 6
 ROOT = Path(__file__).parent.parent
 tmp = Path(tempfile.mkdtemp(prefix='benchfast'))
 
-def _scan(i):
+def _scan(i, ext='jpg'):
     r = np.random.default_rng(i)
     w, h = 2000, 1500
     a = (r.random((h//100 + 2, w//100 + 2, 3))*255).astype(np.uint8)
     a = np.asarray(Image.fromarray(a).resize((w, h), Image.BICUBIC)).astype(np.int16)
     a = np.clip(a + r.normal(0, 5, (h, w, 1)), 0, 255).astype(np.uint8)
-    fn = tmp/'scans'/f'scan{i:04d}.jpg'; Image.fromarray(a).save(fn, quality=90)
+    fn = tmp/f'scans_{ext}'/f'scan{i:04d}.{ext}'
+    if ext == 'jpg': Image.fromarray(a).save(fn, quality=90)
+    else: Image.fromarray(a).save(fn, compression='tiff_lzw')
     return dict(fname=fn.name, label='ab'[i % 2] if i % 3 else 'c', split='valid' if i % 5 == 0 else 'train')
 
 INIT = {}
@@ -74,13 +76,16 @@ if __name__ == '__main__':
     LOAD = os.getloadavg()[0]  # other work on the machine slows fastai's worker processes most
     t0 = time.perf_counter()
     rows = compare('sample collection (630 PNGs)', read_collection(ROOT/'data'/'samples'/'collection.csv'), ROOT/'data'/'samples', draft=False)
-    (tmp/'scans').mkdir()
-    t = time.perf_counter()
-    with mp.get_context('fork').Pool(2) as pool: recs = pool.map(_scan, range(N_SCANS))
-    gen = time.perf_counter() - t
-    df = pd.DataFrame(recs); df.attrs['path'] = str(tmp/'scans')
-    mb = np.mean([(tmp/'scans'/f).stat().st_size for f in df.fname])/1e6
-    rows += compare(f'{N_SCANS} scans, 2000x1500 JPEG ({mb:.1f} MB)', df, tmp/'scans', draft=True)
+    gen = 0.
+    for ext, n in (('jpg', N_SCANS), ('tif', N_SCANS//2)):
+        d = tmp/f'scans_{ext}'; d.mkdir()
+        t = time.perf_counter()
+        with mp.get_context('fork').Pool(2) as pool: recs = pool.starmap(_scan, [(i, ext) for i in range(n)])
+        gen += time.perf_counter() - t
+        df = pd.DataFrame(recs); df.attrs['path'] = str(d)
+        mb = np.mean([(d/f).stat().st_size for f in df.fname])/1e6
+        kind = 'JPEG' if ext == 'jpg' else 'LZW TIFF'
+        rows += compare(f'{n} scans, 2000x1500 {kind} ({mb:.1f} MB)', df, d, draft=True)
     res = pd.DataFrame(rows)
     res['ratio'] = res.fastai/res.glamdebug
     res['ratio_uncached'] = res.fastai/res.collection_dls
@@ -89,8 +94,8 @@ if __name__ == '__main__':
     with pd.option_context('display.width', 200, 'display.max_colwidth', 80):
         txt = (f'glamdebug fast path vs plain fastai on the CPU ({os.cpu_count()} cores, load average {LOAD:.1f} at start; torch threads '
                f'{torch.get_num_threads()}); fastai: ImageDataLoaders.from_df + Resize({SIZE}, squish), default workers; '
-               f'glamdebug: cached_dls (draft decoding for the JPEG scans). ratio = fastai / glamdebug (higher: glamdebug faster). '
-               f'Uncached: collection_dls as a user gets it (draft decoding of JPEGs, num_workers=0; fastai uses {os.cpu_count()} '
+               f'glamdebug: cached_dls (draft decoding for the JPEG scans, TIFFs box-filtered to twice the size first). ratio = fastai / glamdebug (higher: glamdebug faster). '
+               f'Uncached: collection_dls as a user gets it (draft decoding of JPEGs, TIFFs box-filtered first, num_workers=0; fastai uses {os.cpu_count()} '
                f'workers), and with draft=False; ratio_uncached = fastai / collection_dls.\n'
                f'scan generation {gen:.0f} s (not counted); total {time.perf_counter()-t0:.0f} s\n'
                + res.to_string(index=False, float_format=lambda v: f'{v:.3g}'))

@@ -89,6 +89,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._raise_pixel_limit': ('data.html#_raise_pixel_limit', 'glamdebug/data.py'),
                                 'glamdebug.data._read_table': ('data.html#_read_table', 'glamdebug/data.py'),
                                 'glamdebug.data._readable': ('data.html#_readable', 'glamdebug/data.py'),
+                                'glamdebug.data._reduced': ('data.html#_reduced', 'glamdebug/data.py'),
                                 'glamdebug.data._split_hint': ('data.html#_split_hint', 'glamdebug/data.py'),
                                 'glamdebug.data._stem': ('data.html#_stem', 'glamdebug/data.py'),
                                 'glamdebug.data._write_png': ('data.html#_write_png', 'glamdebug/data.py'),

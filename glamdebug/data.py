@@ -51,14 +51,19 @@ def _draft_size(im, size, scale=2):
     except Exception: orient = 1
     return (h, w) if orient in (5, 6, 7, 8) else (w, h)
 
-def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is then decoded at the smallest 1/2, 1/4, 1/8 scale still `scale`× that (libjpeg draft mode)
+def _reduced(im, size, scale=2):
+    "`im` shrunk with a box filter, aspect kept, to `scale`×`size` (h, w) in the tighter dimension, where that at least halves it"
+    f = min(im.height/(size[0]*scale), im.width/(size[1]*scale))
+    return im.resize((max(1, round(im.width/f)), max(1, round(im.height/f))), Image.BOX) if f >= 2 else im
+
+def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is then decoded at the smallest 1/2, 1/4, 1/8 scale still `scale`× that (libjpeg draft mode), and any image still over twice that is box-filtered down to it
              scale=2) -> Image.Image:
     "Open `fn`, decode all of it (so truncated files fail here; at a reduced scale with `draft`), apply EXIF orientation, return 8-bit RGB"
     with Image.open(fn) as im:
         if draft is not None and im.format == 'JPEG': im.draft('RGB', _draft_size(im, draft, scale))
         im.load()
-        im = ImageOps.exif_transpose(im)
-        return to_rgb(im)
+        im = to_rgb(ImageOps.exif_transpose(im))
+        return _reduced(im, draft, scale) if draft is not None else im
 
 # %% ../nbs/01_data.ipynb #n0008
 GLAM_MAX_PIXELS = 1_000_000_000   # one gigapixel: PIL warns above it, and refuses above twice it
@@ -452,7 +457,7 @@ def collection_dls(df, # a collection table (from `read_collection`)
                    train='train', valid='valid', # split values used for training and validation
                    fn_col=None, label_col=None, split_col=None, # default: as `read_collection` recorded, else fname/label/split
                    num_workers=0, vocab=None,
-                   draft:bool=True, # decode JPEGs at the smallest 1/2, 1/4, 1/8 scale still twice `size` (libjpeg draft mode: about 3× faster on large scans); `False`: full decode, as plain fastai. Only with the default `item_tfms`
+                   draft:bool=True, # decode JPEGs at the smallest 1/2, 1/4, 1/8 scale still twice `size` (libjpeg draft mode: about 3× faster on large scans), box-filter larger TIFFs and PNGs down to that; `False`: full decode, as plain fastai. Only with the default `item_tfms`
                    **kwargs) -> DataLoaders:
     "fastai `DataLoaders` (train/valid) for a collection table, built with `DataBlock`; `dls.collection` keeps the table"
     hw = _check_size(size) if item_tfms is None else None

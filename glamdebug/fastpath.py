@@ -40,7 +40,7 @@ def _size2(size): return _check_size(size, 'the image cache')
 def decode_resized(fn, # image file
                    size=224, # target size, an int or (h, w)
                    method=ResizeMethod.Squish, # fastai `ResizeMethod`: squish, or crop/pad as fastai does at validation
-                   draft=True # decode JPEGs in draft mode when it still gives at least `size`
+                   draft=True # decode JPEGs in draft mode, and box-filter larger images down to twice `size`
                   ) -> np.ndarray:
     "The `(h, w, 3)` uint8 array the uncached path (`GlamImage` + fastai `Resize(size, method)`) gives for `fn`"
     size = _size2(size)
@@ -134,11 +134,11 @@ class CacheReport(Report):
 # %% ../nbs/11_fastpath.ipynb #c0013
 class ImageCache:
     "Decoded, resized uint8 images `(N, H, W, 3)` in one memmap file beside a JSON index keyed by path, size, mtime"
-    version = 1
+    version = 2  # 2: with `draft`, images of any format over twice the size are box-filtered down to it before the resize (1: JPEG only)
     def __init__(self, folder=None, # where the cache files live (default `default_cache_dir()`)
                  size=224, # an int or (h, w)
                  method=ResizeMethod.Squish, # fastai `ResizeMethod` (the uncached path's `Resize` method)
-                 draft=True, # JPEG draft-mode decoding (never below `size`)
+                 draft=True, # JPEG draft-mode decoding, and a box filter down to twice `size` for larger images
                  hash=False, # also key entries by a content hash (reads every file on each update)
                  n_workers=None, # processes for decoding (default: all cores, ≤ 16)
                  progress=True): # show a progress bar while decoding
@@ -438,7 +438,7 @@ def cached_dls(df, # a collection table (from `read_collection`)
                fn_col=None, label_col=None, split_col=None, vocab=None,
                device=None, # default: fastai's `default_device()` (CUDA when there is one)
                cache_dir=None, # default `default_cache_dir()`
-               draft=True, # decode JPEGs in draft mode (at ≥ `size`); `False` for pixels identical to `collection_dls`
+               draft=True, # decode JPEGs in draft mode and box-filter larger images (never below twice `size`); `False`: a full decode, pixels identical to `collection_dls(draft=False)`
                method=ResizeMethod.Squish, # fastai `ResizeMethod`; crop/pad store the validation (centre) version
                hash=False, n_workers=None, progress=True, # see `ImageCache`
                prefetch=None, # batches prepared ahead in a thread (default 2 on CUDA, 0 on CPU)
@@ -813,7 +813,7 @@ def sync_audit(self:Learner,
     (('--size',), dict(type=int, default=64, help='image size in pixels, the size you will train at (default 64)')),
     (('--method',), dict(default='squish', choices=['squish', 'crop', 'pad'], help='fastai resize method (default squish)')),
     (('--cache-dir',), dict(default=None, help='where the cache lives (default $GLAMDEBUG_CACHE, else ~/.cache/glamdebug)')),
-    (('--no-draft',), dict(action='store_true', help='decode JPEGs at full size: pixels identical to the uncached path')),
+    (('--no-draft',), dict(action='store_true', help='decode at full size (no JPEG draft mode, no reduction): pixels identical to the uncached path without draft')),
     (('--hash',), dict(action='store_true', help='also key entries by a content hash (reads every file on each run)')),
     (('--workers',), dict(type=int, default=None, help='decoding processes (default: all cores, at most 16)')),
     (('--json',), dict(action='store_true', help='print the report as JSON')),

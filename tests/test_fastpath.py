@@ -84,8 +84,9 @@ def test_glam_formats_as_uncached(tmp_path):
         assert d.mean() < 4 and d.max() < 40, (fn.name, d.mean(), d.max())
 
 def test_draft_cache_equals_draft_uncached(tmp_path):
-    """Both paths decode JPEGs in draft mode by default: the cache and `collection_dls` give the same batches for large
-    scans (RGB, CMYK, grey, progressive, EXIF-rotated JPEG), and `draft=False` on both gives the full decode's"""
+    """Both paths decode JPEGs in draft mode and box-reduce other large scans by default: the cache and `collection_dls`
+    give the same batches for large scans (RGB, CMYK, grey, progressive, EXIF-rotated JPEG, LZW TIFF), and `draft=False`
+    on both gives the full decode's"""
     big = _glam_formats(tmp_path, w=2000, h=1500)
     names = [n for n in big if n.endswith('.jpg')] + ['lzw.tif']
     df = pd.DataFrame(dict(fname=names*2, label=['a', 'b']*len(names), split=['train']*len(names) + ['valid']*len(names)))
@@ -96,8 +97,10 @@ def test_draft_cache_equals_draft_uncached(tmp_path):
         c = split_dl(cached_dls(df, size=64, bs=len(names), draft=draft, cache_dir=tmp_path/'cache', progress=False), 'valid').one_batch()[0]
         t_eq(c, u); got[draft] = u
     d = (got[True] - got[False]).abs()
-    t_eq(d[-1].max().item(), 0.)            # the TIFF: decoded fully either way
-    assert 0 < d.mean() < 4/255, d.mean()   # draft decoding differs a little from the full decode, on the JPEGs only
+    # the TIFF is box-reduced by 11 (1,500 // 128) before the resize: close to the full decode's, as the JPEGs' drafts
+    # are (its 10 px colour cells are right at the output pixel scale, where filters differ most)
+    assert 0 < d[-1].mean() < 4/255, d[-1].mean()
+    assert 0 < d.mean() < 4/255, d.mean()
 
 def test_close_with_draft(scans, tmp_path):
     """Draft decoding: mean absolute difference < 2 (of 255) from the full decode, max difference < 40.
