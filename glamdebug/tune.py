@@ -387,8 +387,8 @@ def propose_bayes(space:dict, # name → `LogRange`/`Range`/`Choice`
                   errors, # their valid errors (lower is better)
                   rng=None, # a numpy `Generator`
                   n_candidates:int=2000, # random candidates over the space (as many again near the best trials)
-                  seed:int=0) -> dict:
-    "The next trial: the candidate of highest expected improvement under a Gaussian process fitted to `errors`"
+                  seed:int=0) -> dict|None:
+    "The next trial: the candidate of highest expected improvement under a Gaussian process fitted to `errors`; `None` when every candidate was run"
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
     rng = rng if rng is not None else np.random.default_rng(seed)
@@ -405,7 +405,7 @@ def propose_bayes(space:dict, # name → `LogRange`/`Range`/`Choice`
     cands += [_near(space, pairs[i][0], rng) for i in order[:3] for _ in range(n_candidates//3)]
     C = np.stack([_encode(space, c) for c in cands])
     new = ~(np.abs(C[:, None, :] - X[None]).max(-1) < 1e-9).any(1)  # trials are deterministic: never one run before
-    if not new.any(): return cands[0]
+    if not new.any(): return None  # a space of a few choices, all run
     mu, sd = gp.predict(C, return_std=True)
     ei = np.where(new, _expected_improvement(mu, sd, y.min()), -np.inf)
     return cands[int(np.argmax(ei))]
@@ -465,11 +465,15 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     with preserved(learn):
         snap, opt0, loss0, dls0 = copy.deepcopy(learn.model.state_dict()), learn.opt_func, learn.loss_func, learn.dls
         try:
-            rnd = 1
+            rnd, exhausted = 1, False
             while True:
                 for r, t in plan:
-                    next(it, None)
                     if t is None: t = _bayes_next(space, rows, n_cls, rng, seed)
+                    if t is None:
+                        exhausted = True
+                        warnings.warn(f'tune: every setting in the space has been run ({len(rows)} trials): the search ends here')
+                        break
+                    next(it, None)
                     tt = {**base, **t}
                     _seed_all(seed, loaders)
                     l = _rebuilt(learn, tt) if rebuild else _reset(learn, tt, snap, opt0, loss0, dls0)
@@ -482,7 +486,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
                                      status='ok' if ok else 'diverged', seconds=time.perf_counter() - t0))
                     best = min((x for x in rows if x['status'] == 'ok'), key=lambda x: (x['valid_error'], x['valid_loss']), default=None)
                     if best is not None and pb is not None: pb.comment = f'best valid error {best["valid_error"]:.2%}'
-                if rnd == rounds: break
+                if rnd == rounds or exhausted: break
                 rnd += 1
                 if method == 'bayes':  # each trial proposed when the one before has finished, over the whole space
                     spaces.append(dict(space))
