@@ -77,7 +77,7 @@ _raise_pixel_limit()
 class GlamImage(PILImage):
     "A fastai `PILImage` that opens files with `load_rgb` (any mode, 16-bit, alpha, EXIF orientation)"
     @classmethod
-    def create(cls, fn, draft=None, **kwargs): # `draft`: `(h, w)` the image will be resized to, for JPEG draft decoding (`load_rgb`)
+    def create(cls, fn, draft=None, **kwargs): # `draft`: `(h, w)` the image will be resized to, for a reduced decode (`load_rgb`)
         if isinstance(fn, (str, Path)): return cls(load_rgb(fn, draft))
         return super().create(fn, **kwargs)
 
