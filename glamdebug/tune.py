@@ -270,7 +270,8 @@ class TuneReport(Report):
         self.sensitivity, self.noise = _sensitivity(trials, space, n_valid)
         t = (trials.assign(_bad=trials.status != 'ok').sort_values(['_bad', 'valid_error', 'valid_loss'], na_position='last')
              .drop(columns='_bad').reset_index(drop=True))  # diverged trials last, whatever their error
-        title = 'Tuning (random search, then Bayesian: expected improvement)' if method == 'bayes' else None
+        bayes = method == 'bayes' and trials['round'].max() > 1
+        title = 'Tuning (random search, then Bayesian: expected improvement)' if bayes else None
         super().__init__(title=title, table=t)
     @property
     def best(self) -> dict:
