@@ -637,6 +637,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.shift._Capture.after_validate': ('shift.html#_capture.after_validate', 'glamdebug/shift.py'),
                                  'glamdebug.shift._Capture.before_validate': ('shift.html#_capture.before_validate', 'glamdebug/shift.py'),
                                  'glamdebug.shift._class_weights': ('shift.html#_class_weights', 'glamdebug/shift.py'),
+                                 'glamdebug.shift._fdr': ('shift.html#_fdr', 'glamdebug/shift.py'),
                                  'glamdebug.shift._file_stats': ('shift.html#_file_stats', 'glamdebug/shift.py'),
                                  'glamdebug.shift._last_linear': ('shift.html#_last_linear', 'glamdebug/shift.py'),
                                  'glamdebug.shift._pass': ('shift.html#_pass', 'glamdebug/shift.py'),

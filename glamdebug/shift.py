@@ -183,6 +183,16 @@ _REMEDY = {
     'file_kb': ('match the compression', 'file sizes differ (format or JPEG quality): train on copies saved like the shifted files'),
 }
 
+def _fdr(ps):
+    "Benjamini-Hochberg adjusted p-values (q-values) of the dict `ps` (a p that is not a number, as from two constant samples, counts as 1)"
+    p = {k: v if v == v else 1. for k, v in ps.items()}
+    keys = sorted(p, key=p.get, reverse=True)
+    m, run, out = len(keys), 1., {}
+    for i, k in enumerate(keys):  # from the largest p down: q = min over the larger ones of p·m/rank
+        run = min(run, p[k]*m/(m - i))
+        out[k] = run
+    return out
+
 class ShiftReport(Report):
     "Distribution shift from a reference split to another: errors, a feature two-sample test, image statistics, classes, remedies"
     def __init__(self, ref:Preds, new:Preds, stats:pd.DataFrame, auc:float, min_auc=0.7):
@@ -227,20 +237,31 @@ class ShiftReport(Report):
                           f'n_{self.new.split}': b.n, f'error_{self.new.split}': b.error})
         t['change'] = b.error - a.error
         return t.sort_values('change', ascending=False)
-    def stats_per_class(self) -> pd.DataFrame:
-        "Each image statistic's difference within each class (standardised as in `stats`), for classes with ≥ 2 items in both splits; the most changed classes first"
+    def stats_per_class(self, alpha=0.05) -> pd.DataFrame:
+        """Each image statistic's difference within each class (standardised as in `stats`), for classes with ≥ 2 items in
+        both splits, the most changed classes first; `changed` names the statistics whose difference is at least 0.2 SD
+        and passes a Welch t-test at a false discovery rate of `alpha` over every class and statistic (Benjamini-Hochberg)"""
+        from scipy.stats import ttest_ind
         rs, ns = getattr(self, '_ref_stats', None), getattr(self, '_new_stats', None)
         if rs is None or ns is None or not len(rs) or not len(ns): return pd.DataFrame()
         la, lb = self.ref.targs.cpu().numpy(), self.new.targs.cpu().numpy()
         cols = [c for c in self.stats.index if c in rs and c in ns]
         sd = {c: math.sqrt((rs[c].var() + ns[c].var())/2) for c in cols}
-        rows = {}
+        rows, ps = {}, {}
         for code in np.intersect1d(la, lb):
             a, b = rs[la == code], ns[lb == code]
             if len(a) >= 2 and len(b) >= 2:
-                rows[str(self.ref.vocab[code])] = {c: (b[c].mean() - a[c].mean())/sd[c] if sd[c] > 0 else 0. for c in cols}
+                name = str(self.ref.vocab[code])
+                rows[name] = {c: (b[c].mean() - a[c].mean())/sd[c] if sd[c] > 0 else 0. for c in cols}
+                with np.errstate(all='ignore'), warnings.catch_warnings():
+                    warnings.simplefilter('ignore')  # two (nearly) constant samples, as blank pages give: p is nan, counted as 1
+                    for c in cols: ps[(name, c)] = float(ttest_ind(b[c], a[c], equal_var=False).pvalue)
         t = pd.DataFrame.from_dict(rows, orient='index', columns=cols).rename_axis('class')
-        return t.loc[t.abs().max(axis=1).sort_values(ascending=False, kind='stable').index] if len(t) else t
+        if not len(t): return t
+        adj = _fdr(ps)
+        t['changed'] = [', '.join(f'{c} {"+" if t.loc[k, c] > 0 else "−"}' for c in cols
+                                  if adj[(k, c)] < alpha and abs(t.loc[k, c]) >= 0.2) for k in t.index]
+        return t.loc[t[cols].abs().max(axis=1).sort_values(ascending=False, kind='stable').index]
     def label_shift(self):
         "Total variation distance between the two splits' true-label shares, and between their predicted-label shares"
         tv = lambda x, y: 0.5*float((torch.bincount(x, minlength=self.ref.k)/max(len(x), 1) - torch.bincount(y, minlength=self.ref.k)/max(len(y), 1)).abs().sum())
@@ -288,7 +309,7 @@ class ShiftReport(Report):
     def sections(self):
         ls = self.label_shift()
         return [('What differs in the inputs (standardised mean difference, KS test)', self.stats),
-                ('Within each class (standardised mean difference)', self.stats_per_class(), dict(order='most changed first', where='`.stats_per_class()`')),
+                ('Within each class (standardised mean difference; changed: Welch t-test, 5 % false discovery rate)', self.stats_per_class(), dict(order='most changed first', where='`.stats_per_class()`')),
                 ('Error per class', self.per_class(), dict(order='largest increase first', where='`.per_class()`')),
                 ('Label shares (total variation distance)', pd.DataFrame([ls], index=['tv_distance'])),
                 ('Remedies (distribution shift)', self.remedies() if self.shifted else None)]
