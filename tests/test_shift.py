@@ -71,6 +71,7 @@ def test_other_class_shares_are_not_a_shift():
     s = rep.stats.loc['sharpness']
     assert s.verdict == 'class mix' and s.smd < -0.4 and abs(s.smd_within_class) < 0.2, rep.stats
     assert 'Explained by the mix of classes' in rep.summary and 'no distribution shift detected' in rep.summary
+    assert (rep.stats_per_class().changed == '').all(), rep.stats_per_class()  # and no class changed within itself
 
 
 def test_darkening_shows_within_classes(darkened):
