@@ -19,6 +19,7 @@ from fastai.torch_core import set_seed
 from .core import *
 from .models import defaults_learner, _model_args, _collection_learner, _save_plot
 from .debug import preserved
+from .preds import weights_fingerprint
 
 # %% auto #0
 __all__ = ['SENSITIVITY', 'LogRange', 'Range', 'Choice', 'Sensitivity', 'TuneReport', 'propose_bayes', 'tune_search',
@@ -263,8 +264,8 @@ class TuneReport(Report):
     "Trials of `tune_search`, best first: settings, losses, valid error; measured against expected sensitivity; ranges by round"
     title = 'Tuning (random search, coarse to fine)'
     table_view = dict(order='best first', where='`.table`')
-    def __init__(self, trials, space, spaces, epochs, n_valid, base, learn=None, method='random'):
-        store_attr('trials,space,spaces,epochs,n_valid,base,method')
+    def __init__(self, trials, space, spaces, epochs, n_valid, base, learn=None, method='random', seed=0, keep=0.3, fingerprint=None):
+        store_attr('trials,space,spaces,epochs,n_valid,base,method,seed,keep,fingerprint')
         self.ranges = pd.DataFrame([dict(round=i + 1, **{k: repr(r) for k, r in sp.items()}) for i, sp in enumerate(spaces)]).set_index('round')
         self.learn = learn
         self.sensitivity, self.noise = _sensitivity(trials, space, n_valid)
@@ -319,6 +320,18 @@ class TuneReport(Report):
             if not progress: st.enter_context(l.no_bar()); st.enter_context(l.no_logging())
             _fit_fn(l, t)(epochs, t.get('lr', l.lr), wd=t.get('wd', l.wd))
         return l
+    def more(self, n_trials:int=8, # trials in each new round
+             rounds:int=1, # new rounds
+             method:str=None, # 'random' or 'bayes' (default: this search's)
+             progress:bool=True) -> TuneReport:
+        "This search continued on the same learner for `rounds` more rounds: the trials so far count (their best region, or the Gaussian process), none is run again"
+        if self.learn is None: raise GlamError('report.more needs the learner this search tuned')
+        if self.fingerprint is not None and weights_fingerprint(self.learn.model) != self.fingerprint:
+            raise GlamError("report.more: the learner's weights changed since this search (trained or loaded?), so new trials "
+                            'would not start where these did; run learn.tune again')
+        return tune_search(self.learn, list(self.space), space=dict(self.space), n_trials=n_trials, rounds=rounds,
+                           epochs=self.epochs, keep=self.keep, base=self.base, seed=self.seed, method=method or self.method,
+                           progress=progress, _prior=self)
     def sections(self):
         rs = 'Ranges by round' if self.method != 'bayes' else 'Ranges by round (Bayesian rounds propose over all of them)'
         return [('Sensitivity: expected vs measured (round 1)', self.sensitivity), (rs, self.ranges)]
@@ -436,7 +449,8 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
                 base:dict=None, # settings every trial starts from (e.g. the best of a previous `tune`); the baseline trial is yours with these over them
                 seed:int=0, # one seed: same initial weights and batch order in every trial
                 method:str='random', # after round 1: 'random' samples where the best trials were; 'bayes' proposes each trial by expected improvement (`propose_bayes`)
-                progress:bool=True) -> TuneReport:
+                progress:bool=True,
+                _prior=None) -> TuneReport: # (`TuneReport.more`: the report whose trials this search continues)
     "Random search over `params`, coarse to fine (or Bayesian after round 1), each trial from the same start; a `TuneReport`"
     for k, v in dict(n_trials=n_trials, rounds=rounds, epochs=epochs).items():
         if not isinstance(v, int) or v < 1: raise GlamError(f'tune: {k} must be a positive whole number, got {v!r}')
@@ -454,10 +468,19 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     rng = np.random.default_rng(seed)
     if not rebuild and {'mom', 'sqr_mom'} & (set(space) | set(base)) and getattr(learn.opt_func, 'func', learn.opt_func) is not Adam:
         raise GlamError("tune: mom and sqr_mom are fastai Adam's; this learner's optimiser is another one")
-    rows, spaces = [], [dict(space)]
-    cur = dict(space)
-    plan = [(0, {k: base.get(k, now[k]) for k in space})] + [(1, {k: s.sample(rng) for k, s in cur.items()}) for _ in range(n_trials)]
-    total = 1 + n_trials*rounds
+    fingerprint = weights_fingerprint(learn.model)  # what every trial of a learner that is not rebuilt starts from
+    if _prior is None:
+        rows, spaces, cur, rnd, last = [], [dict(space)], dict(space), 1, rounds
+        plan = [(0, {k: base.get(k, now[k]) for k in space})] + [(1, {k: s.sample(rng) for k, s in cur.items()}) for _ in range(n_trials)]
+        total = 1 + n_trials*rounds
+    else:  # the trials so far count; no baseline again
+        rows, spaces = _prior.trials.to_dict('records'), list(_prior.spaces)
+        r0 = int(_prior.trials['round'].max())
+        rng = np.random.default_rng([seed, r0])
+        rnd, last = r0 + 1, r0 + rounds
+        plan, cur = _next_plan(rnd, method, space, spaces[-1], rows, keep, n_trials, rng)
+        spaces.append(cur)
+        total = n_trials*rounds
     pb = progress_bar(range(total), leave=False) if progress else None  # (fastprogress draws a bar even with display=False)
     it = iter(pb if pb is not None else range(total))
     loaders = list(learn.dls.loaders) + (list(learn.glam_dls.loaders) if rebuild else [])
@@ -466,7 +489,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     with preserved(learn):
         snap, opt0, loss0, dls0 = copy.deepcopy(learn.model.state_dict()), learn.opt_func, learn.loss_func, learn.dls
         try:
-            rnd, exhausted = 1, False
+            exhausted = False
             while True:
                 for r, t in plan:
                     if t is None: t = _bayes_next(space, rows, n_cls, rng, seed)
@@ -487,18 +510,10 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
                                      status='ok' if ok else 'diverged', seconds=time.perf_counter() - t0))
                     best = min((x for x in rows if x['status'] == 'ok'), key=lambda x: (x['valid_error'], x['valid_loss']), default=None)
                     if best is not None and pb is not None: pb.comment = f'best valid error {best["valid_error"]:.2%}'
-                if rnd == rounds or exhausted: break
+                if rnd == last or exhausted: break
                 rnd += 1
-                if method == 'bayes':  # each trial proposed when the one before has finished, over the whole space
-                    spaces.append(dict(space))
-                    plan = [(rnd, None)]*n_trials
-                    continue
-                done = pd.DataFrame([x for x in rows if x['round'] >= 1 and x['status'] == 'ok'])
-                if len(done):
-                    top = done.sort_values(['valid_error', 'valid_loss']).head(max(2, math.ceil(keep*len(done))))
-                    cur = {k: s.narrow(top[k].tolist()) for k, s in cur.items()}
-                spaces.append(dict(cur))
-                plan = [(rnd, {k: s.sample(rng) for k, s in cur.items()}) for _ in range(n_trials)]
+                plan, cur = _next_plan(rnd, method, space, cur, rows, keep, n_trials, rng)
+                spaces.append(cur)
         except KeyboardInterrupt:  # stopped by hand (Jupyter's stop button): keep the trials that finished
             if not rows: raise
             warnings.warn(f'tune interrupted: the report holds the {len(rows)} trial(s) that finished')
@@ -507,7 +522,17 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
     for _ in it: pass
     trials = pd.DataFrame(rows)
-    return TuneReport(trials, space, spaces, epochs, n_valid, base, learn=learn, method=method)
+    return TuneReport(trials, space, spaces, epochs, n_valid, base, learn=learn, method=method, seed=seed, keep=keep,
+                      fingerprint=None if rebuild else fingerprint)
+
+def _next_plan(rnd, method, space, cur, rows, keep, n_trials, rng):
+    "Round `rnd`: `(plan, ranges)`, Bayesian placeholders over the whole space, or random samples where the best trials were"
+    if method == 'bayes': return [(rnd, None)]*n_trials, dict(space)  # each proposed once the one before has finished
+    done = pd.DataFrame([x for x in rows if x['round'] >= 1 and x['status'] == 'ok'])
+    if len(done):
+        top = done.sort_values(['valid_error', 'valid_loss']).head(max(2, math.ceil(keep*len(done))))
+        cur = {k: s.narrow(top[k].tolist()) for k, s in cur.items()}
+    return [(rnd, {k: s.sample(rng) for k, s in cur.items()}) for _ in range(n_trials)], dict(cur)
 
 def _bayes_next(space, rows, n_cls, rng, seed):
     "The next trial by `propose_bayes` over the trials so far, a diverged one counted as a uniform guess (or the worst error)"
