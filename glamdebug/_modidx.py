@@ -2,6 +2,7 @@
 
 d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_url': '', 'lib_path': 'glamdebug'},
   'syms': { 'glamdebug.cli': { 'glamdebug.cli._load_commands': ('cli.html#_load_commands', 'glamdebug/cli.py'),
+                               'glamdebug.cli._unprefixed': ('cli.html#_unprefixed', 'glamdebug/cli.py'),
                                'glamdebug.cli._warning_line': ('cli.html#_warning_line', 'glamdebug/cli.py'),
                                'glamdebug.cli.build_parser': ('cli.html#build_parser', 'glamdebug/cli.py'),
                                'glamdebug.cli.demo': ('cli.html#demo', 'glamdebug/cli.py'),
@@ -696,7 +697,9 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.tune._jsonable_best': ('tune.html#_jsonable_best', 'glamdebug/tune.py'),
                                 'glamdebug.tune._loss': ('tune.html#_loss', 'glamdebug/tune.py'),
                                 'glamdebug.tune._near': ('tune.html#_near', 'glamdebug/tune.py'),
+                                'glamdebug.tune._next_command': ('tune.html#_next_command', 'glamdebug/tune.py'),
                                 'glamdebug.tune._next_plan': ('tune.html#_next_plan', 'glamdebug/tune.py'),
+                                'glamdebug.tune._parse_base': ('tune.html#_parse_base', 'glamdebug/tune.py'),
                                 'glamdebug.tune._pretrained': ('tune.html#_pretrained', 'glamdebug/tune.py'),
                                 'glamdebug.tune._py': ('tune.html#_py', 'glamdebug/tune.py'),
                                 'glamdebug.tune._rebuild_arch': ('tune.html#_rebuild_arch', 'glamdebug/tune.py'),

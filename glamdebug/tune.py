@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_tune.ipynb #c0002
 from __future__ import annotations
-import copy, math, time, warnings, contextlib
+import copy, math, shlex, time, warnings, contextlib
 from functools import partial
 import numpy as np, pandas as pd
 import torch
@@ -122,6 +122,10 @@ def _check_space(space, rebuild, arch, pretrained=False):
         if k not in SENSITIVITY:
             raise GlamError(f'tune: unknown setting {k!r}; known: {name_some(list(SENSITIVITY.keys()), n=20)}')
         if not hasattr(s, 'sample'): raise GlamError(f'tune: the range of {k!r} must be a LogRange, Range or Choice, not {s!r}')
+        known = SENSITIVITY[k]
+        if isinstance(s, Choice) and isinstance(known, Choice) and all(isinstance(o, str) for o in known.options):
+            unknown = [o for o in s.options if o not in known.options]
+            if unknown: raise GlamError(f'tune: {k} {name_some(unknown)} unknown; known: {name_some(known.options)}')
         if k in _REBUILD and not rebuild:
             raise GlamError(f'tune: {k!r} rebuilds the model, which needs a learner from defaults_learner; leave it out '
                             f'(params=[...]) or build the learner with defaults_learner')
@@ -336,7 +340,7 @@ class TuneReport(Report):
         rs = 'Ranges by round' if self.method != 'bayes' else 'Ranges by round (Bayesian rounds propose over all of them)'
         return [('Sensitivity: expected vs measured (round 1)', self.sensitivity), (rs, self.ranges)]
     def to_dict(self):
-        d = super().to_dict(); d.update(best=_jsonable_best(self.best), noise=self.noise, method=self.method)
+        d = super().to_dict(); d.update(best=_jsonable_best(self.best), base=_jsonable_best(self.base), noise=self.noise, method=self.method)
         return d
     def plot(self, figsize=None):
         "Valid error against each setting's value, one panel per setting, coloured by round; the best trial ringed"
@@ -461,6 +465,10 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     base = dict(base or {})
     bad = [k for k in base if k not in SENSITIVITY]
     if bad: raise GlamError(f'tune: unknown setting(s) in base: {name_some(bad)}')
+    for k, v in base.items():  # a schedule or loss by name: a typo would fail deep inside the first trial
+        s = SENSITIVITY[k]
+        if isinstance(s, Choice) and all(isinstance(o, str) for o in s.options) and v not in s.options:
+            raise GlamError(f'tune: base {k}={v!r} is not one of {name_some(s.options)}')
     _check_space({k: SENSITIVITY[k] for k in base}, rebuild, arch, _pretrained(learn))
     now = _settings_of(learn)
     n_valid = len(learn.dls.valid.dataset) if hasattr(learn.dls.valid, 'dataset') else 0
@@ -557,13 +565,40 @@ def tune(self:Learner, params='high', **kwargs) -> TuneReport:
     (('--epochs',), dict(type=int, default=3, help='epochs per trial (default 3)')),
     (('--method',), dict(default='random', choices=['random', 'bayes'], help='after round 1: random where the best trials were, '
                          'or Bayesian, each trial by expected improvement (default random)')),
+    (('--base',), dict(nargs='+', default=None, metavar='NAME=VALUE', help='settings every trial starts from, e.g. the best '
+                       'of a previous run: --base lr=0.0015 schedule=flat_cos')),
     *_model_args('also save the error-per-setting plot to this file'),
 ])
 def tune_command(ns) -> int:
-    "`glamdebug tune`: read the collection, build `defaults_learner`, print `learn.tune(...)`"
+    "`glamdebug tune`: read the collection, build `defaults_learner`, print `learn.tune(...)` and the command to run next"
+    base = _parse_base(ns.base)
     learn, bars = _collection_learner(ns, positive=('trials', 'rounds', 'epochs'))
     rep = learn.tune(ns.params or ns.level, n_trials=ns.trials, rounds=ns.rounds, epochs=ns.epochs, seed=ns.seed,
-                     method=ns.method, progress=bars)
+                     method=ns.method, base=base, progress=bars)
     if ns.plot: _save_plot(rep.plot(), ns.plot)
-    print(rep.to_json(indent=1) if ns.json else rep.to_text())
+    if ns.json: print(rep.to_json(indent=1)); return 0
+    print(rep.to_text())
+    if any(SENSITIVITY.level(k) == 'high' for k in rep.space) and rep.table.status.iloc[0] == 'ok':
+        print(f'\nNext, the medium settings from the best: {_next_command(ns, {**base, **rep.best})}')
     return 0
+
+def _parse_base(items):
+    "`['lr=0.0015', 'schedule=flat_cos']` → `{'lr': 0.0015, 'schedule': 'flat_cos'}` (whole numbers as int, numbers as float)"
+    out = {}
+    for it in items or []:
+        k, sep, v = it.partition('=')
+        if not (sep and k and v): raise GlamError(f'tune: --base takes NAME=VALUE pairs, got {it!r}')
+        for conv in (int, float):
+            try: v = conv(v); break
+            except ValueError: pass
+        out[k] = v
+    return out
+
+def _next_command(ns, best):
+    "The `glamdebug tune` command line that searches the medium settings from `best`, with this run's other arguments"
+    args = [str(ns.collection), '--level', 'medium', '--base', *[f'{k}={_show(v)}' for k, v in best.items()]]
+    for name, default in (('arch', 'lenet'), ('size', 64), ('bs', 32), ('trials', 8), ('rounds', 2), ('epochs', 3),
+                          ('method', 'random'), ('seed', 0)):
+        if getattr(ns, name, default) != default: args += [f'--{name}', str(getattr(ns, name))]
+    args += [f for f, on in (('--cache', ns.cache), ('--drop-bad', getattr(ns, 'drop_bad', False))) if on]
+    return 'glamdebug tune ' + ' '.join(shlex.quote(a) for a in args)

@@ -77,7 +77,20 @@ def test_tune_command(tmp_path):
     assert len(d['table']) == 1 + 2*2 and set(d['best']) == {'lr', 'schedule'}
     assert d['table'][0]['valid_error'] <= min(t['valid_error'] for t in d['table'])
     assert png.stat().st_size > 1000
-    for args, word in ((('--trials', '0'), '--trials'), (('--params', 'momentum'), 'momentum')):
+    # without --json: the report, then the command that tunes the medium settings from the best; that command runs
+    r = run('tune', str(coll), '--params', 'lr', 'schedule', '--trials', '2', '--rounds', '1', '--epochs', '1', '--size', '24')
+    assert r.returncode == 0, r.stderr[-3000:]
+    nxt = [l for l in r.stdout.splitlines() if l.startswith('Next, the medium settings from the best: ')]
+    assert len(nxt) == 1, r.stdout[-2000:]
+    import shlex
+    cmd = shlex.split(nxt[0].split(': ', 1)[1])
+    assert cmd[:2] == ['glamdebug', 'tune'] and '--base' in cmd and '--size' in cmd, cmd
+    r3 = run(*cmd[1:], '--json')
+    assert r3.returncode == 0, r3.stderr[-3000:]
+    d3 = json.loads(r3.stdout)
+    assert set(d3['best']) == {'wd', 'drop_rate', 'depth'} and set(d3['base']) == {'lr', 'schedule'}, d3['best']
+    for args, word in ((('--trials', '0'), '--trials'), (('--params', 'momentum'), 'momentum'),
+                       (('--base', 'schedule=flat-cos'), 'flat-cos'), (('--base', 'lr'), 'NAME=VALUE')):
         r2 = run('tune', str(coll), *args)
         err = [l for l in r2.stderr.splitlines() if l.strip()]
         assert r2.returncode == 2 and len(err) == 1 and word in err[0], r2.stderr
