@@ -40,8 +40,14 @@ def _warning_line(command, show=warnings.showwarning):
     pkg = str(Path(glamdebug.__file__).parent)
     def _show(message, category, filename, lineno, file=None, line=None):
         if not str(filename).startswith(pkg): return show(message, category, filename, lineno, file, line)
-        print(f'glamdebug {command}: warning: {message}', file=file or sys.stderr, flush=True)
+        print(f'glamdebug {command}: warning: {_unprefixed(str(message), command)}', file=file or sys.stderr, flush=True)
     return _show
+
+def _unprefixed(msg, command):
+    "`msg` without the `tune: ` a library message starts with when it is the command's own name (`label_issues` for `label-issues`)"
+    for name in (command, command.replace('-', '_')):
+        if msg.startswith(f'{name}: '): return msg[len(name) + 2:]
+    return msg
 
 def main(argv=None):
     "Entry point of the `glamdebug` command"
@@ -54,7 +60,7 @@ def main(argv=None):
     show, warnings.showwarning = warnings.showwarning, _warning_line(ns.command)
     try: return ns._func(ns) or 0
     except GlamError as e:
-        print(f'glamdebug {ns.command}: error: {e}', file=sys.stderr)
+        print(f'glamdebug {ns.command}: error: {_unprefixed(str(e), ns.command)}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
