@@ -173,6 +173,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.debug._rng_states': ('debug.html#_rng_states', 'glamdebug/debug.py'),
                                  'glamdebug.debug._set_rng_states': ('debug.html#_set_rng_states', 'glamdebug/debug.py'),
                                  'glamdebug.debug._split_batch': ('debug.html#_split_batch', 'glamdebug/debug.py'),
+                                 'glamdebug.debug._spread': ('debug.html#_spread', 'glamdebug/debug.py'),
                                  'glamdebug.debug.check_input_independent': ('debug.html#check_input_independent', 'glamdebug/debug.py'),
                                  'glamdebug.debug.check_inputs': ('debug.html#check_inputs', 'glamdebug/debug.py'),
                                  'glamdebug.debug.check_labels': ('debug.html#check_labels', 'glamdebug/debug.py'),

@@ -137,9 +137,17 @@ def _one_batch(learn, ds_idx=0, n=None):
     if n is not None: xs, y = tuple(x[:n] for x in xs), (y[:n] if y is not None else None)
     return xs, y
 
+def _spread(dl, n, seed=0):
+    "`dl`, or, when it is not shuffled and holds more than `n` items, a copy that draws them in a seeded random order"
+    # collection tables are often sorted by label: the first `n` valid items may be one or two classes
+    if getattr(dl, 'shuffle', True) or len(getattr(dl, 'dataset', ())) <= n: return dl
+    res = dl.new(shuffle=True)
+    res.rng = random.Random(seed)
+    return res
+
 def _grab(learn, ds_idx=0, n=256, max_bytes=None):
-    "Up to `n` items of `learn.dls[ds_idx]` as tensors `(xs, y)`, transformed as the model sees them (and within `max_bytes` of inputs)"
-    dl, got, xs, ys = learn.dls[ds_idx], 0, [], []
+    "Up to `n` items of `learn.dls[ds_idx]` as tensors `(xs, y)`, transformed as the model sees them (and within `max_bytes` of inputs); from all over an unshuffled split"
+    dl, got, xs, ys = _spread(learn.dls[ds_idx], n), 0, [], []
     for b in dl:
         x, y = _split_batch(dl, b); xs.append(x); ys.append(y); got += len(y)
         if max_bytes and len(xs) == 1 and len(y):
@@ -803,7 +811,7 @@ def check_shuffled_labels(learn:Learner, n_train:int=256, # training items (seen
     if not k or k < 2: return Check('shuffled_labels', 'skip', message='fewer than 2 classes')
     # training items seen without augmentation, so that a copy in valid is the same tensor
     tdl = learn.dls.valid.new(learn.dls.train_ds, shuffle=True, drop_last=False)
-    xs, _ = _grab_dl(tdl, n_train); vx, _ = _grab_dl(learn.dls.valid, n_valid)
+    xs, _ = _grab_dl(tdl, n_train); vx, _ = _grab_dl(_spread(learn.dls.valid, n_valid, seed), n_valid)
     rand = lambda xx: torch.tensor([int.from_bytes(hashlib.md5(_content_key(x) + bytes([seed])).digest()[:4], 'little') % k for x in xx[0]], device=xx[0].device)
     y, vy = rand(xs), rand(vx)
     m = _copy_model(learn); torch.manual_seed(seed); lr = ifnone(lr, lr_mult*learn.lr)
