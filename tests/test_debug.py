@@ -246,6 +246,20 @@ def test_massive_leak_shuffled_label_control(coll):
     assert c.status == 'fail' and c.evidence['valid_accuracy'] > 2*c.evidence['chance']
 
 
+def test_leak_at_the_end_of_valid(coll):
+    """100 copies of train items after 300 clean valid rows (a table sorted so): the control reads 256 valid items from
+    all over the split, so it finds them; it read the first 256 rows, all clean, and said ok"""
+    path, df = coll
+    tr = df[df.split == 'train'].head(100)
+    clean = df.drop(index=tr.index).head(300).assign(split='valid')
+    def table(*parts):
+        t = pd.concat(parts, ignore_index=True); t.attrs = dict(df.attrs); return t
+    c = check_shuffled_labels(learner(table(tr, clean, tr.assign(split='valid')), path))
+    assert c.status == 'fail' and c.evidence['n_valid'] == 256, c
+    ok = check_shuffled_labels(learner(table(tr, clean), path))
+    assert ok.status == 'ok', ok  # the same clean rows without the copies: no false alarm
+
+
 
 def test_input_independent_many_classes(tmp_path):
     """100 classes, 10 training items each: the probe learns a few points over chance (1 %), not the 5 points a few
