@@ -184,14 +184,11 @@ _REMEDY = {
 }
 
 def _fdr(ps):
-    "Benjamini-Hochberg adjusted p-values (q-values) of the dict `ps` (a p that is not a number, as from two constant samples, counts as 1)"
-    p = {k: v if v == v else 1. for k, v in ps.items()}
-    keys = sorted(p, key=p.get, reverse=True)
-    m, run, out = len(keys), 1., {}
-    for i, k in enumerate(keys):  # from the largest p down: q = min over the larger ones of p·m/rank
-        run = min(run, p[k]*m/(m - i))
-        out[k] = run
-    return out
+    "Benjamini-Hochberg adjusted p-values of the dict `ps` (scipy's `false_discovery_control`); a p that is not a number, as from two constant samples, counts as 1"
+    from scipy.stats import false_discovery_control
+    keys = list(ps)
+    p = np.array([ps[k] for k in keys], dtype=float)
+    return dict(zip(keys, false_discovery_control(np.where(np.isnan(p), 1., p)).tolist()))
 
 class ShiftReport(Report):
     "Distribution shift from a reference split to another: errors, a feature two-sample test, image statistics, classes, remedies"

@@ -422,7 +422,8 @@ def propose_bayes(space:dict, # name → `LogRange`/`Range`/`Choice`
     cands = [{k: s.sample(rng) for k, s in space.items()} for _ in range(n_candidates)]
     cands += [_near(space, pairs[i][0], rng) for i in order[:3] for _ in range(n_candidates//3)]
     C = np.stack([_encode(space, c) for c in cands])
-    new = ~(np.abs(C[:, None, :] - X[None]).max(-1) < 1e-9).any(1)  # trials are deterministic: never one run before
+    seen = {x.round(9).tobytes() for x in X}  # trials are deterministic: never one run before
+    new = np.array([c.round(9).tobytes() not in seen for c in C])
     if not new.any(): return None  # a space of a few choices, all run
     mu, sd = gp.predict(C, return_std=True)
     ei = np.where(new, _expected_improvement(mu, sd, y.min()), -np.inf)
