@@ -12,7 +12,7 @@ from fastcore.meta import delegates
 from .core import *
 from .data import split_dl
 from .preds import *
-from .models import _model_args, _collection_learner, _save_plot
+from .models import DEFAULTS, _model_args, _collection_learner, _save_plot
 
 # %% auto #0
 __all__ = ['STEPS', 'REMEDIES', 'HumanLevel', 'human_level_error', 'ErrorReport', 'bias_variance', 'ErrorCurves',
@@ -26,6 +26,7 @@ REMEDIES = {
         ('reduce regularisation', 'less weight decay, dropout or augmentation'),
         ('error analysis', 'look at the training items the model gets wrong (`learn.label_issues()`: those whose label looks wrong)'),
         ('a different architecture', 'closer to the state of the art for the task'),
+        ('tune hyperparameters', '`learn.tune()`: learning rate and schedule first'),
         ('add features', 'more inputs per item (metadata, higher resolution)')],
     2: [('more training data', 'the most reliable fix for variance; `learn.data_curve()` measures whether it would help'),
         ('normalisation', 'batch norm or layer norm'),
@@ -458,6 +459,10 @@ def _concrete(learn, rep, preds, stop=None):
     hints['data augmentation'] = (f'training already augments with {name_some(aug, 3)}' if aug
                                   else 'the training DataLoader has no random transforms: try `batch_tfms=aug_transforms()`')
     if stop: hints['early stopping'] = stop
+    lr = getattr(learn, 'lr', None)
+    if isinstance(lr, (int, float)):
+        hints['tune hyperparameters'] = (f'lr is {lr:g}' + (' (version zero: safe, often slow)' if lr == DEFAULTS['lr'] else '')
+                                         + '; `learn.tune()` searches the learning rate and its schedule first')
     pc = rep.per_class
     if pc is not None and len(pc):
         if 'train' in pc and pc['train'].notna().any():

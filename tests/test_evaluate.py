@@ -19,10 +19,10 @@ def test_worked_example():
     t_eq(gaps(r), dict(avoidable_bias='problem', variance='problem', valid_test='fine'))
     t_eq(r.problems, ['underfitting', 'overfitting'])
     rem = r.remedies
-    t_eq(rem.step.tolist(), [1]*5 + [2]*10)
-    t_eq(rem.remedy.tolist()[:5], ['make the model bigger', 'reduce regularisation', 'error analysis',
-                                   'a different architecture', 'add features'])
-    t_eq(rem.remedy.tolist()[5:], ['more training data', 'normalisation', 'data augmentation', 'regularisation',
+    t_eq(rem.step.tolist(), [1]*6 + [2]*10)
+    t_eq(rem.remedy.tolist()[:6], ['make the model bigger', 'reduce regularisation', 'error analysis',
+                                   'a different architecture', 'tune hyperparameters', 'add features'])
+    t_eq(rem.remedy.tolist()[6:], ['more training data', 'normalisation', 'data augmentation', 'regularisation',
                                    'error analysis', 'a better architecture', 'tune hyperparameters', 'early stopping',
                                    'remove features', 'reduce model size'])
     assert 'train 20 %, valid 27 %, test 28 %' in r.summary
