@@ -477,7 +477,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     rng = np.random.default_rng(seed)
     if not rebuild and {'mom', 'sqr_mom'} & (set(space) | set(base)) and getattr(learn.opt_func, 'func', learn.opt_func) is not Adam:
         raise GlamError("tune: mom and sqr_mom are fastai Adam's; this learner's optimiser is another one")
-    fingerprint = weights_fingerprint(learn.model)  # what every trial of a learner that is not rebuilt starts from
+    fingerprint = None if rebuild else weights_fingerprint(learn.model)  # what every trial of a learner not rebuilt starts from
     if _prior is None:
         rows, spaces, cur, rnd, last = [], [dict(space)], dict(space), 1, rounds
         plan = [(0, {k: base.get(k, now[k]) for k in space})] + [(1, {k: s.sample(rng) for k, s in cur.items()}) for _ in range(n_trials)]
@@ -532,7 +532,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     for _ in it: pass
     trials = pd.DataFrame(rows)
     return TuneReport(trials, space, spaces, epochs, n_valid, base, learn=learn, method=method, seed=seed, keep=keep,
-                      fingerprint=None if rebuild else fingerprint)
+                      fingerprint=fingerprint)
 
 def _next_plan(rnd, method, space, cur, rows, keep, n_trials, rng):
     "Round `rnd`: `(plan, ranges)`, Bayesian placeholders over the whole space, or random samples where the best trials were"
@@ -598,8 +598,7 @@ def _parse_base(items):
 def _next_command(ns, best):
     "The `glamdebug tune` command line that searches the medium settings from `best`, with this run's other arguments"
     args = [str(ns.collection), '--level', 'medium', '--base', *[f'{k}={_show(v)}' for k, v in best.items()]]
-    for name, default in (('arch', 'lenet'), ('size', 64), ('bs', 32), ('trials', 8), ('rounds', 2), ('epochs', 3),
-                          ('method', 'random'), ('seed', 0)):
-        if getattr(ns, name, default) != default: args += [f'--{name}', str(getattr(ns, name))]
+    for name in ('arch', 'size', 'bs', 'trials', 'rounds', 'epochs', 'method', 'seed'):  # all of them: no copy of the defaults
+        args += [f'--{name}', str(getattr(ns, name))]
     args += [f for f, on in (('--cache', ns.cache), ('--drop-bad', getattr(ns, 'drop_bad', False))) if on]
     return 'glamdebug tune ' + ' '.join(shlex.quote(a) for a in args)
