@@ -145,17 +145,21 @@ def _spread(dl, n, seed=0):
     res.rng = random.Random(seed)
     return res
 
-def _grab(learn, ds_idx=0, n=256, max_bytes=None):
-    "Up to `n` items of `learn.dls[ds_idx]` as tensors `(xs, y)`, transformed as the model sees them (and within `max_bytes` of inputs); from all over an unshuffled split"
-    dl, got, xs, ys = _spread(learn.dls[ds_idx], n), 0, [], []
+def _grab_dl(dl, n, max_bytes=None, name='the loader'):
+    "Up to `n` items of `dl` as tensors `(xs, y)`, transformed as the model sees them (and within `max_bytes` of inputs)"
+    got, xs, ys = 0, [], []
     for b in dl:
         x, y = _split_batch(dl, b); xs.append(x); ys.append(y); got += len(y)
         if max_bytes and len(xs) == 1 and len(y):
             per_item = sum(t.element_size()*t.numel() for t in x if isinstance(t, torch.Tensor))/len(y)
             n = max(min(n, int(max_bytes//max(per_item, 1))), 1)
         if got >= n: break
-    if not xs: raise GlamError(f'`dls[{ds_idx}]` yields no batch (is it empty, or smaller than its batch size with drop_last?)')
+    if not xs: raise GlamError(f'{name} yields no batch (is it empty, or smaller than its batch size with drop_last?)')
     return tuple(torch.cat([x[i] for x in xs])[:n] for i in range(len(xs[0]))), torch.cat(ys)[:n]
+
+def _grab(learn, ds_idx=0, n=256, max_bytes=None):
+    "Up to `n` items of `learn.dls[ds_idx]` (see `_grab_dl`), from all over an unshuffled split"
+    return _grab_dl(_spread(learn.dls[ds_idx], n), n, max_bytes, f'`dls[{ds_idx}]`')
 
 def _n_classes(learn, out=None):
     k = getattr(learn.dls, 'c', None)
@@ -828,13 +832,6 @@ def check_shuffled_labels(learn:Learner, n_train:int=256, # training items (seen
     if lo > chance: return Check('shuffled_labels', 'fail', ev, msg + ': above chance',
                                  'the model predicts random labels of valid items: copies of training items in valid (see the leakage check)')
     return Check('shuffled_labels', 'ok', ev, msg)
-
-def _grab_dl(dl, n):
-    got, xs, ys = 0, [], []
-    for b in dl:
-        x, y = _split_batch(dl, b); xs.append(x); ys.append(y); got += len(y)
-        if got >= n: break
-    return tuple(torch.cat([x[i] for x in xs])[:n] for i in range(len(xs[0]))), torch.cat(ys)[:n]
 
 # %% ../nbs/07_debug.ipynb #c0058
 @_guarded
