@@ -19,9 +19,10 @@ from fastai.vision.all import (PILImage, DataBlock, ImageBlock, TransformBlock, 
 from .core import *
 
 # %% auto #0
-__all__ = ['SPLITS', 'GLAM_MAX_PIXELS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'write_collection',
-           'read_collection', 'CollectionReport', 'plot_class_counts', 'check_collection', 'simplify', 'Collection',
-           'CollectionDataLoaders', 'collection_columns', 'split_rows', 'collection_dls', 'split_dl']
+__all__ = ['SPLITS', 'GLAM_MAX_PIXELS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'label_variants',
+           'write_collection', 'read_collection', 'CollectionReport', 'plot_class_counts', 'check_collection',
+           'simplify', 'Collection', 'CollectionDataLoaders', 'collection_columns', 'split_rows', 'collection_dls',
+           'split_dl']
 
 # %% ../nbs/01_data.ipynb #c0005
 SPLITS = ('train', 'valid', 'test', 'test_shifted', 'train_valid')
@@ -133,7 +134,58 @@ def _check_images(fns, workers=None, show_progress=True):
         if show_progress and len(fns) > 200 and not in_test(): it = progress_bar(it, total=len(fns), leave=False)
         return list(it)
 
-# %% ../nbs/01_data.ipynb #c0016
+# %% ../nbs/01_data.ipynb #n0015
+def _label_key(s):
+    "How labels compare for variants: Unicode compatibility form, case, and runs of spaces, `_` and `-` folded"
+    return re.sub(r'[\s_\-]+', ' ', unicodedata.normalize('NFKC', str(s)).casefold()).strip()
+
+def _singulars(k):
+    "The singulars an English plural `k` may have (`maps` → `map`, `boxes` → `box`, `studies` → `study`)"
+    if len(k) < 4 or not k.endswith('s') or k.endswith('ss') or not k[-2].isalpha(): return []
+    return [k[:-1]] + ([k[:-2]] if k.endswith('es') else []) + ([k[:-3] + 'y'] if k.endswith('ies') else [])
+
+def label_variants(labels, # the label of every item (counts come from it), or a vocab
+                   plurals:bool=True # also group singular and plural (`map`, `maps`)
+                  ) -> pd.DataFrame:
+    "Labels that look like one class written in more than one way: a row per label with its `group`, `n` items, the spelling to `merge_into` (the group's commonest) and `how` it differs"
+    counts = pd.Series(list(labels) if not isinstance(labels, pd.Series) else labels).dropna().astype(str).value_counts(sort=False)
+    keys = {l: _label_key(l) for l in counts.index}
+    parent = {k: k for k in keys.values()}   # union-find over the folded labels
+    def root(k):
+        while parent[k] != k: parent[k] = parent[parent[k]]; k = parent[k]
+        return k
+    if plurals:
+        for k in list(parent):
+            for s in _singulars(k):
+                if s in parent: parent[root(k)] = root(s)
+    groups = {}
+    for l, k in keys.items(): groups.setdefault(root(k), []).append(l)
+    groups = sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-int(counts[g].sum()), min(g)))
+    rows = []
+    for gi, g in enumerate(groups):
+        into = min(g, key=lambda l: (-int(counts[l]), l != l.strip(), l != keys[l], l))   # commonest; then without stray spaces, folded
+        for l in sorted(g, key=lambda l: (l != into, -int(counts[l]), l)):
+            how = '' if l == into else 'case, spaces or Unicode form' if keys[l] == keys[into] else 'singular or plural'
+            rows.append(dict(group=gi, label=l, n=int(counts[l]), merge_into=into, how=how))
+    return pd.DataFrame(rows, columns=['group', 'label', 'n', 'merge_into', 'how'])
+
+def _variants_what(v:pd.DataFrame, n=3):
+    "What `label_variants` found, in one sentence"
+    groups = [f"{g.merge_into.iloc[0]!r} ({g.n.iloc[0]}) also as " + ', '.join(
+              f"{r.label!r} ({r.n}{', plural' if r.how.startswith('singular') else ''})" for r in g.iloc[1:].itertuples())
+              for _, g in v.groupby('group', sort=True)]
+    return (f'{len(groups)} class{"es" if len(groups) > 1 else ""} written in more than one way, each spelling a class of its own: '
+            + name_some(groups, n=n, sep='; '))
+
+def _variants_fix(v:pd.DataFrame, csv='collection.csv'):
+    "How to merge what `label_variants` found"
+    plural = (v.how == 'singular or plural').any()
+    return (f'Merge them, keeping the originals: `LabelMerge.from_variants(df{", plurals=True" if plural else ""}).apply(df)`, '
+            f'or `glamdebug merge-labels {csv} --variants{" --plurals" if plural else ""} -o merged.csv`')
+
+def _variants_line(v:pd.DataFrame, csv='collection.csv', n=3): return _variants_what(v, n) + '. ' + _variants_fix(v, csv)
+
+# %% ../nbs/01_data.ipynb #n0017
 def _read_table(src:Path, encoding='utf-8', empty_is_na=True) -> pd.DataFrame:
     "A collection CSV as strings; a `GlamError` naming the line that is not `encoding`; `;`, tab or `|` separators (as Excel writes in many locales) are recognised; `attrs['table_format']` says how to write it back"
     src = Path(src)
@@ -259,6 +311,8 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
     df[label_col] = df[label_col].astype(str)
     if split_col is not None: df[split_col] = df[split_col].astype(str)
     df.attrs.update(path=path, dropped=dropped, fn_col=fn_col, label_col=label_col, split_col=split_col)
+    v = label_variants(df[label_col])
+    if len(v): warnings.warn(f'{where}: ' + _variants_line(v, where if where != 'the DataFrame' else 'collection.csv'))
     return df
 
 # %% ../nbs/01_data.ipynb #c0018
@@ -297,11 +351,12 @@ def _image_size(fn):
     except Exception: return (np.nan, np.nan)
 
 class CollectionReport(Report):
-    "What a collection holds: counts per class and split, gaps, tiny classes, image sizes"
+    "What a collection holds: counts per class and split, gaps, tiny classes, labels written in more than one way, image sizes"
     title = 'Collection'
     table_view = dict(by='train', ascending=True, order='fewest training items first', where='`.counts`')
-    def __init__(self, counts, missing, tiny, sizes, min_items):
+    def __init__(self, counts, missing, tiny, sizes, min_items, variants=None):
         store_attr()
+        if variants is None: self.variants = label_variants([])
         super().__init__()
     @property
     def table(self): return self.counts
@@ -310,6 +365,7 @@ class CollectionReport(Report):
         c = self.counts
         n_cls, n = len(c.index) - 1, int(c.loc['total', 'total'])
         out = [f'{n} images, {n_cls} classes, splits: {", ".join(str(s) for s in c.columns if s != "total")}.']
+        if len(self.variants): out.append('⚠ ' + _variants_line(self.variants) + '.')
         for s, labs in self.missing.items(): out.append(f'⚠ split {s!r} has no {name_some(labs)}.')
         if len(self.tiny): out.append(f'⚠ {len(self.tiny)} classes have fewer than {self.min_items} training items: '
                                       + name_some(f'{k} ({v})' for k, v in self.tiny.items()) + '.')
@@ -318,14 +374,14 @@ class CollectionReport(Report):
                               f'median {s.w.median():.0f} × {s.h.median():.0f}.')
         return '\n'.join(out)
     @property
-    def ok(self): return not self.missing and not len(self.tiny)
+    def ok(self): return not self.missing and not len(self.tiny) and not len(self.variants)
     def sections(self):
         s = self.sizes
         if not len(s): return []
         return [('image sizes', s[['w', 'h']].describe().loc[['min', '25%', '50%', '75%', 'max']].T)]
     def to_dict(self):
         return {**super().to_dict(), 'missing': {k: list(v) for k, v in self.missing.items()},
-                'tiny': {k: int(v) for k, v in self.tiny.items()}}
+                'tiny': {k: int(v) for k, v in self.tiny.items()}, 'variants': self.variants.to_dict('records')}
     def plot(self, ax=None, **kwargs):
         "Items per class and split (`plot_class_counts`)"
         return plot_class_counts(self.counts.drop(index='total', columns='total'), ax=ax, **kwargs)
@@ -349,7 +405,7 @@ def plot_class_counts(counts:pd.DataFrame, # items per class (rows) and split (c
     return ax
 
 def check_collection(df, path=None, fn_col='fname', label_col='label', split_col='split', min_items=10, max_sizes=2000, seed=0):
-    "A `CollectionReport`: counts per class and split, classes missing from a split, tiny classes, image size spread"
+    "A `CollectionReport`: counts per class and split, classes missing from a split, tiny classes, labels written in more than one way, image size spread"
     path = Path(path if path is not None else df.attrs.get('path', '.'))
     splits = df[split_col] if split_col in df else pd.Series('all', index=df.index)
     counts = pd.crosstab(df[label_col], splits, margins=True, margins_name='total')
@@ -365,7 +421,7 @@ def check_collection(df, path=None, fn_col='fname', label_col='label', split_col
     fns = [path/str(f) for f in sample[fn_col]]
     with ThreadPoolExecutor(8) as ex: wh = list(ex.map(_image_size, fns))
     sizes = pd.DataFrame(wh, columns=['w', 'h'], index=sample.index)
-    return CollectionReport(counts, missing, tiny, sizes, min_items)
+    return CollectionReport(counts, missing, tiny, sizes, min_items, label_variants(df[label_col]))
 
 # %% ../nbs/01_data.ipynb #c0024
 def simplify(df, n_per_class=None, classes=None, frac=None, seed=0, label_col='label', split_col='split', verbose=True):

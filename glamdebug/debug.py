@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from .core import _jsonable
-from .data import collection_columns, to_rgb, write_collection, plot_class_counts
+from .data import collection_columns, to_rgb, write_collection, plot_class_counts, label_variants, _label_key, _variants_what, _variants_fix
 from .models import _model_args
 
 # %% auto #0
@@ -253,7 +253,7 @@ def _implied_label(p:Path, classes:set):
 def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose path must imply a class before paths are trusted
                  fail_frac:float=0.05, # share of disagreeing items above which the check fails (below: warn)
                  imbalance:float=10.): # largest/smallest class ratio in train above which it warns
-    "Labels vs items: labels disagree with the ones implied by folders or file names; class balance per split; classes absent from a split"
+    "Labels vs items: labels disagree with the ones implied by folders or file names; class balance per split; classes absent from a split; a class written in more than one way"
     t = _label_table(learn)
     if not len(t) or t.label.isna().all():
         return Check('labels', 'skip', message='no item/label table could be read from the DataLoaders')
@@ -264,7 +264,8 @@ def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose 
     implied = [_implied_label(p, classes) for p in t.item]
     t = t.assign(implied=implied)
     has = t.implied.notna(); structured = has.mean() >= min_structure
-    mism = t[has & (t.implied != t.label)] if structured else t.iloc[:0]
+    differs = has & (t.implied != t.label) & (t.implied.map(_label_key, na_action='ignore') != t.label.map(_label_key))  # 'Map' in map/: a variant
+    mism = t[differs] if structured else t.iloc[:0]
     frac = len(mism)/has.sum() if structured and has.sum() else 0.
     ev = dict(n_items=len(t), n_classes=len(classes), n_with_implied_label=int(has.sum()), path_structure=bool(structured),
               n_mismatch=len(mism), mismatch_frac=float(frac))
@@ -293,6 +294,11 @@ def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose 
     if len(present) > 1 and ratio > imbalance:
         status = max(status, 'warn', key=_RANK.get); msgs.append(f'train classes are imbalanced ({ratio:.0f}:1)')
         adv.append('rebalance (oversample the rare classes or weight the loss) once under- and over-fitting are dealt with')
+    var = label_variants(t.label)
+    ev['variants'] = var.to_dict('records')
+    if len(var):
+        status = max(status, 'warn', key=_RANK.get); msgs.append(_variants_what(var))
+        adv.append(_variants_fix(var)[0].lower() + _variants_fix(var)[1:])
     if not msgs: msgs.append(f'{len(classes)} classes over {len(splits)} splits' +
                              (f', all {has.sum()} labels agree with their paths' if structured else ', no label structure in the paths to compare with'))
     details = mism[['item', 'label', 'implied', 'split']].head(50).assign(item=lambda d: d['item'].map(str)) if len(mism) else None

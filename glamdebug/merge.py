@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
 from .core import *
-from .data import _read_table, write_collection
+from .data import _read_table, write_collection, label_variants
 
 # %% auto #0
 __all__ = ['default_group_name', 'LabelMerge', 'undo_merge', 'parse_merge_spec', 'read_labels_csv', 'merge_csv',
@@ -261,6 +261,25 @@ def from_suggestions(cls:LabelMerge,
     if note: prov['note'] = note
     return cls.from_groups([groups[gi] for gi in keep], names=names, vocab=[str(o) for o in sugg.vocab], provenance=prov)
 
+# %% ../nbs/06_merge.ipynb #n0001
+@patch(cls_method=True)
+def from_variants(cls:LabelMerge,
+                  labels, # a collection table (its label column), the label of every item, or a vocab
+                  plurals:bool=False, # also merge singular and plural (`maps` into `map`)
+                  label_col=None, # the label column of a table (default: as `read_collection` recorded it, else 'label')
+                  note:str=None): # kept in the provenance
+    "A merge of each label written in more than one way into its group's commonest spelling (`label_variants`)"
+    if isinstance(labels, pd.DataFrame):
+        label_col = _label_col(labels, label_col); _check_cols(labels, label_col, None); labels = labels[label_col]
+    v = label_variants(labels, plurals=plurals)
+    mapping = {r.label: r.merge_into for r in v.itertuples() if r.label != r.merge_into}
+    if not mapping:
+        more = '' if plurals else '; plurals=True (--plurals) also merges singular and plural'
+        raise GlamError(f'nothing to merge: no label is written in more than one way (case, spaces, Unicode form{more})')
+    prov = dict(source='label_variants', plurals=plurals, evidence=v.to_dict('records'))
+    if note: prov['note'] = note
+    return cls(mapping, provenance=prov)
+
 # %% ../nbs/06_merge.ipynb #c0037
 @patch
 def to_dict(self:LabelMerge):
@@ -375,6 +394,8 @@ def merge_csv(src, # the collection CSV
     (('--original-col',), dict(default='label_original', help='where the labels as they were are kept (default: label_original)')),
     (('--overwrite',), dict(action='store_true', help='allow writing over the input CSV')),
     (('--undo',), dict(action='store_true', help='restore the original labels from the original column instead')),
+    (('--variants',), dict(action='store_true', help='merge each label written in more than one way (case, spaces, Unicode form) into its commonest spelling')),
+    (('--plurals',), dict(action='store_true', help='with --variants: also merge singular and plural (maps into map)')),
     (('--save',), dict(metavar='JSON', help='also save the merge, with its provenance, to this JSON file')),
 ])
 def merge_labels_command(ns) -> int:
@@ -382,16 +403,23 @@ def merge_labels_command(ns) -> int:
     ns.csv = collection_csv(ns.csv)
     if ns.output is None and not ns.overwrite:
         raise GlamError(f'give an output CSV (-o merged.csv), or --overwrite to write over {ns.csv}')
-    merge = None
+    merge, given = None, [o for o, v in (('--merge', ns.merge), ('--from', ns.from_json), ('--variants', ns.variants)) if v]
+    if ns.plurals and not ns.variants: raise GlamError('--plurals goes with --variants')
     if ns.undo:
-        if ns.merge or ns.from_json: raise GlamError('--undo restores the original labels: give it without --merge or --from')
-    elif ns.merge and ns.from_json: raise GlamError('give --merge or --from, not both')
+        if given: raise GlamError(f'--undo restores the original labels: give it without {" or ".join(given)}')
+    elif len(given) > 1: raise GlamError(f'give one of --merge, --from and --variants, not {" and ".join(given)}')
     elif ns.from_json: merge = LabelMerge.load(ns.from_json)
+    elif ns.variants:
+        labels = read_labels_csv(ns.csv, label_col=ns.label_col)[ns.label_col]
+        try: merge = LabelMerge.from_variants(labels, plurals=ns.plurals, note=f'glamdebug merge-labels {ns.csv} --variants')
+        except GlamError as e:
+            if not str(e).startswith('nothing to merge'): raise
+            print(f'{ns.csv}: {str(e)[len("nothing to merge: "):]}; nothing written'); return 0
     elif ns.merge:
         specs = [parse_merge_spec(o) for o in ns.merge]
         merge = LabelMerge.from_groups([g for g,_ in specs], names=[n for _,n in specs],
                                        provenance=dict(source='glamdebug merge-labels', csv=str(ns.csv), merge=list(ns.merge)))
-    else: raise GlamError('nothing to merge: give --merge A,B[=NAME] or --from merges.json')
+    else: raise GlamError('nothing to merge: give --merge A,B[=NAME], --from merges.json or --variants')
     dst = ns.output if ns.output is not None else ns.csv
     res, rel = merge_csv(ns.csv, merge, dst, label_col=ns.label_col, original_col=ns.original_col,
                          overwrite=ns.overwrite, undo=ns.undo)

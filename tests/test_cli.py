@@ -163,3 +163,29 @@ def test_bad_rows_stop_or_are_dropped_and_named(tmp_path):
     assert not judged[got.split == 'test_shifted'].any()            # not among --splits
     r = run('cache', str(coll), '--size', '16', '--cache-dir', str(tmp_path/'cache'))   # the cache never stops on a bad row
     assert r.returncode == 0 and 'dropped 3 bad rows' in r.stderr and Path(planted[1]).name in r.stdout, (r.stdout, r.stderr)
+
+
+def test_label_variants_warned_then_merged(tmp_path):
+    "A catalogue with 'Map' and 'map ' beside 'map': every command warns in one line naming them and the merge; `merge-labels --variants` unifies them, keeps the originals, and the warning is gone"
+    import shutil
+    from pathlib import Path
+    import pandas as pd
+    src = Path(__file__).parent.parent/'data'/'samples'
+    coll = tmp_path/'coll'
+    shutil.copytree(src/'images', coll/'images')
+    df = pd.read_csv(src/'collection.csv', dtype=str)
+    maps = df.index[df.label == 'map']
+    df.loc[maps[::10], 'label'] = 'Map'; df.loc[maps[1::10], 'label'] = 'map '
+    df.to_csv(coll/'collection.csv', index=False)
+    r = run('troubleshoot', str(coll), '--checks', 'labels', '--size', '16')
+    assert r.returncode == 0, r.stderr[-2000:]
+    warn = [l for l in r.stderr.splitlines() if 'warning' in l]
+    assert len(warn) == 1 and "'map' (" in warn[0] and "'Map' (" in warn[0] and "'map ' (" in warn[0], r.stderr
+    assert 'merge-labels' in warn[0] and '--variants' in warn[0]
+    assert 'WARN' in r.stdout and 'written in more than one way' in r.stdout, r.stdout
+    r = run('merge-labels', str(coll), '--variants', '-o', str(coll/'merged.csv'))
+    assert r.returncode == 0 and "Map -> map: 11 rows" in r.stdout and "map  -> map: 11 rows" in r.stdout, (r.stdout, r.stderr)
+    got = pd.read_csv(coll/'merged.csv', dtype=str, keep_default_na=False)
+    assert (got.label[maps] == 'map').all() and got.label_original.tolist() == df.label.tolist()
+    r = run('troubleshoot', str(coll/'merged.csv'), '--checks', 'labels', '--size', '16')
+    assert r.returncode == 0 and 'warning' not in r.stderr and 'written in more than one way' not in r.stdout, (r.stdout, r.stderr)

@@ -84,7 +84,10 @@ def test_main_bad_inputs(tmp_path, capsys):
              ((src, '-o', tmp_path/'o.csv'), 'nothing to merge'),
              ((src, '--undo', '-o', tmp_path/'o.csv'), 'nothing to undo'),
              ((src, '--from', tmp_path/'nope.json', '-o', tmp_path/'o.csv'), 'nope.json'),
-             ((src, '--merge', 'cover=blank', '--from', tmp_path/'m.json', '-o', tmp_path/'o.csv'), 'not both')]
+             ((src, '--merge', 'cover=blank', '--from', tmp_path/'m.json', '-o', tmp_path/'o.csv'), 'not --merge and --from'),
+             ((src, '--variants', '--undo', '-o', tmp_path/'o.csv'), 'without --variants'),
+             ((src, '--plurals', '-o', tmp_path/'o.csv'), '--plurals goes with --variants'),
+             ((src, '--variants', '--label-col', 'class', '-o', tmp_path/'o.csv'), "no label column 'class'")]
     for args, msg in cases:
         t_eq(_main(*args), 2)
         err = capsys.readouterr().err.strip().splitlines()[-1]
