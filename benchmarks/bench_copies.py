@@ -4,7 +4,10 @@ For each collection: distinct images plus planted copies (half byte-identical, h
 random train/valid/test splits. Printed side by side in one run:
 - plain fastai's one pass over the same files, `verify_images` (its parallel check that every image opens), as the yardstick;
 - `keep_copies_together` (hashing in a thread pool, grouping, moving), and the same hashing done serially;
-- planted copies found (recall) and rows grouped that were not planted (false groups).
+- planted copies found (recall) and rows grouped that were not planted (false groups);
+- copies with different labels: half the planted copies carry another class than their original (one image catalogued
+  twice), found by `copies_with_labels` as the leakage check and `keep_copies_together` report them, and false ones
+  (rows of such groups that were not planted), with the time the grouping adds once the images are hashed.
 
 Collections: the sample pages rendered at 64 px PNG (many small files: the Python overhead and the O(n) grouping), the
 same pages as 2,400 x 1,800 px JPEG scans (decoding dominates), and ../shared/data/oracle-mnist's 3,000 real scans
@@ -20,7 +23,7 @@ from PIL import Image
 from fastai.vision.utils import verify_images
 from glamdebug.core import atomic_write
 from glamdebug.samples import render_sample, SAMPLE_CLASSES
-from glamdebug.debug import keep_copies_together, duplicate_groups, image_hashes
+from glamdebug.debug import keep_copies_together, duplicate_groups, image_hashes, copies_with_labels, _hash_images
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT/'benchmarks'))
@@ -48,21 +51,26 @@ def _copy(job):
     return dst
 
 
-def collection(folder, names, n_copies, seed=0, make=None):
-    "`names`: distinct image files (made by `make` if given); plant `n_copies` copies; random 70/15/15 splits"
+def collection(folder, names, n_copies, seed=0, make=None, labels=None):
+    "`names`: distinct image files (made by `make` if given) of class `labels`; plant `n_copies` copies, every other pair of them under another class; random 70/15/15 splits"
     rng = np.random.default_rng(seed)
     if make is not None:
         with Pool(2) as p: p.map(make, names, chunksize=8)
         names = [j[0] for j in names]
+    labels = list(labels) if labels is not None else ['x']*len(names)
+    classes = sorted(set(labels))
     src = rng.choice(len(names), n_copies, replace=False)
     jobs = [(names[s], str(Path(folder)/f'copy_{k}{Path(names[s]).suffix if k % 2 == 0 else ".jpg"}'), k % 2 == 0)
             for k, s in enumerate(src)]
     with Pool(2) as p: copies = p.map(_copy, jobs)
+    relabel = [k % 4 >= 2 and len(classes) > 1 for k in range(n_copies)]   # exact and near copies alike
+    other = lambda l: classes[(classes.index(l) + 1) % len(classes)]
+    copy_labels = [other(labels[s]) if r else labels[s] for s, r in zip(src, relabel)]
     files = list(names) + copies
-    df = pd.DataFrame(dict(fname=[os.path.relpath(f, folder) for f in files], label='x',
+    df = pd.DataFrame(dict(fname=[os.path.relpath(f, folder) for f in files], label=labels + copy_labels,
                            split=rng.choice(['train', 'valid', 'test'], len(files), p=[.7, .15, .15])))
     df.attrs['path'] = Path(folder)
-    planted = [(int(s), len(names) + k) for k, s in enumerate(src)]
+    planted = [(int(s), len(names) + k, r) for k, (s, r) in enumerate(zip(src, relabel))]
     return df, planted
 
 
@@ -77,15 +85,21 @@ def measure(name, df, planted, lines, kind=None):
     assert not len(bad), bad
     out, t_ours = timed(keep_copies_together, df, progress=False, verbose=False)
     _, t_serial = timed(lambda: [image_hashes(f) for f in files])
-    g = duplicate_groups(files, progress=False)
-    missed = [a for a, b in planted if g[a] != g[b]]
-    in_planted = {i for p in planted for i in p}
+    hs = _hash_images(files, progress=False)
+    (g, conf), t_group = timed(lambda: (lambda g: (g, copies_with_labels(g, files, df.label)))(duplicate_groups(files, hashes=hs)))
+    missed = [a for a, b, _ in planted if g[a] != g[b]]
+    in_planted = {i for a, b, _ in planted for i in (a, b)}
     sizes = pd.Series(g).value_counts()
     false = [i for i in range(len(g)) if sizes[g[i]] > 1 and i not in in_planted]
     blank = lambda idx: f' ({sum(kind(i) == "blank" for i in idx)} blank)' if kind and idx else ''
+    relab = [(a, b) for a, b, r in planted if r]
+    in_relab = {str(files[i]) for p in relab for i in p}
+    found_conf = sum(str(files[a]) in set(conf.item.map(str)) and str(files[b]) in set(conf.item.map(str)) for a, b in relab)
     lines.append(dict(collection=name, files=len(files), planted=len(planted), found=len(planted) - len(missed),
                       missed=f'{len(missed)}{blank(missed)}', false_grouped=f'{len(false)}{blank(false)}', moved=len(out.attrs['moved']),
-                      fastai_verify_s=t_fastai, ours_s=t_ours, serial_hash_s=t_serial, ours_vs_fastai=t_ours/t_fastai))
+                      relabelled=len(relab), conflicts_found=found_conf,
+                      false_conflicts=int((~conf.assign(p=conf.item.map(str).isin(in_relab)).groupby('group').p.any()).sum()),
+                      fastai_verify_s=t_fastai, ours_s=t_ours, serial_hash_s=t_serial, group_s=t_group, ours_vs_fastai=t_ours/t_fastai))
     print(lines[-1], flush=True)
 
 
@@ -103,13 +117,13 @@ def main():
                                          (f'sample pages as 2,400 x 1,800 px JPEG scans', a.scans, 300, True, 'jpg')):
             d = tmp/ext; d.mkdir()
             jobs = [(str(d/f'p{i}.{ext}'), cls[i % len(cls)], i, size, scan) for i in range(n)]
-            df, planted = collection(d, jobs, max(20, n//100), make=_render)
+            df, planted = collection(d, jobs, max(20, n//100), make=_render, labels=[j[1] for j in jobs])
             measure(name, df, planted, rows, kind=lambda i: cls[i % len(cls)])
         from oracle_merge import ORACLE, oracle_collection
         if ORACLE.exists():
             d = tmp/'oracle'; d.mkdir()
             odf = oracle_collection(d)
-            df, planted = collection(d, [str(d/f) for f in odf.fname], 100)
+            df, planted = collection(d, [str(d/f) for f in odf.fname], 100, labels=odf.label.tolist())
             measure('oracle-mnist real scans, 28 px PNG', df, planted, rows)
         else: print(f'{ORACLE} is absent: oracle-mnist part skipped')
     finally: shutil.rmtree(tmp, ignore_errors=True)
@@ -119,7 +133,9 @@ def main():
             f'(half byte-identical, half resized 1 % + JPEG; near-uniform pages take part in the exact comparison only, so their '
             f're-encoded copies are missed); false_grouped = rows grouped that were not planted (faintly textured blank pages that '
             f'differ from each other less than a re-encoded copy does); serial_hash_s = the hashing alone, one thread '
-            f'(keep_copies_together uses threads for files over 64 KB); total {time.perf_counter() - t0:.0f} s')
+            f'(keep_copies_together uses threads for files over 64 KB); relabelled = planted copies under another class than their '
+            f'original, conflicts_found = those reported as copies with different labels, false_conflicts = reported groups without a planted one; '
+            f'group_s = grouping and copies_with_labels once hashed (what the leakage check adds); total {time.perf_counter() - t0:.0f} s')
     txt = head + '\n' + t.to_string(index=False, float_format=lambda v: f'{v:.3g}') + '\n'
     print(txt)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,9 @@ from .models import _model_args
 # %% auto #0
 __all__ = ['STATUSES', 'CHECKS', 'QUICK_CHECKS', 'Check', 'preserved', 'check_labels', 'check_loss_at_init', 'classify_curve',
            'check_overfit_batch', 'check_input_independent', 'check_inputs', 'show_model_inputs', 'check_loss_input',
-           'check_numerics', 'check_train_eval', 'image_hashes', 'find_duplicates', 'check_leakage', 'duplicate_groups',
-           'keep_copies_together', 'check_shuffled_labels', 'check_lr', 'TroubleshootReport']
+           'check_numerics', 'check_train_eval', 'image_hashes', 'find_duplicates', 'duplicate_groups',
+           'copies_with_labels', 'check_leakage', 'keep_copies_together', 'check_shuffled_labels', 'check_lr',
+           'TroubleshootReport']
 
 # %% ../nbs/07_debug.ipynb #c0008
 STATUSES = ('ok', 'warn', 'fail', 'skip')
@@ -731,32 +732,6 @@ def find_duplicates(items, splits, max_dist:int=4, # most differing bits of the 
                        for i, j, k, d, m in rows], columns=['train_item', 'other_item', 'other_split', 'kind', 'hash_bits', 'thumb_diff'])
     return df, hs
 
-@_guarded
-def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that still count as a near duplicate
-                  tol:float=0.015, # mean absolute thumbnail difference (0–1) that still counts as a near duplicate
-                  fail_frac:float=0.01): # share of valid/test items with a near copy in train above which it fails
-    "Leakage: exact (content hash) and near (difference + average hash) duplicates between train and valid/test, pairs listed"
-    t = _label_table(learn)
-    t = t[t.item.map(lambda p: p is not None and Path(p).is_file())] if len(t) else t
-    if not len(t): return Check('leakage', 'skip', message='items are not image files: nothing to hash')
-    splits = t.split.tolist(); train = 'train' if 'train' in splits else splits[0]
-    pairs, hs = find_duplicates(t.item.tolist(), splits, max_dist, tol, train, progress=False)
-    n_other = int((t.split != train).sum())
-    exact, near = pairs[pairs.kind == 'exact'], pairs[pairs.kind == 'near']
-    leaked = pairs.other_item.nunique()
-    ev = dict(n_items=len(t), n_train=len(t) - n_other, n_other=n_other, n_exact_pairs=len(exact), n_near_pairs=len(near),
-              n_leaked_items=int(leaked), leaked_frac=leaked/max(n_other, 1), n_plain_images=int(sum(h[2] for h in hs)))
-    per_split = pairs.groupby('other_split').other_item.nunique().to_dict() if len(pairs) else {}
-    ev['leaked_per_split'] = per_split
-    if not len(pairs):
-        return Check('leakage', 'ok', ev, f'no exact or near duplicate between {train} ({ev["n_train"]}) and the other splits ({n_other})')
-    ex = name_some([f'{Path(r.train_item).name}~{Path(r.other_item).name}' for r in pairs.itertuples()], 3)
-    msg = f'{len(exact)} exact and {len(near)} near duplicate pairs: {leaked} of {n_other} valid/test items have a copy in {train} ({ex})'
-    status = 'fail' if len(exact) or ev['leaked_frac'] > fail_frac else 'warn'
-    return Check('leakage', status, ev, msg, 'remove the copies from valid/test, or keep each group of copies in one split '
-                 '(`keep_copies_together(df)`): their errors flatter the model', details=pairs.head(200))
-
-# %% ../nbs/07_debug.ipynb #n0001
 def duplicate_groups(items, # image files
                      max_dist:int=4, tol:float=0.015, # as `find_duplicates`
                      hashes=None, max_bucket:int=2000, progress:bool=True) -> np.ndarray:
@@ -774,14 +749,66 @@ def duplicate_groups(items, # image files
     for i, j, _, _ in _near_pairs(hs, max_dist, tol, lambda idx: (np.array(idx), None), max_bucket): join(i, j)
     return np.array([root(i) for i in range(len(hs))], dtype=np.int64)
 
+def copies_with_labels(groups, items, labels, splits=None) -> pd.DataFrame:
+    "The items of each group of copies (`duplicate_groups`) whose labels differ: `group`, `item`, `label`, `split`, largest groups first"
+    t = pd.DataFrame(dict(group=np.asarray(groups), item=list(items), label=list(labels),
+                          split=list(splits) if splits is not None else None)).dropna(subset=['label'])
+    t['label'] = t.label.astype(str)
+    t = t[t.groupby('group').label.transform('nunique') > 1]
+    size = t.groupby('group').item.transform('size')
+    return t.assign(_n=-size).sort_values(['_n', 'group', 'label'], kind='stable').drop(columns='_n').reset_index(drop=True)
+
+_CONFLICT_ADVICE = ('the same image under two labels: one of them is wrong, or the two classes overlap; correct the labels, '
+                    'or merge the classes (`LabelMerge`) if the overlap is real')
+
+def _conflicts_line(conf, n=3):
+    "One line for `copies_with_labels`"
+    ex = [' = '.join(f'{Path(r.item).name} ({r.label})' for r in g.itertuples()) for _, g in conf.groupby('group', sort=False)]
+    return f'{len(ex)} group{"s" if len(ex) > 1 else ""} of copies carr{"y" if len(ex) > 1 else "ies"} different labels ({name_some(ex, n, sep="; ")})'
+
+@_guarded
+def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that still count as a near duplicate
+                  tol:float=0.015, # mean absolute thumbnail difference (0–1) that still counts as a near duplicate
+                  fail_frac:float=0.01): # share of valid/test items with a near copy in train above which it fails
+    "Leakage: exact (content hash) and near (difference + average hash) duplicates between train and valid/test, pairs listed; and copies that carry different labels"
+    t = _label_table(learn)
+    t = t[t.item.map(lambda p: p is not None and Path(p).is_file())] if len(t) else t
+    if not len(t): return Check('leakage', 'skip', message='items are not image files: nothing to hash')
+    splits = t.split.tolist(); train = 'train' if 'train' in splits else splits[0]
+    pairs, hs = find_duplicates(t.item.tolist(), splits, max_dist, tol, train, progress=False)
+    n_other = int((t.split != train).sum())
+    exact, near = pairs[pairs.kind == 'exact'], pairs[pairs.kind == 'near']
+    leaked = pairs.other_item.nunique()
+    ev = dict(n_items=len(t), n_train=len(t) - n_other, n_other=n_other, n_exact_pairs=len(exact), n_near_pairs=len(near),
+              n_leaked_items=int(leaked), leaked_frac=leaked/max(n_other, 1), n_plain_images=int(sum(h[2] for h in hs)))
+    per_split = pairs.groupby('other_split').other_item.nunique().to_dict() if len(pairs) else {}
+    ev['leaked_per_split'] = per_split
+    conf = copies_with_labels(duplicate_groups(t.item.tolist(), max_dist, tol, hashes=hs), t.item.map(str), t.label, t.split)
+    ev.update(n_conflicting_groups=int(conf.group.nunique()), n_conflicting_items=len(conf))
+    status, msgs, adv = 'ok', [], []
+    if len(pairs):
+        ex = name_some([f'{Path(r.train_item).name}~{Path(r.other_item).name}' for r in pairs.itertuples()], 3)
+        msgs.append(f'{len(exact)} exact and {len(near)} near duplicate pairs: {leaked} of {n_other} valid/test items have a copy in {train} ({ex})')
+        status = 'fail' if len(exact) or ev['leaked_frac'] > fail_frac else 'warn'
+        adv.append('remove the copies from valid/test, or keep each group of copies in one split (`keep_copies_together(df)`): their errors flatter the model')
+    if len(conf):
+        msgs.append(_conflicts_line(conf)); status = max(status, 'warn', key=_RANK.get)
+        adv.append(_CONFLICT_ADVICE + ' (`check.conflicts`)')
+    if not msgs: msgs.append(f'no exact or near duplicate between {train} ({ev["n_train"]}) and the other splits ({n_other}), '
+                             'nor copies with different labels')
+    chk = Check('leakage', status, ev, '; '.join(msgs), '; '.join(adv), details=pairs.head(200) if len(pairs) else conf.head(200) if len(conf) else None)
+    chk.conflicts = conf
+    return chk
+
+# %% ../nbs/07_debug.ipynb #n0001
 def keep_copies_together(df, # a collection table (from `read_collection`)
                          path=None, fn_col=None, split_col=None, # default: as `read_collection` recorded
                          train:str='train', # a group with a row in this split goes there
                          max_dist:int=4, tol:float=0.015, # as `find_duplicates`
                          progress:bool=True, # a bar while hashing large collections
                          verbose:bool=True): # print what moved
-    "A copy of `df` where each group of copies sits in one split (`train` if one is there, else its first row's); the old split kept in `<split_col>_original`, moves in `attrs['moved']`"
-    path, fn_col, _, split_col = collection_columns(df, path, fn_col, None, split_col)
+    "A copy of `df` where each group of copies sits in one split (`train` if one is there, else its first row's); the old split kept in `<split_col>_original`, moves in `attrs['moved']`, copies with different labels in `attrs['conflicts']` (labels unchanged)"
+    path, fn_col, label_col, split_col = collection_columns(df, path, fn_col, None, split_col)
     have = list(dict.fromkeys(df[split_col].astype(str)))
     if train not in have: raise GlamError(f'keep_copies_together: train={train!r} is not a split of the table; its splits are {name_some(map(repr, have))}')
     files = [path/str(f) for f in df[fn_col]]
@@ -800,10 +827,13 @@ def keep_copies_together(df, # a collection table (from `read_collection`)
     m = new != splits
     moved = pd.DataFrame({fn_col: df[fn_col].to_numpy()[m], 'group': groups[m], 'from': splits[m], 'to': new[m]})
     out.attrs['moved'] = moved.to_dict('records')
+    conf = copies_with_labels(groups, df[fn_col].astype(str), df[label_col], splits)
+    out.attrs['conflicts'] = conf.to_dict('records')
     if verbose:
         how = ', '.join(f'{a} → {b}: {n}' for (a, b), n in moved.groupby(['from', 'to']).size().items())
         print(f'keep_copies_together: {int((t.size() > 1).sum())} groups of copies, {len(set(groups[spans]))} across splits; '
               f'moved {len(moved)} of {len(df)} rows' + (f' ({how})' if how else ''))
+        if len(conf): print(f"keep_copies_together: {_conflicts_line(conf)}: {_CONFLICT_ADVICE}; all of them in attrs['conflicts']")
     return out
 
 # %% ../nbs/07_debug.ipynb #c0056
@@ -896,11 +926,11 @@ class TroubleshootReport(Report):
     @property
     def summary(self):
         n = len(self.checks); t = sum(c.seconds or 0 for c in self.checks)
-        if self.verdict == 'ok': return f'All {n} checks passed ({t:.1f} s). Next: train the simple model and look at the error report.'
+        if self.verdict == 'ok': return (f'All {n} checks' if n != 1 else 'The check') + f' passed ({t:.1f} s). Next: train the simple model and look at the error report.'
         s = f'Verdict: {self.verdict.upper()}. ' + (f'Failed: {", ".join(self.failed)}. ' if self.failed else '') + \
             (f'Warnings: {", ".join(self.warned)}. ' if self.warned else '')
         first = next(c for c in self.checks if c.status == self.verdict)
-        return s + f'Start with `{first.name}`: {first.advice} ({n} checks, {t:.1f} s)'
+        return s + f'Start with `{first.name}`: {first.advice} ({n} check{"s" if n != 1 else ""}, {t:.1f} s)'
     @property
     def table(self):
         return pd.DataFrame([dict(check=c.name, status=c.status, finding=c.message, advice=c.advice, seconds=c.seconds) for c in self.checks])

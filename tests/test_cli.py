@@ -115,6 +115,7 @@ def test_keep_copies_command(tmp_path):
     r = run('keep-copies', str(coll), '-o', str(tmp_path/'fixed.csv'))
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'moved 3 of' in r.stdout and 'test → train: 1, valid → train: 2' in r.stdout, r.stdout
+    assert 'different labels' not in r.stdout                               # the copies kept their class
     out = pd.read_csv(tmp_path/'fixed.csv')
     assert list(out.columns) == ['fname', 'label', 'split', 'note', 'split_original'] and len(out) == len(table)
     assert (out.split_original == table.split).all() and (out.note == 'kept').all()
@@ -124,6 +125,13 @@ def test_keep_copies_command(tmp_path):
     assert r2.returncode == 2 and '-o' in r2.stderr and (coll/'collection.csv').read_bytes() == before
     r3 = run('keep-copies', str(coll), '-o', str(coll/'collection.csv'))  # the input as output without --overwrite
     assert r3.returncode == 2 and 'refusing to overwrite' in r3.stderr
+    other = sorted(set(df.label) - {tr.label.iloc[0]})[0]                  # one copy catalogued under another class
+    table.loc[table.fname == copies[0]['fname'], 'label'] = other
+    table.to_csv(coll/'collection.csv', index=False)
+    r4 = run('keep-copies', str(coll), '-o', str(tmp_path/'fixed2.csv'))
+    assert r4.returncode == 0 and '1 group of copies carries different labels' in r4.stdout, r4.stdout
+    assert f"copy0.png ({other})" in r4.stdout and f"({tr.label.iloc[0]})" in r4.stdout
+    assert (pd.read_csv(tmp_path/'fixed2.csv').label == table.label).all()  # reported, not changed
 
 
 def test_bad_rows_stop_or_are_dropped_and_named(tmp_path):
