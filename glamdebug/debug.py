@@ -24,8 +24,8 @@ from .models import _model_args
 __all__ = ['STATUSES', 'CHECKS', 'QUICK_CHECKS', 'Check', 'preserved', 'check_labels', 'check_loss_at_init', 'classify_curve',
            'check_overfit_batch', 'check_input_independent', 'check_inputs', 'show_model_inputs', 'check_loss_input',
            'check_numerics', 'check_train_eval', 'image_hashes', 'find_duplicates', 'duplicate_groups',
-           'copies_with_labels', 'check_leakage', 'keep_copies_together', 'check_shuffled_labels', 'check_lr',
-           'TroubleshootReport']
+           'copies_with_labels', 'check_leakage', 'keep_copies_together', 'file_properties', 'telling_properties',
+           'check_shortcuts', 'check_shuffled_labels', 'check_lr', 'TroubleshootReport']
 
 # %% ../nbs/07_debug.ipynb #c0008
 STATUSES = ('ok', 'warn', 'fail', 'skip')
@@ -836,6 +836,85 @@ def keep_copies_together(df, # a collection table (from `read_collection`)
         if len(conf): print(f"keep_copies_together: {_conflicts_line(conf)}: {_CONFLICT_ADVICE}; all of them in attrs['conflicts']")
     return out
 
+# %% ../nbs/07_debug.ipynb #n0013
+_STD_LUMA_MEAN = 57.625  # mean of the IJG standard luminance quantisation table (libjpeg's quality 50)
+
+def _jpeg_quality(im):
+    "libjpeg's quality setting that gives `im`'s luminance table (from its mean: independent of the table's order)"
+    q = getattr(im, 'quantization', None) or {}
+    if 0 not in q: return None
+    scale = 100*float(np.mean(q[0]))/_STD_LUMA_MEAN
+    return int(round((200 - scale)/2 if scale <= 100 else 5000/scale))
+
+def file_properties(fn) -> dict:
+    "What the digitisation set in image file `fn`, read from its header: `format`, `mode`, `dpi`, `compression`, `jpeg_quality`, `device`"
+    from PIL import Image
+    try:
+        with Image.open(fn) as im:
+            dpi = im.info.get('dpi')
+            exif = im.getexif()
+            dev = exif.get(0x0110) or exif.get(0x0131)   # camera or scanner model, else the software
+            return dict(format=im.format, mode=im.mode, dpi=int(round(float(dpi[0]))) if dpi else None,
+                        compression=im.info.get('compression'), jpeg_quality=_jpeg_quality(im) if im.format == 'JPEG' else None,
+                        device=str(dev).strip('\x00 ') or None if dev else None)
+    except Exception: return dict(format='unreadable')
+
+def _prop_str(x):
+    "A property value as text: 'none' when missing, whole floats without their '.0'"
+    if x is None or (isinstance(x, float) and math.isnan(x)): return 'none'
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+def telling_properties(props:pd.DataFrame, # a row per item, a column per property (`file_properties`)
+                       labels, # the class of each row
+                       min_share:float=0.9, # share of each marked class that has the value (and most share of the rest)
+                       min_items:int=5) -> pd.DataFrame: # classes with fewer items are not judged
+    "The property values that mark a set of classes: `property`, `value`, `classes`, `share_in` (the lowest over them), `share_rest`"
+    labels = pd.Series(list(labels), index=props.index).astype(str)
+    n = labels.value_counts(); judged = n[n >= min_items].index
+    rows = []
+    for p in props.columns:
+        v = props[p].map(_prop_str)
+        if v.nunique() < 2: continue
+        share = pd.crosstab(labels, v, normalize='index')
+        for val in share.columns:
+            cls = [c for c in judged if share.at[c, val] >= min_share]
+            if not cls or len(cls) == len(judged): continue
+            rest = ~labels.isin(cls)
+            share_rest = float((v[rest] == val).mean()) if rest.any() else 0.
+            if share_rest <= 1 - min_share:
+                rows.append(dict(property=p, value=val, classes=sorted(cls), share_in=float(share.loc[cls, val].min()), share_rest=share_rest))
+    res = pd.DataFrame(rows, columns=['property', 'value', 'classes', 'share_in', 'share_rest'])
+    return res.assign(_k=res.classes.map(len)).sort_values(['_k', 'property'], kind='stable').drop(columns='_k').reset_index(drop=True)
+
+def _property_line(r):
+    cls = name_some(r.classes, 3)
+    return f"{r.property} {r.value!r} marks {cls} ({r.share_in:.0%} of {'them' if len(r.classes) > 1 else 'it'}, {r.share_rest:.0%} of the rest)"
+
+@_guarded
+def check_shortcuts(learn:Learner, n:int=5000, # training items read (a seeded sample beyond that)
+                    min_share:float=0.9, min_items:int=5, # as `telling_properties`
+                    seed:int=0):
+    "Shortcuts: properties of the files set by how they were digitised (format, colour mode, dpi, compression, JPEG quality, device) that tell classes apart in train"
+    t = _label_table(learn)
+    t = t[t.item.map(lambda p: p is not None) & t.label.notna()] if len(t) else t
+    if not len(t): return Check('shortcuts', 'skip', message='items are not image files: no file properties to read')
+    splits = t.split.tolist(); train = 'train' if 'train' in splits else splits[0]
+    t = t[t.split == train]
+    if len(t) > n: t = t.sample(n, random_state=seed)
+    with ThreadPoolExecutor(8) as ex: props = pd.DataFrame(list(ex.map(file_properties, t.item)), index=t.index, dtype=object)
+    found = telling_properties(props, t.label, min_share, min_items)
+    ev = dict(n_items=len(t), split=train, properties={c: props[c].map(_prop_str).value_counts().head(5).to_dict()
+                                                      for c in props.columns}, n_found=len(found))
+    if not len(found):
+        return Check('shortcuts', 'ok', ev, f'no file property (format, colour mode, dpi, compression, JPEG quality, device) tells classes apart in {train} ({len(t)} items)')
+    first = found.drop_duplicates('property')   # the most specific finding of each property
+    msg = f'how the files were made tells classes apart in {train}: ' + name_some([_property_line(r) for r in first.itertuples()], 3, sep='; ')
+    chk = Check('shortcuts', 'warn', ev, msg, 'if each class came from its own source (scanner, project, export), the model can learn '
+                'the source instead of the content and fail on items from another one: make the files alike (one format, colour mode '
+                'and resolution for all, e.g. every image greyscale), or measure the error per class on items from another source (`shift_report`)',
+                details=found.assign(classes=found.classes.map(', '.join)))
+    return chk
+
 # %% ../nbs/07_debug.ipynb #c0056
 def _content_key(x): return hashlib.md5(np.round(x.detach().float().cpu().numpy(), 3).tobytes()).digest()
 
@@ -896,11 +975,11 @@ def check_lr(learn:Learner, num_it:int=60, # `lr_find` iterations
     return Check('lr', 'ok', ev, msg, plot_fn=_plot)
 
 # %% ../nbs/07_debug.ipynb #c0060
-CHECKS = dict(labels=check_labels, leakage=check_leakage, inputs=check_inputs, loss_input=check_loss_input,
+CHECKS = dict(labels=check_labels, leakage=check_leakage, shortcuts=check_shortcuts, inputs=check_inputs, loss_input=check_loss_input,
               loss_at_init=check_loss_at_init, numerics=check_numerics, train_eval=check_train_eval,
               overfit_batch=check_overfit_batch, input_independent=check_input_independent,
               shuffled_labels=check_shuffled_labels, lr=check_lr)
-QUICK_CHECKS = ['labels', 'leakage', 'inputs', 'loss_input', 'loss_at_init', 'numerics', 'train_eval', 'overfit_batch', 'input_independent']
+QUICK_CHECKS = ['labels', 'leakage', 'shortcuts', 'inputs', 'loss_input', 'loss_at_init', 'numerics', 'train_eval', 'overfit_batch', 'input_independent']
 
 def _fig_png(check, figsize=(4.5, 3)):
     import matplotlib.pyplot as plt
