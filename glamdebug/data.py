@@ -21,8 +21,8 @@ from .core import *
 # %% auto #0
 __all__ = ['SPLITS', 'GLAM_MAX_PIXELS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'label_variants',
            'write_collection', 'read_collection', 'CollectionReport', 'plot_class_counts', 'check_collection',
-           'simplify', 'Collection', 'CollectionDataLoaders', 'collection_columns', 'split_rows', 'collection_dls',
-           'split_dl']
+           'file_properties', 'simplify', 'Collection', 'CollectionDataLoaders', 'collection_columns', 'split_rows',
+           'collection_dls', 'split_dl']
 
 # %% ../nbs/01_data.ipynb #c0005
 SPLITS = ('train', 'valid', 'test', 'test_shifted', 'train_valid')
@@ -422,6 +422,35 @@ def check_collection(df, path=None, fn_col='fname', label_col='label', split_col
     with ThreadPoolExecutor(8) as ex: wh = list(ex.map(_image_size, fns))
     sizes = pd.DataFrame(wh, columns=['w', 'h'], index=sample.index)
     return CollectionReport(counts, missing, tiny, sizes, min_items, label_variants(df[label_col]))
+
+# %% ../nbs/01_data.ipynb #n0023
+_STD_LUMA_MEAN = 57.625  # mean of the IJG standard luminance quantisation table (libjpeg's quality 50)
+
+def _jpeg_quality(im):
+    "libjpeg's quality setting that gives `im`'s luminance table (from its mean: independent of the table's order)"
+    q = getattr(im, 'quantization', None) or {}
+    if 0 not in q: return None
+    scale = 100*float(np.mean(q[0]))/_STD_LUMA_MEAN
+    return int(round((200 - scale)/2 if scale <= 100 else 5000/scale))
+
+def file_properties(fn) -> dict:
+    "What the digitisation set in image file `fn`, read from its header: `format`, `mode`, `dpi`, `compression`, `jpeg_quality`, `device`"
+    from PIL import Image
+    try:
+        with Image.open(fn) as im:
+            dpi = im.info.get('dpi')
+            exif = im.getexif()
+            dev = exif.get(0x0110) or exif.get(0x0131)   # camera or scanner model, else the software
+            return dict(format=im.format, mode=im.mode, dpi=int(round(float(dpi[0]))) if dpi else None,
+                        compression=im.info.get('compression'), jpeg_quality=_jpeg_quality(im) if im.format == 'JPEG' else None,
+                        device=str(dev).strip('\x00 ') or None if dev else None)
+    except Exception: return dict(format='unreadable')
+
+
+def _prop_str(x):
+    "A property value as text: 'none' when missing, whole floats without their '.0'"
+    if x is None or (isinstance(x, float) and math.isnan(x)): return 'none'
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
 
 # %% ../nbs/01_data.ipynb #c0024
 def simplify(df, n_per_class=None, classes=None, frac=None, seed=0, label_col='label', split_col='split', verbose=True):

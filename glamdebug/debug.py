@@ -17,15 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from .core import _jsonable
-from .data import collection_columns, to_rgb, write_collection, plot_class_counts, label_variants, _label_key, _variants_what, _variants_fix
+from .data import collection_columns, to_rgb, write_collection, plot_class_counts, label_variants, _label_key, _variants_what, _variants_fix, file_properties, _prop_str
 from .models import _model_args
 
 # %% auto #0
 __all__ = ['STATUSES', 'CHECKS', 'QUICK_CHECKS', 'Check', 'preserved', 'check_labels', 'check_loss_at_init', 'classify_curve',
            'check_overfit_batch', 'check_input_independent', 'check_inputs', 'show_model_inputs', 'check_loss_input',
            'check_numerics', 'check_train_eval', 'image_hashes', 'find_duplicates', 'duplicate_groups',
-           'copies_with_labels', 'check_leakage', 'keep_copies_together', 'file_properties', 'telling_properties',
-           'check_shortcuts', 'check_shuffled_labels', 'check_lr', 'TroubleshootReport']
+           'copies_with_labels', 'check_leakage', 'keep_copies_together', 'telling_properties', 'check_shortcuts',
+           'check_shuffled_labels', 'check_lr', 'TroubleshootReport']
 
 # %% ../nbs/07_debug.ipynb #c0008
 STATUSES = ('ok', 'warn', 'fail', 'skip')
@@ -837,33 +837,6 @@ def keep_copies_together(df, # a collection table (from `read_collection`)
     return out
 
 # %% ../nbs/07_debug.ipynb #n0013
-_STD_LUMA_MEAN = 57.625  # mean of the IJG standard luminance quantisation table (libjpeg's quality 50)
-
-def _jpeg_quality(im):
-    "libjpeg's quality setting that gives `im`'s luminance table (from its mean: independent of the table's order)"
-    q = getattr(im, 'quantization', None) or {}
-    if 0 not in q: return None
-    scale = 100*float(np.mean(q[0]))/_STD_LUMA_MEAN
-    return int(round((200 - scale)/2 if scale <= 100 else 5000/scale))
-
-def file_properties(fn) -> dict:
-    "What the digitisation set in image file `fn`, read from its header: `format`, `mode`, `dpi`, `compression`, `jpeg_quality`, `device`"
-    from PIL import Image
-    try:
-        with Image.open(fn) as im:
-            dpi = im.info.get('dpi')
-            exif = im.getexif()
-            dev = exif.get(0x0110) or exif.get(0x0131)   # camera or scanner model, else the software
-            return dict(format=im.format, mode=im.mode, dpi=int(round(float(dpi[0]))) if dpi else None,
-                        compression=im.info.get('compression'), jpeg_quality=_jpeg_quality(im) if im.format == 'JPEG' else None,
-                        device=str(dev).strip('\x00 ') or None if dev else None)
-    except Exception: return dict(format='unreadable')
-
-def _prop_str(x):
-    "A property value as text: 'none' when missing, whole floats without their '.0'"
-    if x is None or (isinstance(x, float) and math.isnan(x)): return 'none'
-    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
-
 def telling_properties(props:pd.DataFrame, # a row per item, a column per property (`file_properties`)
                        labels, # the class of each row
                        min_share:float=0.9, # share of each marked class that has the value (and most share of the rest)

@@ -14,9 +14,10 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 from .core import *
 from .preds import Preds, _resolve_dl, _items
+from .data import file_properties, _prop_str
 
 # %% auto #0
-__all__ = ['image_stats', 'error_gap_test', 'domain_auc', 'compare_stats', 'ShiftReport']
+__all__ = ['image_stats', 'error_gap_test', 'domain_auc', 'compare_stats', 'compare_files', 'ShiftReport']
 
 # %% ../nbs/09_shift.ipynb #c0005
 _STATS = ('brightness', 'contrast', 'saturation', 'sharpness')
@@ -51,23 +52,24 @@ def _last_linear(model):
 
 # %% ../nbs/09_shift.ipynb #c0008
 def _file_stats(learn, dl, names):
-    "Pixel width and height, aspect and file size (kB) of each file of `names` (NaN where unreadable); None without files"
+    "`(stats, properties)` of each file of `names`: pixel width and height, aspect and file size (kB; NaN where unreadable), and its `file_properties`; `(None, None)` without files"
     col = getattr(learn.dls, 'collection', None) or getattr(dl, 'collection', None)
     root = Path(getattr(col, 'path', None) or getattr(learn.dls, 'path', '.'))
-    if not names: return None
+    if not names: return None, None
     from PIL import Image
     from concurrent.futures import ThreadPoolExecutor
     def one(n):  # the header only: PIL reads the size without decoding
         fn = Path(n) if Path(n).is_absolute() else root/n
         try:
             with Image.open(fn) as im: w, h = im.size
-            return (w, h, w/h, fn.stat().st_size/1e3)
-        except Exception: return (np.nan,)*4
+            return (w, h, w/h, fn.stat().st_size/1e3), file_properties(fn)
+        except Exception: return (np.nan,)*4, {}
     with ThreadPoolExecutor(8) as ex: rows = list(ex.map(one, names, chunksize=64))
-    return pd.DataFrame(rows, columns=['width_px', 'height_px', 'aspect', 'file_kb'])
+    return (pd.DataFrame([r[0] for r in rows], columns=['width_px', 'height_px', 'aspect', 'file_kb']),
+            pd.DataFrame([r[1] for r in rows], dtype=object))
 
 def _pass(learn, split):
-    "One inference pass: `Preds`, input statistics (DataFrame), penultimate features (tensor or None)"
+    "One inference pass: `Preds`, input statistics (DataFrame), penultimate features (tensor or None), file properties (DataFrame or None)"
     dl, name = _resolve_dl(learn, split)
     cap = _Capture(_last_linear(learn.model))
     try:
@@ -79,10 +81,10 @@ def _pass(learn, split):
     names = _items(dl)
     p = Preds(probs, targs, learn.dls.vocab, items=names, split=name or str(split))
     st = pd.DataFrame(torch.cat(cap.stats).cpu().numpy(), columns=list(_STATS)) if cap.stats else pd.DataFrame(columns=list(_STATS))
-    fs = _file_stats(learn, dl, names)
+    fs, props = _file_stats(learn, dl, names)
     if fs is not None and len(fs) == len(st): st = pd.concat([st, fs], axis=1)
     feats = torch.cat(cap.feats).cpu() if cap.feats else None
-    return p, st, feats
+    return p, st, feats, props
 
 # %% ../nbs/09_shift.ipynb #c0010
 def error_gap_test(k1, n1, k2, n2):
@@ -171,6 +173,34 @@ def compare_stats(ref, new, alpha=0.05,
         t.loc[hidden, 'verdict'] = 'differs'   # the images changed, and other class shares hide it overall
     return t.reindex(t.smd.abs().sort_values(ascending=False).index).set_index('stat')
 
+# %% ../nbs/09_shift.ipynb #n0004
+def _prop_values(v:pd.Series, prop:str):
+    "The values of property `prop` as compared: text, 'none' when missing, JPEG qualities in steps of 10"
+    if prop == 'jpeg_quality': v = v.map(lambda x: x if x is None or x != x else int(x)//10*10)
+    return v.map(_prop_str)
+
+def _describe_values(v:pd.Series):
+    "A property's values in a few words: a range and median for many numbers, else the commonest values and their shares"
+    s = v.map(_prop_str); nums = pd.to_numeric(v, errors='coerce').dropna()
+    if nums.nunique() > 3:
+        none = float((s == 'none').mean())
+        return f'{nums.min():g}–{nums.max():g} (median {nums.median():g})' + (f', none {none:.0%}' if none else '')
+    vc = s.value_counts(normalize=True)
+    return ', '.join(f'{k} {p:.0%}' for k, p in vc.head(3).items()) + (', …' if len(vc) > 3 else '')
+
+def compare_files(ref:pd.DataFrame, new:pd.DataFrame, # `file_properties` of each file of two splits
+                  min_tv:float=0.5) -> pd.DataFrame: # total variation distance from which a property differs
+    "Per file property: its values on both splits in words, the total variation distance between their shares, and a verdict"
+    rows = []
+    for c in [c for c in ref.columns if c in new.columns]:
+        a, b = _prop_values(ref[c], c), _prop_values(new[c], c)
+        pa, pb = a.value_counts(normalize=True), b.value_counts(normalize=True)
+        tv = 0.5*float(pa.sub(pb, fill_value=0).abs().sum()) if len(a) and len(b) else float('nan')
+        rows.append(dict(property=c, reference=_describe_values(ref[c]), split=_describe_values(new[c]), tv=tv,
+                         verdict='differs' if tv >= min_tv else ''))
+    t = pd.DataFrame(rows, columns=['property', 'reference', 'split', 'tv', 'verdict'])
+    return t.sort_values('tv', ascending=False, kind='stable').set_index('property')
+
 # %% ../nbs/09_shift.ipynb #c0013
 _REMEDY = {
     'brightness': ('augment lighting', "`aug_transforms(max_lighting=0.4)`: brightness and contrast as in the shifted images"),
@@ -183,6 +213,14 @@ _REMEDY = {
     'file_kb': ('match the compression', 'file sizes differ (format or JPEG quality): train on copies saved like the shifted files'),
 }
 
+_FILE_REMEDY = {
+    'format': ('match the compression', 'Train on copies saved the same way (format and JPEG quality), or re-encode training images at random JPEG qualities as an augmentation'),
+    'jpeg_quality': ('match the compression', 'Train on copies saved the same way (format and JPEG quality), or re-encode training images at random JPEG qualities as an augmentation'),
+    'compression': ('match the compression', 'Train on copies saved the same way (format and JPEG quality), or re-encode training images at random JPEG qualities as an augmentation'),
+    'mode': ('match the colour mode', 'Convert both the same way before training (e.g. every image greyscale): colour the model never saw in a class is a shortcut it may have learnt'),
+    'dpi': ('match the resolution', 'Scan or resize both to the same resolution before training'),
+}
+
 def _fdr(ps):
     "Benjamini-Hochberg adjusted p-values of the dict `ps` (scipy's `false_discovery_control`); a p that is not a number, as from two constant samples, counts as 1"
     from scipy.stats import false_discovery_control
@@ -192,8 +230,9 @@ def _fdr(ps):
 
 class ShiftReport(Report):
     "Distribution shift from a reference split to another: errors, a feature two-sample test, image statistics, classes, remedies"
-    def __init__(self, ref:Preds, new:Preds, stats:pd.DataFrame, auc:float, min_auc=0.7):
-        store_attr('ref,new,stats,auc,min_auc')
+    def __init__(self, ref:Preds, new:Preds, stats:pd.DataFrame, auc:float, min_auc=0.7,
+                 files:pd.DataFrame=None): # `compare_files` of the two splits, if they are files
+        store_attr('ref,new,stats,auc,min_auc,files')
         self.title = f'Distribution shift: {ref.split} → {new.split}'
         self.p_gap = error_gap_test(ref.n_err, ref.n, new.n_err, new.n)
         rows = []
@@ -204,6 +243,10 @@ class ShiftReport(Report):
         super().__init__(table=pd.DataFrame(rows).set_index('split'))
     @property
     def differs(self): return list(self.stats.index[self.stats.verdict == 'differs'])
+    @property
+    def files_differ(self):
+        "The file properties that differ between the splits (format, colour mode, dpi, compression, JPEG quality, device)"
+        return [] if self.files is None else list(self.files.index[self.files.verdict == 'differs'])
     def _differs_in(self, c):
         "How statistic `c` differs, in words: overall, or within classes where the class mix hides it overall"
         r, split = self.stats.loc[c], self.new.split
@@ -221,8 +264,8 @@ class ShiftReport(Report):
         return bool(self.p_gap < 0.05 and self.new.error > self.ref.error)
     @property
     def inputs_shifted(self) -> bool:
-        "Do the inputs differ: the features tell the splits apart (AUC ≥ `min_auc`), or an image statistic differs?"
-        return bool((self.auc == self.auc and self.auc >= self.min_auc) or self.differs)
+        "Do the inputs differ: the features tell the splits apart (AUC ≥ `min_auc`), or an image statistic or a file property differs?"
+        return bool((self.auc == self.auc and self.auc >= self.min_auc) or self.differs or self.files_differ)
     @property
     def shifted(self) -> bool:
         "Is there a shift worth acting on: in the error, or in the inputs?"
@@ -267,6 +310,13 @@ class ShiftReport(Report):
         "Remedies for distribution shift in the method's order, made specific by what differs"
         rows = [dict(step=1, remedy='analyse the shifted errors', how=f'`GlamInterpretation.from_learner(learn, {self.new.split!r})`: which items fail that {self.ref.split} items do not')]
         seen = set()
+        for p in self.files_differ:
+            r = _FILE_REMEDY.get(p)
+            if r and r[0] not in seen:   # one row per remedy, naming every property that calls for it
+                seen.add(r[0]); f = self.files
+                ps = [q for q in self.files_differ if _FILE_REMEDY.get(q, ('',))[0] == r[0]]
+                rows.append(dict(step=2, remedy=r[0], how=f'{self.new.split} files: ' + ', '.join(f"{q} {f.loc[q, 'split']}" for q in ps)
+                                 + f'; {self.ref.split}: ' + ', '.join(f"{q} {f.loc[q, 'reference']}" for q in ps) + '. ' + r[1]))
         for s in self.differs:
             r = _REMEDY.get(s)
             if r and r[0] not in seen: seen.add(r[0]); rows.append(dict(step=2, remedy=r[0], how=r[1]))
@@ -289,6 +339,8 @@ class ShiftReport(Report):
                   + ('(they look different to it). ' if self.auc >= self.min_auc else '(not clearly different). '))
         if self.differs:
             s += 'The images differ in: ' + ', '.join(self._differs_in(c) for c in self.differs) + '. '
+        if self.files_differ:
+            s += 'The files differ in: ' + ', '.join(f"{p} ({self.files.loc[p, 'reference']} → {self.files.loc[p, 'split']})" for p in self.files_differ) + '. '
         if self.class_mix:
             s += ('Explained by the mix of classes (each class looks as before; the split holds other shares of them): ' + ', '.join(
                 f"{c} ({self.stats.loc[c, 'smd']:+.1f} SD overall, {self.stats.loc[c, 'smd_within_class']:+.1f} within classes)"
@@ -306,12 +358,13 @@ class ShiftReport(Report):
     def sections(self):
         ls = self.label_shift()
         return [('What differs in the inputs (standardised mean difference, KS test)', self.stats),
+                ('How the files were made (total variation distance of the values)', self.files),
                 ('Within each class (standardised mean difference; changed: Welch t-test, 5 % false discovery rate)', self.stats_per_class(), dict(order='most changed first', where='`.stats_per_class()`')),
                 ('Error per class', self.per_class(), dict(order='largest increase first', where='`.per_class()`')),
                 ('Label shares (total variation distance)', pd.DataFrame([ls], index=['tv_distance'])),
                 ('Remedies (distribution shift)', self.remedies() if self.shifted else None)]
     def to_dict(self):
-        d = super().to_dict(); d.update(auc=self.auc, p_gap=self.p_gap, shifted=self.shifted, differs=self.differs)
+        d = super().to_dict(); d.update(auc=self.auc, p_gap=self.p_gap, shifted=self.shifted, differs=self.differs, files_differ=self.files_differ)
         return d
     def plot(self, n=3, figsize=None):
         "Histograms of the `n` most different image statistics on both splits, and the error per class"
@@ -341,11 +394,12 @@ def shift_report(self:Learner,
                  min_auc:float=0.7, # feature AUC from which the splits count as telling apart
                  max_items:int=2000) -> ShiftReport: # items per split for the feature test (a random subset beyond)
     "Distribution shift between `reference` and `split`: one inference pass over each, then the tests of `ShiftReport`"
-    ref, rs, rf = _pass(self, reference)
-    new, ns, nf = _pass(self, split)
+    ref, rs, rf, rp = _pass(self, reference)
+    new, ns, nf, np_ = _pass(self, split)
     if not ref.n or not new.n: raise GlamError(f'shift_report needs items in both splits: {ref.split} has {ref.n}, {new.split} has {new.n}')
     auc = (domain_auc(rf.numpy(), nf.numpy(), max_items=max_items, la=ref.targs.numpy(), lb=new.targs.numpy())
            if rf is not None and nf is not None else float('nan'))  # within classes: other class shares alone do not count
-    rep = ShiftReport(ref, new, compare_stats(rs, ns, ref_labels=ref.targs.numpy(), new_labels=new.targs.numpy()), auc, min_auc=min_auc)
+    files = compare_files(rp, np_) if rp is not None and np_ is not None and len(rp) and len(np_) else None
+    rep = ShiftReport(ref, new, compare_stats(rs, ns, ref_labels=ref.targs.numpy(), new_labels=new.targs.numpy()), auc, min_auc=min_auc, files=files)
     rep._ref_stats, rep._new_stats = rs, ns
     return rep
