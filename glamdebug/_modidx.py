@@ -106,6 +106,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data.collection_columns': ('data.html#collection_columns', 'glamdebug/data.py'),
                                 'glamdebug.data.collection_dls': ('data.html#collection_dls', 'glamdebug/data.py'),
                                 'glamdebug.data.file_properties': ('data.html#file_properties', 'glamdebug/data.py'),
+                                'glamdebug.data.image_properties': ('data.html#image_properties', 'glamdebug/data.py'),
                                 'glamdebug.data.label_variants': ('data.html#label_variants', 'glamdebug/data.py'),
                                 'glamdebug.data.load_rgb': ('data.html#load_rgb', 'glamdebug/data.py'),
                                 'glamdebug.data.pair_by_stem': ('data.html#pair_by_stem', 'glamdebug/data.py'),

@@ -21,8 +21,8 @@ from .core import *
 # %% auto #0
 __all__ = ['SPLITS', 'GLAM_MAX_PIXELS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'label_variants',
            'write_collection', 'read_collection', 'CollectionReport', 'plot_class_counts', 'check_collection',
-           'file_properties', 'simplify', 'Collection', 'CollectionDataLoaders', 'collection_columns', 'split_rows',
-           'collection_dls', 'split_dl']
+           'image_properties', 'file_properties', 'simplify', 'Collection', 'CollectionDataLoaders',
+           'collection_columns', 'split_rows', 'collection_dls', 'split_dl']
 
 # %% ../nbs/01_data.ipynb #c0005
 SPLITS = ('train', 'valid', 'test', 'test_shifted', 'train_valid')
@@ -433,19 +433,20 @@ def _jpeg_quality(im):
     scale = 100*float(np.mean(q[0]))/_STD_LUMA_MEAN
     return int(round((200 - scale)/2 if scale <= 100 else 5000/scale))
 
-def file_properties(fn) -> dict:
-    "What the digitisation set in image file `fn`, read from its header: `format`, `mode`, `dpi`, `compression`, `jpeg_quality`, `device`"
-    from PIL import Image
-    try:
-        with Image.open(fn) as im:
-            dpi = im.info.get('dpi')
-            exif = im.getexif()
-            dev = exif.get(0x0110) or exif.get(0x0131)   # camera or scanner model, else the software
-            return dict(format=im.format, mode=im.mode, dpi=int(round(float(dpi[0]))) if dpi else None,
-                        compression=im.info.get('compression'), jpeg_quality=_jpeg_quality(im) if im.format == 'JPEG' else None,
-                        device=str(dev).strip('\x00 ') or None if dev else None)
-    except Exception: return dict(format='unreadable')
+def image_properties(im) -> dict:
+    "What the digitisation set in the open PIL image `im`, from its header: `format`, `mode`, `dpi`, `compression`, `jpeg_quality`, `device`"
+    dpi = im.info.get('dpi')
+    exif = im.getexif()
+    dev = exif.get(0x0110) or exif.get(0x0131)   # camera or scanner model, else the software
+    return dict(format=im.format, mode=im.mode, dpi=int(round(float(dpi[0]))) if dpi else None,
+                compression=im.info.get('compression'), jpeg_quality=_jpeg_quality(im) if im.format == 'JPEG' else None,
+                device=str(dev).strip('\x00 ') or None if dev else None)
 
+def file_properties(fn) -> dict:
+    "`image_properties` of image file `fn` (its header only); `{'format': 'unreadable'}` when it cannot be opened"
+    try:
+        with Image.open(fn) as im: return image_properties(im)
+    except Exception: return dict(format='unreadable')
 
 def _prop_str(x):
     "A property value as text: 'none' when missing, whole floats without their '.0'"

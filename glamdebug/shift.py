@@ -14,7 +14,7 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 from .core import *
 from .preds import Preds, _resolve_dl, _items
-from .data import file_properties, _prop_str
+from .data import image_properties, _prop_str
 
 # %% auto #0
 __all__ = ['image_stats', 'error_gap_test', 'domain_auc', 'compare_stats', 'compare_files', 'ShiftReport']
@@ -61,8 +61,8 @@ def _file_stats(learn, dl, names):
     def one(n):  # the header only: PIL reads the size without decoding
         fn = Path(n) if Path(n).is_absolute() else root/n
         try:
-            with Image.open(fn) as im: w, h = im.size
-            return (w, h, w/h, fn.stat().st_size/1e3), file_properties(fn)
+            with Image.open(fn) as im: w, h = im.size; props = image_properties(im)
+            return (w, h, w/h, fn.stat().st_size/1e3), props
         except Exception: return (np.nan,)*4, {}
     with ThreadPoolExecutor(8) as ex: rows = list(ex.map(one, names, chunksize=64))
     return (pd.DataFrame([r[0] for r in rows], columns=['width_px', 'height_px', 'aspect', 'file_kb']),
@@ -186,7 +186,8 @@ def _describe_values(v:pd.Series):
         none = float((s == 'none').mean())
         return f'{nums.min():g}–{nums.max():g} (median {nums.median():g})' + (f', none {none:.0%}' if none else '')
     vc = s.value_counts(normalize=True)
-    return ', '.join(f'{k} {p:.0%}' for k, p in vc.head(3).items()) + (', …' if len(vc) > 3 else '')
+    if len(vc) == 1: return str(vc.index[0])
+    return ', '.join(f'{k} ({p:.0%})' for k, p in vc.head(3).items()) + (', …' if len(vc) > 3 else '')
 
 def compare_files(ref:pd.DataFrame, new:pd.DataFrame, # `file_properties` of each file of two splits
                   min_tv:float=0.5) -> pd.DataFrame: # total variation distance from which a property differs
@@ -213,13 +214,12 @@ _REMEDY = {
     'file_kb': ('match the compression', 'file sizes differ (format or JPEG quality): train on copies saved like the shifted files'),
 }
 
-_FILE_REMEDY = {
-    'format': ('match the compression', 'Train on copies saved the same way (format and JPEG quality), or re-encode training images at random JPEG qualities as an augmentation'),
-    'jpeg_quality': ('match the compression', 'Train on copies saved the same way (format and JPEG quality), or re-encode training images at random JPEG qualities as an augmentation'),
-    'compression': ('match the compression', 'Train on copies saved the same way (format and JPEG quality), or re-encode training images at random JPEG qualities as an augmentation'),
-    'mode': ('match the colour mode', 'Convert both the same way before training (e.g. every image greyscale): colour the model never saw in a class is a shortcut it may have learnt'),
-    'dpi': ('match the resolution', 'Scan or resize both to the same resolution before training'),
-}
+_MATCH_COMPRESSION = ('match the compression', 'Train on copies saved the same way (format and JPEG quality), or re-encode '
+                      'training images at random JPEG qualities as an augmentation')
+_FILE_REMEDY = dict(format=_MATCH_COMPRESSION, jpeg_quality=_MATCH_COMPRESSION, compression=_MATCH_COMPRESSION,
+    mode=('match the colour mode', 'Convert both the same way before training (e.g. every image greyscale): colour the model never '
+          'saw in a class is a shortcut it may have learnt'),
+    dpi=('match the resolution', 'Scan or resize both to the same resolution before training'))
 
 def _fdr(ps):
     "Benjamini-Hochberg adjusted p-values of the dict `ps` (scipy's `false_discovery_control`); a p that is not a number, as from two constant samples, counts as 1"
