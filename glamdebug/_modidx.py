@@ -633,6 +633,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.shift.ShiftReport': ('shift.html#shiftreport', 'glamdebug/shift.py'),
                                  'glamdebug.shift.ShiftReport.__init__': ('shift.html#shiftreport.__init__', 'glamdebug/shift.py'),
                                  'glamdebug.shift.ShiftReport._differs_in': ('shift.html#shiftreport._differs_in', 'glamdebug/shift.py'),
+                                 'glamdebug.shift.ShiftReport._qualities': ('shift.html#shiftreport._qualities', 'glamdebug/shift.py'),
                                  'glamdebug.shift.ShiftReport.class_mix': ('shift.html#shiftreport.class_mix', 'glamdebug/shift.py'),
                                  'glamdebug.shift.ShiftReport.differs': ('shift.html#shiftreport.differs', 'glamdebug/shift.py'),
                                  'glamdebug.shift.ShiftReport.error_shifted': ( 'shift.html#shiftreport.error_shifted',

@@ -215,7 +215,7 @@ _REMEDY = {
 }
 
 _MATCH_COMPRESSION = ('match the compression', 'Train on copies saved the same way (format and JPEG quality), or re-encode '
-                      'training images at random JPEG qualities as an augmentation')
+                      'training images as JPEG as an augmentation (torchvision `v2.JPEG({q})` on uint8 images)')
 _FILE_REMEDY = dict(format=_MATCH_COMPRESSION, jpeg_quality=_MATCH_COMPRESSION, compression=_MATCH_COMPRESSION,
     mode=('match the colour mode', 'Convert both the same way before training (e.g. every image greyscale): colour the model never '
           'saw in a class is a shortcut it may have learnt'),
@@ -243,6 +243,10 @@ class ShiftReport(Report):
         super().__init__(table=pd.DataFrame(rows).set_index('split'))
     @property
     def differs(self): return list(self.stats.index[self.stats.verdict == 'differs'])
+    def _qualities(self):
+        "The JPEG qualities of the split's files, as `v2.JPEG` takes them: `(lowest, highest)`, one number, or the usual 50–95"
+        q = pd.to_numeric(getattr(self, '_new_props', pd.DataFrame()).get('jpeg_quality', pd.Series(dtype=float)), errors='coerce').dropna()
+        return (f'({int(q.min())}, {int(q.max())})' if q.min() < q.max() else str(int(q.min()))) if len(q) else '(50, 95)'
     @property
     def files_differ(self):
         "The file properties that differ between the splits (format, colour mode, dpi, compression, JPEG quality, device)"
@@ -316,7 +320,7 @@ class ShiftReport(Report):
                 seen.add(r[0]); f = self.files
                 ps = [q for q in self.files_differ if _FILE_REMEDY.get(q, ('',))[0] == r[0]]
                 rows.append(dict(step=2, remedy=r[0], how=f'{self.new.split} files: ' + ', '.join(f"{q} {f.loc[q, 'split']}" for q in ps)
-                                 + f'; {self.ref.split}: ' + ', '.join(f"{q} {f.loc[q, 'reference']}" for q in ps) + '. ' + r[1]))
+                                 + f'; {self.ref.split}: ' + ', '.join(f"{q} {f.loc[q, 'reference']}" for q in ps) + '. ' + r[1].format(q=self._qualities())))
         for s in self.differs:
             r = _REMEDY.get(s)
             if r and r[0] not in seen: seen.add(r[0]); rows.append(dict(step=2, remedy=r[0], how=r[1]))
@@ -401,5 +405,5 @@ def shift_report(self:Learner,
            if rf is not None and nf is not None else float('nan'))  # within classes: other class shares alone do not count
     files = compare_files(rp, np_) if rp is not None and np_ is not None and len(rp) and len(np_) else None
     rep = ShiftReport(ref, new, compare_stats(rs, ns, ref_labels=ref.targs.numpy(), new_labels=new.targs.numpy()), auc, min_auc=min_auc, files=files)
-    rep._ref_stats, rep._new_stats = rs, ns
+    rep._ref_stats, rep._new_stats, rep._new_props = rs, ns, np_
     return rep
