@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #c0002
 from __future__ import annotations
-import os, re, warnings, unicodedata
+import os, re, math, warnings, unicodedata
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np, pandas as pd
