@@ -12,12 +12,15 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import store_attr, patch
 from fastai.learner import Learner
 from fastai.callback.core import Callback
+from fastai.vision.augment import RandTransform
+from fastai.torch_core import TensorImage
 from .core import *
 from .preds import Preds, _resolve_dl, _items
 from .data import image_properties, _prop_str
 
 # %% auto #0
-__all__ = ['image_stats', 'error_gap_test', 'domain_auc', 'compare_stats', 'compare_files', 'ShiftReport']
+__all__ = ['image_stats', 'error_gap_test', 'domain_auc', 'compare_stats', 'compare_files', 'TrainOnly', 'train_only',
+           'ShiftReport']
 
 # %% ../nbs/09_shift.ipynb #c0005
 _STATS = ('brightness', 'contrast', 'saturation', 'sharpness')
@@ -202,12 +205,28 @@ def compare_files(ref:pd.DataFrame, new:pd.DataFrame, # `file_properties` of eac
     t = pd.DataFrame(rows, columns=['property', 'reference', 'split', 'tv', 'verdict'])
     return t.sort_values('tv', ascending=False, kind='stable').set_index('property')
 
+# %% ../nbs/09_shift.ipynb #n0007
+class TrainOnly(RandTransform):
+    "Apply `tfm` (a torchvision v2 transform of image batches) to the images of training batches only"
+    order, split_idx = 15, 0   # after `IntToFloatTensor` (10), before fastai's warps and lighting
+    def __init__(self, tfm, uint8:bool=False): # `uint8`: `tfm` takes 0-255 pixels (e.g. `v2.JPEG`), on the CPU
+        super().__init__(p=1.); self.tfm, self.uint8 = tfm, uint8
+    def encodes(self, x:TensorImage):
+        if not self.uint8: return TensorImage(self.tfm(x))
+        u8 = (x*255).round().clamp(0, 255).to(torch.uint8)
+        return TensorImage(self.tfm(u8.cpu()).to(x.device).to(x.dtype)/255)
+    def __repr__(self): return f'TrainOnly({self.tfm!r})'
+
+def train_only(tfm, uint8:bool=None): # default: True for torchvision's `JPEG`, which needs 0-255 pixels
+    "`tfm` as a fastai batch transform of training images only (`TrainOnly`)"
+    return TrainOnly(tfm, type(tfm).__name__ == 'JPEG' if uint8 is None else uint8)
+
 # %% ../nbs/09_shift.ipynb #c0013
 _REMEDY = {
     'brightness': ('augment lighting', "`aug_transforms(max_lighting=0.4)`: brightness and contrast as in the shifted images"),
     'contrast': ('augment lighting', "`aug_transforms(max_lighting=0.4)`: brightness and contrast as in the shifted images"),
     'saturation': ('augment colour', '`Saturation(max_lighting=0.3)` and `Hue()` batch transforms (fastai): scanners differ in colour'),
-    'sharpness': ('augment focus', 'blur (or sharpen) training images to the shifted sharpness, e.g. torchvision `GaussianBlur` as an item transform'),
+    'sharpness': ('augment focus', 'blur training images towards the shifted sharpness: `batch_tfms=[train_only(v2.GaussianBlur(5, sigma=(0.1, 1.5)))]` (torchvision)'),
     'width_px': ('match the resolution', 'the files differ in pixel size: scan or resize both to the same resolution before training'),
     'height_px': ('match the resolution', 'the files differ in pixel size: scan or resize both to the same resolution before training'),
     'aspect': ('match the framing', 'the aspect ratio differs: check the resize method (squish, crop, pad) against how pages were framed'),
@@ -215,7 +234,7 @@ _REMEDY = {
 }
 
 _MATCH_COMPRESSION = ('match the compression', 'Train on copies saved the same way (format and JPEG quality), or re-encode '
-                      'training images as JPEG as an augmentation (torchvision `v2.JPEG({q})` on uint8 images)')
+                      'training images as JPEG as an augmentation: `batch_tfms=[train_only(v2.JPEG({q}))]` (torchvision)')
 _FILE_REMEDY = dict(format=_MATCH_COMPRESSION, jpeg_quality=_MATCH_COMPRESSION, compression=_MATCH_COMPRESSION,
     mode=('match the colour mode', 'Convert both the same way before training (e.g. every image greyscale): colour the model never '
           'saw in a class is a shortcut it may have learnt'),
@@ -311,10 +330,13 @@ class ShiftReport(Report):
         tv = lambda x, y: 0.5*float((torch.bincount(x, minlength=self.ref.k)/max(len(x), 1) - torch.bincount(y, minlength=self.ref.k)/max(len(y), 1)).abs().sum())
         return dict(true_labels=tv(self.ref.targs, self.new.targs), predicted_labels=tv(self.ref.preds, self.new.preds))
     def remedies(self):
-        "Remedies for distribution shift in the method's order, made specific by what differs"
+        "Remedies for distribution shift in the method's order, made specific by what differs: the pixels the model is given first, then the files"
         rows = [dict(step=1, remedy='analyse the shifted errors', how=f'`GlamInterpretation.from_learner(learn, {self.new.split!r})`: which items fail that {self.ref.split} items do not')]
         seen = set()
-        for p in self.files_differ:
+        for s in [s for s in self.differs if s in _STATS]:   # what the model sees first: the pixels it is given
+            r = _REMEDY.get(s)
+            if r and r[0] not in seen: seen.add(r[0]); rows.append(dict(step=2, remedy=r[0], how=r[1]))
+        for p in self.files_differ:   # then the files, which resizing may wash out
             r = _FILE_REMEDY.get(p)
             if r and r[0] not in seen:   # one row per remedy, naming every property that calls for it
                 seen.add(r[0]); f = self.files
