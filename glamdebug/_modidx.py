@@ -739,6 +739,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.tune._space': ('tune.html#_space', 'glamdebug/tune.py'),
                                 'glamdebug.tune._spread': ('tune.html#_spread', 'glamdebug/tune.py'),
                                 'glamdebug.tune._stage_planes': ('tune.html#_stage_planes', 'glamdebug/tune.py'),
+                                'glamdebug.tune._unknown_choices': ('tune.html#_unknown_choices', 'glamdebug/tune.py'),
                                 'glamdebug.tune._width_applies': ('tune.html#_width_applies', 'glamdebug/tune.py'),
                                 'glamdebug.tune._with_bs': ('tune.html#_with_bs', 'glamdebug/tune.py'),
                                 'glamdebug.tune.propose_bayes': ('tune.html#propose_bayes', 'glamdebug/tune.py'),

@@ -299,7 +299,7 @@ def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose 
     ev['variants'] = var.to_dict('records')
     if len(var):
         status = max(status, 'warn', key=_RANK.get); msgs.append(_variants_what(var))
-        adv.append(_variants_fix(var)[0].lower() + _variants_fix(var)[1:])
+        fix = _variants_fix(var); adv.append(fix[0].lower() + fix[1:])
     if not msgs: msgs.append(f'{len(classes)} classes over {len(splits)} splits' +
                              (f', all {has.sum()} labels agree with their paths' if structured else ', no label structure in the paths to compare with'))
     details = mism[['item', 'label', 'implied', 'split']].head(50).assign(item=lambda d: d['item'].map(str)) if len(mism) else None

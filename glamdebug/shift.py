@@ -333,9 +333,11 @@ class ShiftReport(Report):
         "Remedies for distribution shift in the method's order, made specific by what differs: the pixels the model is given first, then the files"
         rows = [dict(step=1, remedy='analyse the shifted errors', how=f'`GlamInterpretation.from_learner(learn, {self.new.split!r})`: which items fail that {self.ref.split} items do not')]
         seen = set()
-        for s in [s for s in self.differs if s in _STATS]:   # what the model sees first: the pixels it is given
-            r = _REMEDY.get(s)
-            if r and r[0] not in seen: seen.add(r[0]); rows.append(dict(step=2, remedy=r[0], how=r[1]))
+        def add_stats(names):
+            for s in names:
+                r = _REMEDY.get(s)
+                if r and r[0] not in seen: seen.add(r[0]); rows.append(dict(step=2, remedy=r[0], how=r[1]))
+        add_stats([s for s in self.differs if s in _STATS])   # what the model sees first: the pixels it is given
         for p in self.files_differ:   # then the files, which resizing may wash out
             r = _FILE_REMEDY.get(p)
             if r and r[0] not in seen:   # one row per remedy, naming every property that calls for it
@@ -343,9 +345,7 @@ class ShiftReport(Report):
                 ps = [q for q in self.files_differ if _FILE_REMEDY.get(q, ('',))[0] == r[0]]
                 rows.append(dict(step=2, remedy=r[0], how=f'{self.new.split} files: ' + ', '.join(f"{q} {f.loc[q, 'split']}" for q in ps)
                                  + f'; {self.ref.split}: ' + ', '.join(f"{q} {f.loc[q, 'reference']}" for q in ps) + '. ' + r[1].format(q=self._qualities())))
-        for s in self.differs:
-            r = _REMEDY.get(s)
-            if r and r[0] not in seen: seen.add(r[0]); rows.append(dict(step=2, remedy=r[0], how=r[1]))
+        add_stats(self.differs)   # then the files' own statistics (size, pixel size)
         if not seen: rows.append(dict(step=2, remedy='synthesise data like the shifted items', how='augment or generate items in their style'))
         if self.class_mix:
             rows.append(dict(step=2, remedy='account for the class shares', how=(

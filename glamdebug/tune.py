@@ -117,15 +117,19 @@ def _applies(k, arch, pretrained):
     if k == 'width': return _width_applies(arch) and not (pretrained and arch != 'lenet')
     return True
 
+def _unknown_choices(k, values):
+    "The `values` of setting `k` that are not among its named choices (a schedule or loss by name: a typo would fail deep inside a trial)"
+    known = SENSITIVITY[k]
+    if not (isinstance(known, Choice) and all(isinstance(o, str) for o in known.options)): return []
+    return [v for v in values if v not in known.options]
+
 def _check_space(space, rebuild, arch, pretrained=False):
     for k, s in space.items():
         if k not in SENSITIVITY:
             raise GlamError(f'tune: unknown setting {k!r}; known: {name_some(list(SENSITIVITY.keys()), n=20)}')
         if not hasattr(s, 'sample'): raise GlamError(f'tune: the range of {k!r} must be a LogRange, Range or Choice, not {s!r}')
-        known = SENSITIVITY[k]
-        if isinstance(s, Choice) and isinstance(known, Choice) and all(isinstance(o, str) for o in known.options):
-            unknown = [o for o in s.options if o not in known.options]
-            if unknown: raise GlamError(f'tune: {k} {name_some(unknown)} unknown; known: {name_some(known.options)}')
+        unknown = _unknown_choices(k, s.options) if isinstance(s, Choice) else []
+        if unknown: raise GlamError(f'tune: {k} {name_some(unknown)} unknown; known: {name_some(SENSITIVITY[k].options)}')
         if k in _REBUILD and not rebuild:
             raise GlamError(f'tune: {k!r} rebuilds the model, which needs a learner from defaults_learner; leave it out '
                             f'(params=[...]) or build the learner with defaults_learner')
@@ -466,10 +470,8 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     base = dict(base or {})
     bad = [k for k in base if k not in SENSITIVITY]
     if bad: raise GlamError(f'tune: unknown setting(s) in base: {name_some(bad)}')
-    for k, v in base.items():  # a schedule or loss by name: a typo would fail deep inside the first trial
-        s = SENSITIVITY[k]
-        if isinstance(s, Choice) and all(isinstance(o, str) for o in s.options) and v not in s.options:
-            raise GlamError(f'tune: base {k}={v!r} is not one of {name_some(s.options)}')
+    for k, v in base.items():
+        if _unknown_choices(k, [v]): raise GlamError(f'tune: base {k}={v!r} is not one of {name_some(SENSITIVITY[k].options)}')
     _check_space({k: SENSITIVITY[k] for k in base}, rebuild, arch, _pretrained(learn))
     now = _settings_of(learn)
     n_valid = len(learn.dls.valid.dataset) if hasattr(learn.dls.valid, 'dataset') else 0
