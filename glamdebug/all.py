@@ -15,3 +15,4 @@ from .shift import *
 from .fastpath import *
 from .curve import *
 from .labels import *
+from .looks import *
