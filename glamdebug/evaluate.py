@@ -39,6 +39,7 @@ REMEDIES = {
         ('remove features', 'drop inputs that let the model memorise'),
         ('reduce model size', 'the last resort: it usually costs bias')],
     3: [('analyse test-valid errors', "`learn.shift_report('test')`: what differs in the images, which classes suffer; collect training data like them"),
+        ('check where the model looks', '`learn.where_it_looks()`: a class told by one spot of its margins (a colour target, ruler or scanner bed that came with it) fails on scans made without it'),
         ('synthesise more data like the failing cases', 'augment or generate items in the test style'),
         ('domain adaptation', 'fine-tune a pretrained model on a few labelled test-style items')],
     4: [('rebalance the splits', 'valid is much better than test: re-split (valid too small or over-tuned) or re-weight')],

@@ -331,7 +331,9 @@ class ShiftReport(Report):
         return dict(true_labels=tv(self.ref.targs, self.new.targs), predicted_labels=tv(self.ref.preds, self.new.preds))
     def remedies(self):
         "Remedies for distribution shift in the method's order, made specific by what differs: the pixels the model is given first, then the files"
-        rows = [dict(step=1, remedy='analyse the shifted errors', how=f'`GlamInterpretation.from_learner(learn, {self.new.split!r})`: which items fail that {self.ref.split} items do not')]
+        rows = [dict(step=1, remedy='analyse the shifted errors', how=f'`GlamInterpretation.from_learner(learn, {self.new.split!r})`: which items fail that {self.ref.split} items do not'),
+                dict(step=1, remedy='check where the model looks', how=f'`learn.where_it_looks({self.ref.split!r})`: a class told by one spot of its margins '
+                     '(a colour target, ruler or scanner bed that came with it) fails on scans made without it')]
         seen = set()
         def add_stats(names):
             for s in names:
