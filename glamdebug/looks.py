@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_looks.ipynb #c0002
 from __future__ import annotations
-import math, warnings
+import math
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from fastcore.basics import patch, store_attr
 from fasttransform import Transform
@@ -128,8 +128,8 @@ class LooksReport(Report):
     "Where the model looks, per class (occlusion): how much of its decision lies in the margins, and the classes told by one spot of them"
     title = 'Where the model looks'
     table_view = dict(by=['flagged', 'spot_share'], order='flagged first, then by the share in one spot of the margins', where='`report.per_class`')
-    def __init__(self, maps, per_class, items, images, grid, settings, split):
-        store_attr('maps,per_class,items,images,grid,settings,split')
+    def __init__(self, maps, per_class, items, images, grid, settings, split, item_maps=None, thumbs=None):
+        store_attr('maps,per_class,items,images,grid,settings,split,item_maps,thumbs')
         super().__init__(table=per_class)
         self.flagged = per_class[per_class.flagged]['class'].tolist()
     @property
@@ -160,44 +160,64 @@ class LooksReport(Report):
                 'model the scanning session: scans of that class made another way will fail. Crop the scans to the object, give every '
                 f'class the same margins, or hide them in training and inference (`batch_tfms=[MaskMargins(1/{g})]`).')
     def sections(self):
-        return [('Images most bound to one spot of their margins (flagged: as a flagged class would be)', self.items.head(20))]
+        return [('Images most bound to one spot of their margins (flagged: as a flagged class would be)', self.items,
+                 dict(order='the most bound first', where='`report.items`'))]
     def to_dict(self):
         d = super().to_dict(); d.update(flagged=self.flagged, grid=self.grid, settings=self.settings, maps={k: v.tolist() for k, v in self.maps.items()})
         return d
+    def _panel(self, ax, img, m, vmax, title, red):
+        import matplotlib.pyplot as plt
+        ax.imshow(img, extent=(0, 1, 1, 0))
+        v = np.clip(m, 0, None)/vmax
+        heat = plt.get_cmap('inferno')(v); heat[..., 3] = 0.8*v   # transparent where hiding a patch costs nothing
+        ax.imshow(heat, extent=(0, 1, 1, 0), interpolation='nearest')
+        e = 1/self.grid
+        ax.add_patch(plt.Rectangle((e, e), 1 - 2*e, 1 - 2*e, fill=False, ls=':', lw=0.8, color='w'))
+        ax.set_title(title, fontsize=9, color='red' if red else 'black')
+    def _grid(self, n, cols, size):
+        import matplotlib.pyplot as plt
+        cols = min(cols, n); rows = math.ceil(n/cols)
+        fig, axs = plt.subplots(rows, cols, figsize=(size*cols, size*rows + 0.3), squeeze=False)
+        for ax in axs.flat: ax.axis('off')
+        return fig, axs.flat
     def plot(self, classes=None, # which classes (default: the flagged ones first, then the rest, up to `max_classes`)
              max_classes:int=12, cols:int=6, size:float=2.0):
         "Each class's mean image under its occlusion map (where hiding a patch lowers the class's probability most); flagged classes in red"
-        import matplotlib.pyplot as plt
-        t = self.per_class
-        names = list(classes) if classes is not None else t['class'].tolist()[:max_classes]
+        t = self.per_class.set_index('class')
+        names = list(classes) if classes is not None else list(t.index[:max_classes])
         unknown = [c for c in names if c not in self.maps]
         if unknown: raise GlamError(f'LooksReport.plot: {name_some(map(repr, unknown))} not among the classes looked at: {name_some(self.maps)}')
-        cols = min(cols, len(names)); rows = math.ceil(len(names)/cols)
-        fig, axs = plt.subplots(rows, cols, figsize=(size*cols, size*rows + 0.3), squeeze=False)
+        fig, axs = self._grid(len(names), cols, size)
         vmax = max(max(float(self.maps[c].max()) for c in names), 1e-6)
-        for ax in axs.flat: ax.axis('off')
-        for ax, c in zip(axs.flat, names):
-            r = self.per_class.set_index('class').loc[c]
-            ax.imshow(self.images[c], extent=(0, 1, 1, 0))
-            v = np.clip(self.maps[c], 0, None)/vmax
-            heat = plt.get_cmap('inferno')(v); heat[..., 3] = 0.8*v   # transparent where hiding a patch costs nothing
-            ax.imshow(heat, extent=(0, 1, 1, 0), interpolation='nearest')
-            e = 1/self.grid
-            ax.add_patch(plt.Rectangle((e, e), 1 - 2*e, 1 - 2*e, fill=False, ls=':', lw=0.8, color='w'))
-            ax.set_title(f'{c}: {r.spot_share:.0%} in one spot', fontsize=9, color='red' if r.flagged else 'black')
+        for ax, c in zip(axs, names):
+            self._panel(ax, self.images[c], self.maps[c], vmax, f'{c}: {t.loc[c, "spot_share"]:.0%} in one spot', t.loc[c, 'flagged'])
         fig.suptitle(f'Where the model looks ({self.split}): drop of the class probability when a patch is hidden', fontsize=9)
         fig.tight_layout()
         return fig
+    def plot_items(self, k:int=8, # how many of the images most bound to their margins (`items`' first rows)
+                   cols:int=4, size:float=2.0):
+        "The `k` images most bound to one spot of their margins, each under its own occlusion map: label → prediction, flagged in red"
+        if self.thumbs is None: raise GlamError('LooksReport.plot_items: this report keeps no images (made from a dict?)')
+        k = min(k, len(self.items))
+        fig, axs = self._grid(k, cols, size)
+        vmax = max(float(self.item_maps[:k].max()), 1e-6)
+        for i, ax in zip(range(k), axs):
+            r = self.items.iloc[i]
+            self._panel(ax, self.thumbs[i], self.item_maps[i], vmax, f'{r.label} → {r.predicted}: {r.spot_share:.0%}', r.flagged)
+        fig.suptitle(f'The {self.split} images most bound to one spot of their margins (share of the drop in it)', fontsize=9)
+        fig.tight_layout()
+        return fig
 
-def _shown(dl, x):
-    "Images `x` (a batch as the model takes it) decoded for display: `(n, h, w, 3)` floats in [0, 1]"
+def _shown(dl, x, max_size=64):
+    "Images `x` (a batch as the model takes it) decoded for display, at most `max_size` px a side: `(n, h, w, 3)` uint8"
     try: d = dl.after_batch.decode(TensorImage(x.clone()))
     except Exception: d = x
     d = torch.as_tensor(d).float().cpu()
     if d.max() > 1.5: d = d/255
-    d = d.clamp(0, 1)
     if d.shape[1] == 1: d = d.expand(-1, 3, -1, -1)
-    return d.permute(0, 2, 3, 1).numpy()
+    f = max_size/max(d.shape[-2:])
+    if f < 1: d = F.interpolate(d, size=(max(1, round(d.shape[-2]*f)), max(1, round(d.shape[-1]*f))), mode='area')
+    return (d.clamp(0, 1)*255).round().byte().permute(0, 2, 3, 1).numpy()
 
 @patch
 def where_it_looks(self:Learner, split='valid', # 'valid', 'train' (validation transforms), a split name, a DataFrame of rows, or a DataLoader
@@ -241,7 +261,8 @@ def where_it_looks(self:Learner, split='valid', # 'valid', 'train' (validation t
     st = margin_stats(D, grid)
     its = pd.concat([pd.DataFrame({'item': items, 'label': [vocab[c] for c in Y], 'predicted': [vocab[c] for c in P0]}), st], axis=1)
     its['flagged'] = _bound(st, min_spot, min_side, min_drop)
-    its = its.sort_values(['flagged', 'spot_share'], ascending=False, kind='stable').reset_index(drop=True)
+    order = its.sort_values(['flagged', 'spot_share'], ascending=False, kind='stable').index.to_numpy()
+    its = its.loc[order].reset_index(drop=True)
     cs = np.unique(Y)
     maps = {vocab[c]: D[Y == c].mean(0) for c in cs}
     cst = margin_stats(np.stack(list(maps.values())), grid)
@@ -250,8 +271,8 @@ def where_it_looks(self:Learner, split='valid', # 'valid', 'train' (validation t
                                          'accuracy_margins_hidden': [float((PH[Y == c] == c).mean()) for c in cs]}), cst], axis=1)
     per_class['flagged'] = _bound(cst, min_spot, min_side, min_drop)
     per_class = per_class.sort_values(['flagged', 'spot_share'], ascending=False, kind='stable').reset_index(drop=True)
-    images = {vocab[c]: X[Y == c].mean(0) for c in cs}
-    return LooksReport(maps, per_class, its, images, grid, settings, name)
+    images = {vocab[c]: X[Y == c].mean(0)/255 for c in cs}
+    return LooksReport(maps, per_class, its, images, grid, settings, name, item_maps=D[order], thumbs=X[order])
 
 def _items_of(dl, idx):
     "The file (or row) of each position `idx` of `dl`'s items, for the tables"
@@ -259,7 +280,7 @@ def _items_of(dl, idx):
     its = _items(dl)
     return [str(its[i]) for i in idx] if its is not None else [str(i) for i in idx]
 
-# %% ../nbs/14_looks.ipynb #c0019
+# %% ../nbs/14_looks.ipynb #c0020
 class MaskMargins(Transform):
     "Fill the outer `frac` of each side of every image with the mean colour of the rest (training and inference): the model cannot use what the margins carry"
     order = 90  # after fastai's flips, crops, warps (30) and lighting (40), before `Normalize` (99)
@@ -273,7 +294,7 @@ class MaskMargins(Transform):
         if not inner.numel(): return x   # too small to have an inside
         return torch.where(_ring(h, w, self.frac, x.device), inner.float().mean((-2, -1), keepdim=True).to(x.dtype), x)
 
-# %% ../nbs/14_looks.ipynb #c0028
+# %% ../nbs/14_looks.ipynb #c0029
 @cli_command('looks', help='train the version-zero model and show where it looks (occlusion): classes told by their margins', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
     (('--epochs',), dict(type=int, default=5, help='training epochs (default 5)')),
