@@ -297,7 +297,7 @@ class MaskMargins(Transform):
 # %% ../nbs/14_looks.ipynb #c0029
 @cli_command('looks', help='train the version-zero model and show where it looks (occlusion): classes told by their margins', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
-    (('--epochs',), dict(type=int, default=5, help='training epochs (default 5)')),
+    (('--epochs',), dict(type=int, default=20, help='training epochs (default 20: a half-trained model has not yet learnt the shortcut it will learn)')),
     (('--split',), dict(default='valid', help="split looked at (default 'valid')")),
     (('--grid',), dict(type=int, default=8, help='patches per side (default 8)')),
     (('--n-per-class',), dict(type=int, default=None, help='images of each class (default 16, fewer with many classes)')),
