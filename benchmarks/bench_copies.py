@@ -94,7 +94,8 @@ def measure(name, df, planted, lines, kind=None):
     blank = lambda idx: f' ({sum(kind(i) == "blank" for i in idx)} blank)' if kind and idx else ''
     relab = [(a, b) for a, b, r in planted if r]
     in_relab = {str(files[i]) for p in relab for i in p}
-    found_conf = sum(str(files[a]) in set(conf.item.map(str)) and str(files[b]) in set(conf.item.map(str)) for a, b in relab)
+    in_conf = set(conf.item.map(str))
+    found_conf = sum(str(files[a]) in in_conf and str(files[b]) in in_conf for a, b in relab)
     lines.append(dict(collection=name, files=len(files), planted=len(planted), found=len(planted) - len(missed),
                       missed=f'{len(missed)}{blank(missed)}', false_grouped=f'{len(false)}{blank(false)}', moved=len(out.attrs['moved']),
                       relabelled=len(relab), conflicts_found=found_conf,

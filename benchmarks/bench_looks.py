@@ -110,7 +110,7 @@ def main():
                         costs.append(dict(collection=name, n_images=len(rep.items), n_valid=len(learn.dls.valid_ds),
                                           looks_s=t_looks, fastai_s=t_fastai))
                         pc = rep.per_class.set_index('class')
-                        row = dict(collection=name, recipe=recipe, seed=seed, condition=cond,
+                        row = dict(collection=name, label=label, recipe=recipe, seed=seed, condition=cond,
                                    valid_error=valid_error(learn), flagged=','.join(rep.flagged),
                                    share=float(pc.loc[label, 'margin_share']), spot=float(pc.loc[label, 'spot_share']),
                                    side=float(pc.loc[label, 'side_share']), drop=float(pc.loc[label, 'margin_drop']),
@@ -130,10 +130,10 @@ def main():
     say("\n## Every run (share, spot, side: the planted class's share of the occlusion drop in the margins, in its best "
         "half-side stretch of them, in its best side-long stretch; drop: the margin patches' drops added up)")
     with pd.option_context('display.width', 250, 'display.max_columns', 30):
-        say(t.to_string(index=False, float_format=lambda v: f'{v:.3f}'))
+        say(t.drop(columns='label').to_string(index=False, float_format=lambda v: f'{v:.3f}'))
     say('\n## Summary per collection and recipe (the rule: spot >= 0.5 or side >= 0.7, and drop >= 0.02)')
     for (c, r), g in t.groupby(['collection', 'recipe'], sort=False):
-        label = 'cover' if c == 'sample' else 'moon'
+        label = g.label.iloc[0]
         cl = g[g.condition == 'clean']
         say(f'- {c}, {r}: clean runs that flag a class: {(cl.flagged != "").sum()}/{len(cl)}; valid error {cl.valid_error.mean():.1%}, '
             f'test error of {label} {cl.test_error_class.mean():.1%}; largest spot and side share of a class with drop >= 0.02 '

@@ -526,6 +526,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.looks._pick': ('looks.html#_pick', 'glamdebug/looks.py'),
                                  'glamdebug.looks._ring': ('looks.html#_ring', 'glamdebug/looks.py'),
                                  'glamdebug.looks._shown': ('looks.html#_shown', 'glamdebug/looks.py'),
+                                 'glamdebug.looks._widths': ('looks.html#_widths', 'glamdebug/looks.py'),
                                  'glamdebug.looks.cell_place': ('looks.html#cell_place', 'glamdebug/looks.py'),
                                  'glamdebug.looks.looks_command': ('looks.html#looks_command', 'glamdebug/looks.py'),
                                  'glamdebug.looks.margin_cells': ('looks.html#margin_cells', 'glamdebug/looks.py'),

@@ -36,9 +36,13 @@ def cell_place(a:int, b:int, grid:int) -> str:
     h = 'left' if b == 0 else 'right' if b == grid - 1 else ''
     return f'{v}-{h} corner' if v and h else f'{v or h} edge' if v or h else 'inside'
 
+def _widths(h, w, frac):
+    "The margin's height and width in pixels: `frac` of each side, at least one pixel"
+    return max(1, round(frac*h)), max(1, round(frac*w))
+
 def _ring(h, w, frac, device=None):
     "A `(h, w)` boolean mask of the outer `frac` of each side (at least one pixel)"
-    bh, bw = max(1, round(frac*h)), max(1, round(frac*w))
+    bh, bw = _widths(h, w, frac)
     m = torch.ones(h, w, dtype=torch.bool, device=device); m[bh:h-bh, bw:w-bw] = False
     return m
 
@@ -289,7 +293,7 @@ class MaskMargins(Transform):
         self.frac = frac
     def encodes(self, x:TensorImage):
         h, w = x.shape[-2:]
-        bh, bw = max(1, round(self.frac*h)), max(1, round(self.frac*w))
+        bh, bw = _widths(h, w, self.frac)
         inner = x[..., bh:h-bh, bw:w-bw]
         if not inner.numel(): return x   # too small to have an inside
         return torch.where(_ring(h, w, self.frac, x.device), inner.float().mean((-2, -1), keepdim=True).to(x.dtype), x)
