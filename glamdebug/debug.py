@@ -25,7 +25,7 @@ __all__ = ['STATUSES', 'CHECKS', 'QUICK_CHECKS', 'Check', 'preserved', 'check_la
            'check_overfit_batch', 'check_input_independent', 'check_inputs', 'show_model_inputs', 'check_loss_input',
            'check_numerics', 'check_train_eval', 'image_hashes', 'find_duplicates', 'duplicate_groups',
            'copies_with_labels', 'check_leakage', 'keep_copies_together', 'telling_properties', 'check_shortcuts',
-           'check_shuffled_labels', 'check_lr', 'TroubleshootReport']
+           'check_shuffled_labels', 'check_lr', 'augment_parts', 'check_augment', 'TroubleshootReport']
 
 # %% ../nbs/07_debug.ipynb #c0008
 STATUSES = ('ok', 'warn', 'fail', 'skip')
@@ -903,7 +903,8 @@ def check_shuffled_labels(learn:Learner, n_train:int=256, # training items (seen
     if not k or k < 2: return Check('shuffled_labels', 'skip', message='fewer than 2 classes')
     # training items seen without augmentation, so that a copy in valid is the same tensor
     tdl = learn.dls.valid.new(learn.dls.train_ds, shuffle=True, drop_last=False)
-    xs, _ = _grab_dl(tdl, n_train); vx, _ = _grab_dl(_spread(learn.dls.valid, n_valid, seed), n_valid)
+    with _no_augment(learn.dls.train_ds): xs, _ = _grab_dl(tdl, n_train)
+    vx, _ = _grab_dl(_spread(learn.dls.valid, n_valid, seed), n_valid)
     rand = lambda xx: torch.tensor([int.from_bytes(hashlib.md5(_content_key(x) + bytes([seed])).digest()[:4], 'little') % k for x in xx[0]], device=xx[0].device)
     y, vy = rand(xs), rand(vx)
     m = _copy_model(learn); torch.manual_seed(seed); lr = ifnone(lr, lr_mult*learn.lr)
@@ -948,11 +949,185 @@ def check_lr(learn:Learner, num_it:int=60, # `lr_find` iterations
     return Check('lr', 'ok', ev, msg, plot_fn=_plot)
 
 # %% ../nbs/07_debug.ipynb #c0060
+from fastai.vision.augment import AffineCoordTfm, LightingTfm, RandTransform, Resize, ResizeMethod
+from fastai.torch_core import TensorImage
+from fasttransform import Pipeline
+
+def _p1(f):
+    "A copy of augmentation function or transform `f` that fires on every item"
+    if isinstance(f, functools.partial):
+        return functools.partial(f.func, *f.args, **{**f.keywords, **({'p': 1.} if 'p' in f.keywords else {})})
+    g = deepcopy(f)
+    if hasattr(g, 'p'): g.p = 1.
+    return g
+
+def _aug_p(f):
+    "How often `f` fires in training (`None` when it does not say)"
+    p = f.keywords.get('p') if isinstance(f, functools.partial) else getattr(f, 'p', None)
+    return float(p) if p is not None else None
+
+def _aug_name(f):
+    "'flip', 'rotate', 'zoom', 'dihedral', 'warp', 'brightness', 'contrast'… for fastai's parts, else the class name"
+    g = getattr(f, 'func', f)
+    n = getattr(g, '__name__', None) or type(g).__name__
+    if n.endswith('_mat') or n.startswith('_'): return n.strip('_').replace('_mat', '').replace('Logit', '').replace('Coord', '').lower()
+    return n
+
+def augment_parts(fs) -> list:
+    "The random training transforms of batch pipeline `fs`, one by one: `(name, position, p, always, as_trained)`; `always` fires on every item"
+    res = []
+    for i, t in enumerate(fs):
+        if isinstance(t, AffineCoordTfm):
+            kw = dict(size=t.size, mode=t.mode, pad_mode=t.pad_mode, mode_mask=t.mode_mask, align_corners=t.align_corners)
+            res += [(_aug_name(f), i, _aug_p(f), AffineCoordTfm(aff_fs=[_p1(f)], **kw), AffineCoordTfm(aff_fs=[f], **kw)) for f in t.aff_fs]
+            res += [(_aug_name(f), i, _aug_p(f), AffineCoordTfm(coord_fs=[_p1(f)], **kw), AffineCoordTfm(coord_fs=[f], **kw)) for f in t.coord_fs]
+        elif isinstance(t, LightingTfm): res += [(_aug_name(f), i, _aug_p(f), LightingTfm([_p1(f)]), LightingTfm([f])) for f in t.fs]
+        elif isinstance(t, RandTransform) or getattr(t, 'split_idx', None) == 0: res.append((type(t).__name__, i, _aug_p(t), _p1(t), t))
+    return res
+
+def _aug_view(x, fs, pos=None, part=None):
+    "Raw batch inputs `x` through pipeline `fs` as validation sees them, but for `part` in place of the transform at `pos`, as in training"
+    if not isinstance(x, TensorImage): x = x.as_subclass(TensorImage)
+    for i, t in enumerate(fs): x = part(x, split_idx=0) if i == pos else t(x, split_idx=1)
+    return x
+
+@contextlib.contextmanager
+def _no_augment(ds):
+    "Within: dataset `ds` (a fastai `Datasets`) is read as validation reads it, without training-only transforms"
+    f = getattr(ds, 'set_split_idx', None)
+    with (f(1) if f is not None else contextlib.nullcontext()): yield ds
+
+def _raw_items(dl, n, seed=0, max_bytes=None):
+    "Up to `n` items of `dl` in a seeded random order, before its batch transforms and without augmentation: `(x, y)`"
+    raw = dl.new(shuffle=True, drop_last=False, after_batch=Pipeline([]))
+    raw.rng = random.Random(seed)
+    with _no_augment(raw.dataset): xs, y = _grab_dl(raw, n, max_bytes)
+    return xs[0], y.as_subclass(torch.Tensor)
+
+@torch.no_grad()
+def _probs(m, x, bs=64):
+    "Softmax outputs of `m` in eval mode"
+    m.eval()
+    return torch.cat([m(x[i:i+bs]).float().softmax(-1) for i in range(0, len(x), bs)]).as_subclass(torch.Tensor)
+
+def _binom_tail(k, n):
+    "P(X ≥ k) for X ~ Binomial(n, 1/2)"
+    return sum(math.comb(n, i) for i in range(k, n + 1))/2**n if n else 1.
+
+_AUG_FIX = dict(flip='`aug_transforms(do_flip=False)`', dihedral='`aug_transforms(flip_vert=False)`',
+                rotate='`aug_transforms(max_rotate=0)`, or a smaller angle', zoom='`aug_transforms(max_zoom=1)`, or less zoom',
+                warp='`aug_transforms(max_warp=0)`, or less warp', brightness='`aug_transforms(max_lighting=0)`, or less',
+                contrast='`aug_transforms(max_lighting=0)`, or less')
+def _aug_fix(name): return _AUG_FIX.get(name, f'take `{name}` out of `batch_tfms`')
+
+# %% ../nbs/07_debug.ipynb #n0017
+@_guarded
+def check_augment(learn:Learner, n_train:int=None, # training items held in memory (default 256, or 8 per class beyond 32 classes, within 256 MB)
+                  n_valid:int=256, # validation items the transforms are tried on
+                  n_steps:int=None, # training steps of each copy (default: each item seen about 6 times, at least 150)
+                  bs:int=32, lr:float=None, seed:int=0,
+                  min_flow:float=0.15, # lower 95 % bound of the share of a class sent to one other class that makes a suspect
+                  max_tried:int=3, # suspects tried by training a copy with them (most suspect first, one per pair of classes)
+                  min_drop:float=0.15): # accuracy (fail) or true-class probability (warn) the suspect must cost on its two classes
+    "Augmentations that change the label: each random training transform, alone, must not turn one class into another"
+    k = _n_classes(learn); dl = learn.dls.train
+    if not k or k < 2: return Check('augment', 'skip', message=f'{k} class(es): nothing to compare')
+    fs = list(getattr(getattr(dl, 'after_batch', None), 'fs', []))
+    parts = augment_parts(fs)
+    item_rand = [type(t).__name__ for t in getattr(getattr(dl, 'after_item', None), 'fs', [])   # a squishing `Resize` is not random
+                 if isinstance(t, RandTransform) and not (isinstance(t, Resize) and t.method != ResizeMethod.Crop)]
+    ev = dict(transforms=[p[0] for p in parts], item_transforms_not_checked=item_rand)
+    if not parts:
+        return Check('augment', 'skip', ev, 'no random transform among the batch transforms' +
+                     (f' (item-level {name_some(item_rand)} not checked)' if item_rand else ''))
+    tx, ty = _raw_items(dl, n_train or max(256, 8*k), seed, max_bytes=None if n_train else 2**26)
+    vx, vy = _raw_items(learn.dls.valid, n_valid, seed)
+    n_steps = n_steps or max(150, math.ceil(6*len(ty)/bs))
+    pvx = _aug_view(vx, fs)
+    m0 = _copy_model(learn); torch.manual_seed(seed)
+    if not _fit_tensors(learn, m0, (_aug_view(tx, fs),), ty, n_steps, bs, lr, seed):
+        return Check('augment', 'skip', ev, 'nothing could be trained')
+    q0 = _probs(m0, pvx); p0 = q0.argmax(1)
+    acc = float((p0 == vy).float().mean()); vocab = learn.dls.vocab
+    ev.update(probe_accuracy=acc, n_train=len(ty), n_valid=len(vy), n_steps=n_steps)
+    right = [((vy == a) & (p0 == a)) for a in range(k)]
+    if max(int(r.sum()) for r in right) < 5:
+        return Check('augment', 'skip', ev, f'a copy trained without augmentation got {acc:.0%} of the valid items right: too few to judge')
+    rows = []
+    for name, pos, p, always, trained in parts:
+        flows = torch.zeros(k, k)
+        for r in range(2):   # two draws of the random transform
+            torch.manual_seed(seed + 1 + r)
+            pa = _probs(m0, _aug_view(vx, fs, pos, always)).argmax(1)
+            for a in range(k):
+                if right[a].any(): flows[a] += torch.bincount(pa[right[a]], minlength=k).float()/right[a].sum()/2
+        flows.fill_diagonal_(0)
+        n_ok = torch.tensor([int(r.sum()) for r in right])
+        lo = torch.tensor([error_ci(int(round(float(flows[a].max())*int(n_ok[a]))), int(n_ok[a]))[0] if n_ok[a] >= 5 else 0. for a in range(k)])
+        a = int(lo.argmax()); b = int(flows[a].argmax())
+        rows.append(dict(transform=name, p=p, turns=str(vocab[a]), into=str(vocab[b]) if flows[a, b] > 0 else '', share=float(flows[a, b]), share_lo=float(lo[a]), n=int(n_ok[a]),
+                         _pos=pos, _trained=trained, _a=a, _b=b))
+    tried, pairs = [], set()
+    for r in sorted([r for r in rows if r['share_lo'] >= min_flow], key=lambda r: -r['share_lo']):
+        # the transform that moves a pair the most stands for the others that move it less: harmless, so are they
+        if frozenset((r['_a'], r['_b'])) not in pairs and len(tried) < max_tried: tried.append(r); pairs.add(frozenset((r['_a'], r['_b'])))
+    for r in tried:
+        mT = _copy_model(learn); torch.manual_seed(seed)
+        _fit_tensors(learn, mT, (tx,), ty, n_steps, bs, lr, seed, xform=functools.partial(_aug_view, fs=fs, pos=r['_pos'], part=r['_trained']))
+        qT = _probs(mT, pvx); sel = (vy == r['_a']) | (vy == r['_b'])
+        c0, cT = (p0 == vy)[sel], (qT.argmax(1) == vy)[sel]
+        n10, n01 = int((c0 & ~cT).sum()), int((~c0 & cT).sum())
+        t0, tT = q0[torch.arange(len(vy)), vy], qT[torch.arange(len(vy)), vy]
+        d = (t0 - tT)[sel]
+        ctrl = float((t0 - tT)[~sel].mean()) if (~sel).any() else float('nan')   # what the transform costs the other classes
+        t = float(d.mean()/(d.std()/math.sqrt(len(d)))) if len(d) > 1 and d.std() > 0 else 0.
+        r.update(acc_without=float(c0.float().mean()), acc_with=float(cT.float().mean()), p_value=_binom_tail(n10, n10 + n01),
+                 conf_without=float(t0[sel].mean()), conf_with=float(tT[sel].mean()), conf_drop_rest=ctrl)
+        drop = r['acc_without'] - r['acc_with']; cdrop = r['conf_without'] - r['conf_with']
+        r['verdict'] = ('fail' if drop >= min_drop and r['p_value'] < 1e-3 else
+                        'warn' if cdrop >= min_drop and cdrop - max(0. if math.isnan(ctrl) else ctrl, 0.) >= min_drop and t > 3.5 else 'ok')
+    details = pd.DataFrame([{c: v for c, v in r.items() if not c.startswith('_')} for r in rows])
+    if 'verdict' not in details: details['verdict'] = None
+    details = details.sort_values('share_lo', ascending=False).reset_index(drop=True)
+    ev.update(tried=[r['transform'] for r in tried])
+    def _plot(ax):
+        col = dict(fail='C3', warn='C1', ok='C0')
+        ax.barh(details['transform'][::-1], details['share'][::-1], color=[col.get(v, 'C7') for v in details['verdict'][::-1]])
+        ax.axvline(min_flow, c='k', ls=':', lw=1); ax.set_xlim(0, 1)
+        ax.set_xlabel('share of a class turned into one other class'); ax.set_title('augmentations, one by one')
+    def _line(r):
+        p = f', p={r["p"]:g}' if r['p'] is not None else ''
+        return (f"{r['transform']} ({'as trained' + p}) turns {r['share']:.0%} of {r['turns']!r} into {r['into']!r}")
+    bad = [r for r in tried if r['verdict'] == 'fail']
+    if bad:
+        r = bad[0]
+        msg = (_line(r) + f": trained with it, a copy tells them apart {r['acc_with']:.0%} of the time, against {r['acc_without']:.0%} "
+               'without: it changes what the label means' + (f' (also {name_some([x["transform"] for x in bad[1:]])})' if len(bad) > 1 else ''))
+        adv = (f"turn it off: {_aug_fix(r['transform'])}. For {r['turns']!r} and {r['into']!r} the {r['transform']} is not a harmless "
+               'variation but the very difference the label records')
+        return Check('augment', 'fail', ev, msg, adv, _plot, details)
+    warned = [r for r in tried if r['verdict'] == 'warn']
+    if warned:
+        r = warned[0]
+        msg = (_line(r) + f": trained with it, a copy is less sure of these two classes (true-class probability {r['conf_without']:.0%} → "
+               f"{r['conf_with']:.0%}" + ('' if math.isnan(r['conf_drop_rest']) else f"; {-r['conf_drop_rest']:+.0%} on the other classes") +
+               '): some of their training images look like the other class')
+        adv = f"make it rarer or turn it off ({_aug_fix(r['transform'])}), and compare the valid error of both classes"
+        return Check('augment', 'warn', ev, msg, adv, _plot, details)
+    top = details.iloc[0]
+    msg = f'{len(parts)} random transforms tried one by one ({name_some(list(details["transform"]), 8)}): '
+    if tried: msg += (f"{_line(top)} for a copy that never saw it, but a copy trained with it tells them apart as well: a variation, "
+                      'not a change of label')
+    else: msg += f"none turns one class into another (at most {top['share']:.0%} of {top['turns']!r}, into {top['into']!r})"
+    if item_rand: msg += f'; item-level {name_some(item_rand)} not checked'
+    return Check('augment', 'ok', ev, msg, plot_fn=_plot, details=details)
+
+# %% ../nbs/07_debug.ipynb #n0027
 CHECKS = dict(labels=check_labels, leakage=check_leakage, shortcuts=check_shortcuts, inputs=check_inputs, loss_input=check_loss_input,
               loss_at_init=check_loss_at_init, numerics=check_numerics, train_eval=check_train_eval,
-              overfit_batch=check_overfit_batch, input_independent=check_input_independent,
+              overfit_batch=check_overfit_batch, input_independent=check_input_independent, augment=check_augment,
               shuffled_labels=check_shuffled_labels, lr=check_lr)
-QUICK_CHECKS = ['labels', 'leakage', 'shortcuts', 'inputs', 'loss_input', 'loss_at_init', 'numerics', 'train_eval', 'overfit_batch', 'input_independent']
+QUICK_CHECKS = ['labels', 'leakage', 'shortcuts', 'inputs', 'loss_input', 'loss_at_init', 'numerics', 'train_eval', 'overfit_batch', 'input_independent', 'augment']
 
 def _fig_png(check, figsize=(4.5, 3)):
     import matplotlib.pyplot as plt
