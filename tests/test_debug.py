@@ -467,3 +467,13 @@ def test_shuffled_label_control_reads_training_items_unaugmented(coll):
     assert not torch.equal(grab(), grab())  # fastai's own reading of the training split augments it
     with _no_augment(dls.train_ds): a, b = grab(), grab()
     assert torch.equal(a, b)
+
+
+def test_shuffled_label_control_catches_a_leak_under_augmentation(coll):
+    "valid made of copies of training items, with fastai's augmentation on: the control must still see the copies"
+    from fastai.vision.all import aug_transforms
+    path, df = coll
+    tr = df[df.split == 'train']
+    leaky = pd.concat([tr, tr.assign(split='valid')]).reset_index(drop=True); leaky.attrs['path'] = path
+    c = check_shuffled_labels(learner(leaky, path, batch_tfms=aug_transforms()))
+    assert c.status == 'fail' and c.evidence['valid_accuracy'] > 0.5, c  # before the fix: 10 % (chance 12 %), 'ok'
