@@ -486,6 +486,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                   'glamdebug/interpret.py'),
                                      'glamdebug.interpret._UnionFind.find': ('interpret.html#_unionfind.find', 'glamdebug/interpret.py'),
                                      'glamdebug.interpret._UnionFind.union': ('interpret.html#_unionfind.union', 'glamdebug/interpret.py'),
+                                     'glamdebug.interpret._augmentations': ('interpret.html#_augmentations', 'glamdebug/interpret.py'),
                                      'glamdebug.interpret._is_multilabel_loss': ( 'interpret.html#_is_multilabel_loss',
                                                                                   'glamdebug/interpret.py'),
                                      'glamdebug.interpret._item_name': ('interpret.html#_item_name', 'glamdebug/interpret.py'),

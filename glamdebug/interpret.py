@@ -363,10 +363,13 @@ class _UnionFind:
 class MergeSuggestions(Report):
     "Pairs of labels the model confuses, the groups to merge, and the error after merging from the kept probabilities"
     title = 'Merge suggestions'
-    def __init__(self, pairs, groups, group_table, error_before, error_after, vocab, params, cm, n, error_relabel=None):
+    def __init__(self, pairs, groups, group_table, error_before, error_after, vocab, params, cm, n, error_relabel=None,
+                 augmented=None): # names of the random transforms the model was trained with
+        self.augmented = list(augmented or [])
         store_attr('pairs,groups,group_table,error_before,error_after,vocab,params,cm,n,error_relabel')
         super().__init__(table=pairs, extra=dict(groups=groups, mapping=self.mapping, error_before=error_before,
-                                                 error_after=error_after, error_relabel=error_relabel, n=n, params=params))
+                                                 error_after=error_after, error_relabel=error_relabel, n=n, params=params,
+                                                 augmented=self.augmented))
     @property
     def mapping(self) -> dict:
         "`{label: merged_label}` for every label in a group (for `LabelMerge`)"
@@ -386,6 +389,10 @@ class MergeSuggestions(Report):
         if n_in*2 >= len(self.vocab):
             res += (f' The groups take in {n_in} of the {len(self.vocab)} labels: confusion this widespread often means an'
                     ' underfitting model; reduce bias first, and merge only labels that are ambiguous for people too.')
+        if self.augmented:
+            res += (f' The model was trained with random transforms ({name_some(self.augmented)}): before merging, run '
+                    '`check_augment(learn)`. A transform that turns one label into the other (a flip turns a left-hand page '
+                    'into a right-hand one) makes a model confuse them just like this, and a merge would hide that bug.')
         return res
     def sections(self): return [('Groups', self.group_table)]
     def plot(self, ax=None, max_groups=6, **kwargs):
@@ -417,6 +424,12 @@ class MergeSuggestions(Report):
         return super().to_dict()
 
 # %% ../nbs/05_interpret.ipynb #c0044
+def _augmentations(learn) -> list:
+    "Names of the random transforms `learn` trains with (none without a learner)"
+    if learn is None: return []
+    from glamdebug.debug import augment_parts   # `debug` comes later: imported when needed
+    return list(dict.fromkeys(p[0] for p in augment_parts(getattr(getattr(learn.dls.train, 'after_batch', None), 'fs', []))))
+
 def suggest_merges(interp:GlamInterpretation, # Predictions kept once
                    min_rate:float=0.1, # Smallest symmetric confusion rate (c_ij + c_ji) / (n_i + n_j) of a pair
                    min_count:int=3, # Smallest number of confusions c_ij + c_ji of a pair
@@ -482,7 +495,8 @@ def suggest_merges(interp:GlamInterpretation, # Predictions kept once
     after = merged_error(interp.probs, interp.targs, vocab, label_groups) if groups else before
     relabel = (interp.n_err - int(gt['confusions_within'].sum())) / max(interp.n, 1)
     params = dict(min_rate=min_rate, min_count=min_count, min_lift=min_lift, max_group=max_group, allow_all=allow_all)
-    return MergeSuggestions(pairs, label_groups, gt, before, after, vocab, params, cm, interp.n, relabel)
+    return MergeSuggestions(pairs, label_groups, gt, before, after, vocab, params, cm, interp.n, relabel,
+                            augmented=_augmentations(interp.learn) if label_groups else None)
 
 @patch
 @delegates(suggest_merges)
