@@ -1008,7 +1008,7 @@ def _raw_items(dl, n, seed=0, max_bytes=None):
 def _probs(m, x, bs=64):
     "Softmax outputs of `m` in eval mode"
     m.eval()
-    return torch.cat([m(x[i:i+bs]).float().softmax(-1) for i in range(0, len(x), bs)]).as_subclass(torch.Tensor)
+    return torch.cat([m(x[i:i+bs]).float().softmax(-1).cpu() for i in range(0, len(x), bs)]).as_subclass(torch.Tensor)
 
 def _binom_tail(k, n):
     "P(X ≥ k) for X ~ Binomial(n, 1/2)"
@@ -1022,7 +1022,7 @@ def _aug_fix(name): return _AUG_FIX.get(name, f'take `{name}` out of `batch_tfms
 
 # %% ../nbs/07_debug.ipynb #n0017
 @_guarded
-def check_augment(learn:Learner, n_train:int=None, # training items held in memory (default 256, or 8 per class beyond 32 classes, within 256 MB)
+def check_augment(learn:Learner, n_train:int=None, # training items held in memory (default 256, or 8 per class beyond 32 classes, within 64 MB of pixels)
                   n_valid:int=256, # validation items the transforms are tried on
                   n_steps:int=None, # training steps of each copy (default: each item seen about 6 times, at least 150)
                   bs:int=32, lr:float=None, seed:int=0,
@@ -1041,7 +1041,8 @@ def check_augment(learn:Learner, n_train:int=None, # training items held in memo
         return Check('augment', 'skip', ev, 'no random transform among the batch transforms' +
                      (f' (item-level {name_some(item_rand)} not checked)' if item_rand else ''))
     tx, ty = _raw_items(dl, n_train or max(256, 8*k), seed, max_bytes=None if n_train else 2**26)
-    vx, vy = _raw_items(learn.dls.valid, n_valid, seed)
+    vx, vy = _raw_items(learn.dls.valid, n_valid, seed); vy = vy.cpu()   # the bookkeeping is on the CPU
+    if vy.ndim > 1: return Check('augment', 'skip', ev, f'targets of shape {tuple(vy.shape)}: single-label classification only')
     n_steps = n_steps or max(150, math.ceil(6*len(ty)/bs))
     pvx = _aug_view(vx, fs)
     m0 = _copy_model(learn); torch.manual_seed(seed)

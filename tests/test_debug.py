@@ -477,3 +477,15 @@ def test_shuffled_label_control_catches_a_leak_under_augmentation(coll):
     leaky = pd.concat([tr, tr.assign(split='valid')]).reset_index(drop=True); leaky.attrs['path'] = path
     c = check_shuffled_labels(learner(leaky, path, batch_tfms=aug_transforms()))
     assert c.status == 'fail' and c.evidence['valid_accuracy'] > 0.5, c  # before the fix: 10 % (chance 12 %), 'ok'
+
+
+def test_augment_skips_multi_label_targets(coll):
+    "multi-label targets (one-hot rows) have no single class to be turned into another: skipped, not a false failure"
+    from fastai.vision.all import DataBlock, ImageBlock, MultiCategoryBlock, ColReader, IndexSplitter, aug_transforms, Resize, Learner, BCEWithLogitsLossFlat
+    path, df = coll
+    db = DataBlock(blocks=(ImageBlock, MultiCategoryBlock), get_x=ColReader('fname', pref=path), get_y=ColReader('label', label_delim=' '),
+                   splitter=IndexSplitter(np.nonzero((df.split == 'valid').values)[0]), item_tfms=Resize(SIZE), batch_tfms=aug_transforms())
+    dls = db.dataloaders(df, bs=32, num_workers=0)
+    learn = Learner(dls, lenet_like(n_out=dls.c), loss_func=BCEWithLogitsLossFlat())
+    c = check_augment(learn)
+    assert c.status == 'skip' and 'single-label' in c.message, c
