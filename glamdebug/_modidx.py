@@ -216,6 +216,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.debug.image_hashes': ('debug.html#image_hashes', 'glamdebug/debug.py'),
                                  'glamdebug.debug.keep_copies_together': ('debug.html#keep_copies_together', 'glamdebug/debug.py'),
                                  'glamdebug.debug.preserved': ('debug.html#preserved', 'glamdebug/debug.py'),
+                                 'glamdebug.debug.show_augment': ('debug.html#show_augment', 'glamdebug/debug.py'),
                                  'glamdebug.debug.show_model_inputs': ('debug.html#show_model_inputs', 'glamdebug/debug.py'),
                                  'glamdebug.debug.telling_properties': ('debug.html#telling_properties', 'glamdebug/debug.py')},
             'glamdebug.evaluate': { 'glamdebug.evaluate.ErrorCurves': ('evaluate.html#errorcurves', 'glamdebug/evaluate.py'),

@@ -25,7 +25,7 @@ __all__ = ['STATUSES', 'CHECKS', 'QUICK_CHECKS', 'Check', 'preserved', 'check_la
            'check_overfit_batch', 'check_input_independent', 'check_inputs', 'show_model_inputs', 'check_loss_input',
            'check_numerics', 'check_train_eval', 'image_hashes', 'find_duplicates', 'duplicate_groups',
            'copies_with_labels', 'check_leakage', 'keep_copies_together', 'telling_properties', 'check_shortcuts',
-           'check_shuffled_labels', 'check_lr', 'augment_parts', 'check_augment', 'TroubleshootReport']
+           'check_shuffled_labels', 'check_lr', 'augment_parts', 'check_augment', 'show_augment', 'TroubleshootReport']
 
 # %% ../nbs/07_debug.ipynb #c0008
 STATUSES = ('ok', 'warn', 'fail', 'skip')
@@ -1105,7 +1105,7 @@ def check_augment(learn:Learner, n_train:int=None, # training items held in memo
         msg = (_line(r) + f": trained with it, a copy tells them apart {r['acc_with']:.0%} of the time, against {r['acc_without']:.0%} "
                'without: it changes what the label means' + (f' (also {name_some([x["transform"] for x in bad[1:]])})' if len(bad) > 1 else ''))
         adv = (f"turn it off: {_aug_fix(r['transform'])}. For {r['turns']!r} and {r['into']!r} the {r['transform']} is not a harmless "
-               'variation but the very difference the label records')
+               f"variation but the very difference the label records (`show_augment(learn, {r['transform']!r})` shows it)")
         return Check('augment', 'fail', ev, msg, adv, _plot, details)
     warned = [r for r in tried if r['verdict'] == 'warn']
     if warned:
@@ -1113,7 +1113,8 @@ def check_augment(learn:Learner, n_train:int=None, # training items held in memo
         msg = (_line(r) + f": trained with it, a copy is less sure of these two classes (true-class probability {r['conf_without']:.0%} → "
                f"{r['conf_with']:.0%}" + ('' if math.isnan(r['conf_drop_rest']) else f"; {-r['conf_drop_rest']:+.0%} on the other classes") +
                '): some of their training images look like the other class')
-        adv = f"make it rarer or turn it off ({_aug_fix(r['transform'])}), and compare the valid error of both classes"
+        adv = (f"make it rarer or turn it off ({_aug_fix(r['transform'])}), and compare the valid error of both classes "
+               f"(`show_augment(learn, {r['transform']!r})` shows what it does)")
         return Check('augment', 'warn', ev, msg, adv, _plot, details)
     top = details.iloc[0]
     msg = f'{len(parts)} random transforms tried one by one ({name_some(list(details["transform"]), 8)}): '
@@ -1122,6 +1123,37 @@ def check_augment(learn:Learner, n_train:int=None, # training items held in memo
     else: msg += f"none turns one class into another (at most {top['share']:.0%} of {top['turns']!r}, into {top['into']!r})"
     if item_rand: msg += f'; item-level {name_some(item_rand)} not checked'
     return Check('augment', 'ok', ev, msg, plot_fn=_plot, details=details)
+
+# %% ../nbs/07_debug.ipynb #n0029
+def show_augment(learn:Learner, transform:str, # a name from `augment_parts` (`check_augment`'s details): 'flip', 'rotate'…
+                 classes:list=None, # labels to draw (default: every class, in turn)
+                 n:int=6, seed:int=0, figsize=None):
+    "Validation images above the same images through one random training transform, made to fire on every one"
+    import matplotlib.pyplot as plt
+    fs = list(getattr(getattr(learn.dls.train, 'after_batch', None), 'fs', []))
+    parts = {name: (pos, always) for name, pos, _, always, _ in augment_parts(fs)}
+    if transform not in parts:
+        raise GlamError(f'{transform!r} is not among the random training transforms of `dls.train`: ' + (name_some(list(parts)) or 'there are none'))
+    pos, always = parts[transform]
+    vocab = list(map(str, learn.dls.vocab))
+    bad = [c for c in listify(classes) if str(c) not in vocab]
+    if bad: raise GlamError(f'unknown class(es) {name_some(bad)}; the vocab has {name_some(vocab)}')
+    x, y = _raw_items(learn.dls.valid, max(256, 4*n), seed); y = y.cpu()
+    want = [vocab.index(str(c)) for c in listify(classes)] or list(range(len(vocab)))
+    idx = [int(i) for i in torch.cat([(y == c).nonzero()[:, 0][:math.ceil(n/len(want))] for c in want])][:n]
+    if not idx: raise GlamError('no validation item of these classes')
+    torch.manual_seed(seed)
+    views = [_aug_view(x[idx], fs), _aug_view(x[idx], fs, pos, always)]
+    norms = [t for t in fs if isinstance(t, Normalize)]
+    fig, axs = plt.subplots(2, len(idx), figsize=figsize or (1.8*len(idx), 4), squeeze=False)
+    for r, v in enumerate(views):
+        for t in reversed(norms): v = t.decode(v)
+        for j, ax in enumerate(axs[r]):
+            ax.imshow(v[j].detach().float().cpu().permute(1, 2, 0).clamp(0, 1).squeeze().numpy(), cmap='gray' if v.shape[1] == 1 else None)
+            ax.axis('off'); ax.set_title(vocab[int(y[idx[j]])] if r == 0 else transform, fontsize=8)
+    fig.suptitle(f'validation images (top) and the same through {transform} (bottom)', fontsize=9)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/07_debug.ipynb #n0027
 CHECKS = dict(labels=check_labels, leakage=check_leakage, shortcuts=check_shortcuts, inputs=check_inputs, loss_input=check_loss_input,
