@@ -65,12 +65,15 @@ def test_plain_fastai_learner_left_as_it_was(digits):
     "A fastai `Learner` that `defaults_learner` did not build: each run starts from its current weights, which it keeps"
     tmp, df = digits
     dls = collection_dls(df, size=SIZE, bs=32)
+    torch.manual_seed(0)
     m = nn.Sequential(nn.Flatten(), nn.Linear(3*SIZE*SIZE, 64), nn.ReLU(), nn.Linear(64, dls.c))
     learn = Learner(dls, m, loss_func=CrossEntropyLossFlat(), lr=1e-3, metrics=[])
     w0 = {k: v.clone() for k, v in m.state_dict().items()}
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # an untrained learner: no warning
-        rep = learn.data_curve([0.25, 0.5, 1], epochs=3, progress=False)
+        # 5 % of the items against all: 16-19 % error against 6-8 % over 5 seeds (from 25 %, the gap was 1-2 points and
+        # once, unseeded, went the other way: 8.6 against 8.9 %)
+        rep = learn.data_curve([0.05, 0.5, 1], epochs=3, progress=False)
     assert rep.runs.valid_error.iloc[-1] < 0.5 and rep.runs.valid_error.iloc[-1] < rep.runs.valid_error.iloc[0]
     for k, v in m.state_dict().items(): assert torch.equal(v, w0[k]), k
     assert learn.dls is dls and learn.metrics == [] and learn.opt is None and learn.lr == 1e-3
