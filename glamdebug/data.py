@@ -536,6 +536,11 @@ def _fit_bs(n_train, bs, what='collection_dls'):
         return n_train
     return bs
 
+class _PathReader:
+    "Read column `col` of a row as a path under `root`, joined as paths: an absolute file name stays as it is (fastai's `ColReader` prefixes strings, so '/scans/a.tif' under 'data' became 'data//scans/a.tif')"
+    def __init__(self, col, root): self.col, self.root = col, Path(root)
+    def __call__(self, row): return self.root/str(row[self.col])
+
 def collection_dls(df, # a collection table (from `read_collection`)
                    path=None, # folder file names are relative to (default `df.attrs['path']`)
                    size=64, # images are squished to `size`×`size` (or a (h, w) tuple)
@@ -557,7 +562,7 @@ def collection_dls(df, # a collection table (from `read_collection`)
     x_block = (TransformBlock(type_tfms=partial(GlamImage.create, draft=hw), batch_tfms=IntToFloatTensor) if hw and draft
                else ImageBlock(cls=GlamImage))   # fastai's `ImageBlock`, with the target size known when the file is opened
     dblock = DataBlock(blocks=(x_block, CategoryBlock(vocab=vocab)),
-                       get_x=ColReader(fn_col, pref=path), get_y=ColReader(label_col),
+                       get_x=_PathReader(fn_col, path), get_y=ColReader(label_col),
                        splitter=IndexSplitter(range(len(tr), len(sub))), item_tfms=item_tfms, batch_tfms=batch_tfms)
     dls = dblock.dataloaders(sub, bs=bs, num_workers=num_workers, path=path, **kwargs)
     dls = CollectionDataLoaders(*dls.loaders, path=dls.path, device=dls.device)

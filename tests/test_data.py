@@ -159,3 +159,18 @@ def test_predict_a_file_as_path_or_str(tmp_path):
     learn.export(tmp_path/'model.pkl')
     again = load_learner(tmp_path/'model.pkl')
     assert torch.allclose(again.predict(fn)[2], p_path[2])
+
+
+def test_absolute_file_names_read(col, tmp_path_factory):
+    "A catalogue often lists files by absolute path: they load as they are (fastai's `ColReader` prefix made 'root//abs/path')"
+    path, df = col
+    elsewhere = tmp_path_factory.mktemp('csv_elsewhere')
+    absolute = df.assign(fname=[str((path/f).resolve()) for f in df.fname])
+    absolute.to_csv(elsewhere/'c.csv', index=False)
+    out = read_collection(elsewhere/'c.csv', progress=False)
+    dls = collection_dls(out, size=8, bs=2)
+    x, y = dls.one_batch()
+    assert x.shape == (2, 3, 8, 8)
+    xs = [b[0] for b in dls.valid]
+    rel = collection_dls(read_collection(path/'c.csv', progress=False), size=8, bs=2)
+    assert all((a == b).all() for a, b in zip(xs, [b[0] for b in rel.valid]))  # the same pixels as through the relative names
