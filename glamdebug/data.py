@@ -539,7 +539,7 @@ def _fit_bs(n_train, bs, what='collection_dls'):
 class _PathReader:
     "Read column `col` of a row as a path under `root`, joined as paths: an absolute file name stays as it is (fastai's `ColReader` prefixes strings, so '/scans/a.tif' under 'data' became 'data//scans/a.tif')"
     def __init__(self, col, root): self.col, self.root = col, Path(root)
-    def __call__(self, row): return self.root/str(row[self.col])
+    def __call__(self, row): return str(self.root/str(row[self.col]))  # a str, as `ColReader` gave: `test_dl` infers its input types from it
 
 def collection_dls(df, # a collection table (from `read_collection`)
                    path=None, # folder file names are relative to (default `df.attrs['path']`)
