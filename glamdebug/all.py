@@ -16,3 +16,4 @@ from .fastpath import *
 from .curve import *
 from .labels import *
 from .looks import *
+from .balance import *

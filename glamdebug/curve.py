@@ -233,12 +233,14 @@ def _fresh_models(learn:Learner, # the learner whose model, settings and data th
     rng_states = [dl.rng.getstate() for dl in loaders]
     with preserved(learn):
         snap, opt0, loss0 = copy.deepcopy(learn.model.state_dict()), learn.opt_func, learn.loss_func
-        def train(idx, n_items, epochs):
-            "A fresh model trained `epochs` passes of `n_items` items drawn from training items `idx` (each repeated evenly)"
+        def train(idx, n_items, epochs, prep=None, tweak=None):
+            "A fresh model trained `epochs` passes of `n_items` items drawn from training items `idx` (each repeated evenly); `prep(dls)` may replace its DataLoaders, `tweak(learner)` change it before the fit"
             sub = _subset_dls(dls0, idx, n_items)
+            if prep is not None: sub = prep(sub)
             _seed_all(seed, loaders + list(sub.loaders))
             if rebuild: l = _rebuilt(learn, t, dls=sub); _fast_like(l, learn)
             else: l = _reset(learn, t, snap, opt0, loss0, sub)
+            if tweak is not None: tweak(l)
             with l.no_bar(), l.no_logging(), warnings.catch_warnings():
                 warnings.simplefilter('ignore')
                 _fit_fn(l, t)(epochs, t.get('lr', l.lr), wd=t.get('wd', l.wd))

@@ -294,7 +294,7 @@ def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose 
         adv.append(f'the error on {name_some(v)} cannot be measured on {s}: split per class (stratify)')
     if len(present) > 1 and ratio > imbalance:
         status = max(status, 'warn', key=_RANK.get); msgs.append(f'train classes are imbalanced ({ratio:.0f}:1)')
-        adv.append('rebalance (oversample the rare classes or weight the loss) once under- and over-fitting are dealt with')
+        adv.append('once under- and over-fitting are dealt with, rebalance: `learn.rebalance_report()` compares oversampling (`balanced_dls`), a weighted loss (`weighted_loss`) and adjusted logits (`LogitAdjust`) on your data, per class')
     var = label_variants(t.label)
     ev['variants'] = var.to_dict('records')
     if len(var):
