@@ -81,6 +81,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.curve.DataCurveReport.to_dict': ('curve.html#datacurvereport.to_dict', 'glamdebug/curve.py'),
                                  'glamdebug.curve.Learner.data_curve': ('curve.html#learner.data_curve', 'glamdebug/curve.py'),
                                  'glamdebug.curve._check_fractions': ('curve.html#_check_fractions', 'glamdebug/curve.py'),
+                                 'glamdebug.curve._codes_from_table': ('curve.html#_codes_from_table', 'glamdebug/curve.py'),
                                  'glamdebug.curve._distinct_sizes': ('curve.html#_distinct_sizes', 'glamdebug/curve.py'),
                                  'glamdebug.curve._errors': ('curve.html#_errors', 'glamdebug/curve.py'),
                                  'glamdebug.curve._fractions_arg': ('curve.html#_fractions_arg', 'glamdebug/curve.py'),

@@ -13,6 +13,7 @@ from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
 from fastai.learner import Learner
 from fastai.data.core import Datasets
+from fastai.data.transforms import ColReader, Categorize
 from .core import *
 from .debug import preserved
 from .models import defaults_learner, _session, _model_args, _collection_learner, _save_plot
@@ -34,10 +35,25 @@ def _subset_ds(ds, idx, split_idx):
         sub.codes = None if ds.codes is None else ds.codes[idx]
     return sub
 
+def _codes_from_table(ds):
+    "Class codes read straight from the items' table when the labels are one plain column and `Categorize` (`collection_dls`, `ImageDataLoaders.from_df`): a dict lookup per row instead of a pipeline call (about 100 µs); else `None`"
+    items = getattr(ds, 'items', None)
+    if not isinstance(items, pd.DataFrame) or len(ds.tls) < 2: return None
+    fs = list(ds.tls[1].tfms.fs)
+    if len(fs) != 2 or not isinstance(fs[0], ColReader) or not isinstance(fs[1], Categorize): return None
+    r, cat = fs
+    if len(r.cols) != 1 or r.pref or r.suff or r.label_delim is not None or getattr(cat, 'vocab', None) is None: return None
+    col = r.cols[0]
+    vals = items.iloc[:, col] if isinstance(col, int) else items[col]
+    try: return np.fromiter((cat.vocab.o2i[v] for v in vals), dtype=np.int64, count=len(vals))
+    except (KeyError, TypeError): return None  # a value `Categorize` would reject: the per-item path names it
+
 def _train_codes(ds, what='data_curve'):
     "The class code of each item of labelled training `Datasets` `ds`, without decoding its images; `what` names the caller in errors"
     codes = getattr(ds, 'codes', None)
     if codes is not None: return np.asarray(codes, dtype=np.int64)
+    codes = _codes_from_table(ds)
+    if codes is not None: return codes
     if len(ds.tls) < 2: raise GlamError(f'{what} needs a labelled training set (the DataLoaders have no targets)')
     out = np.empty(len(ds), dtype=np.int64)
     for i in range(len(ds)):
