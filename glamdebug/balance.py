@@ -51,7 +51,10 @@ class WeightedDraw:
         w = torch.as_tensor(np.asarray(wgts, dtype=np.float64))
         if w.ndim != 1 or not len(w) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
             raise GlamError('WeightedDraw: weights must be finite, non-negative and not all zero')
-        self.p = w/w.sum()
+        self.w, self.p = w, w/w.sum()
+    def subset(self, idx):
+        "The draw for a loader over items `idx` (positions, repeats allowed) of this one's: their weights, renormalised"
+        return WeightedDraw(self.w[torch.as_tensor(np.asarray(idx, dtype=np.int64))])
     def __call__(self, idxs):
         idxs = list(idxs)
         if len(idxs) != len(self.p):

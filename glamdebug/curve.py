@@ -88,7 +88,9 @@ def _subset_dls(dls, idx, n_items):
     "A shallow copy of `dls` whose training loader draws `n_items` items a pass from `idx` (each repeated evenly)"
     tr = dls.train
     rep = np.resize(np.asarray(idx), max(n_items, len(idx), min(tr.bs, len(tr.dataset))))  # at least one whole batch
-    train = tr.new(_subset_ds(tr.dataset, rep, 0), bs=min(tr.bs, len(rep)))
+    sf = getattr(tr, 'shuffle_fn', None)  # a weighted draw (`balanced_dls`): the same weights for the items kept
+    kw = dict(shuffle_fn=sf.subset(rep)) if hasattr(sf, 'subset') else {}
+    train = tr.new(_subset_ds(tr.dataset, rep, 0), bs=min(tr.bs, len(rep)), **kw)
     res = copy.copy(dls)  # keeps what the DataLoaders carry besides their loaders (a collection, a cache)
     res.loaders = [train, *dls.loaders[1:]]
     return res

@@ -492,6 +492,22 @@ def _per_class(preds):
         parts.append(pc[['n', 'error']].rename(columns=dict(n=f'n_{name}', error=name)))
     return pd.concat(parts, axis=1)
 
+def _rare_note(preds, pc, ratio=3., gap=0.10):
+    "A note when the rare training classes (a third of the largest or fewer) fail on valid far more than the others, else `None`"
+    tr = preds['train']
+    if 'valid' not in pc: return None
+    n = pd.Series(torch.bincount(tr.targs, minlength=tr.k).numpy(), index=tr.vocab)
+    e = pc['valid'].reindex(n.index)
+    rare, common = (n > 0) & (n*ratio <= n.max()) & e.notna(), (n*ratio > n.max()) & e.notna()
+    if not rare.any() or not common.any(): return None
+    er, eo = float(e[rare].mean()), float(e[common].mean())
+    if er - eo < gap or er < 2*eo: return None
+    worst = e[rare].sort_values(ascending=False).head(3)
+    return (f'the rare classes fail: {rare.sum()} with at most a third of the largest class\'s training items have '
+            f'{_pts(er)} % valid error on average, the others {_pts(eo)} % (' +
+            ', '.join(f'`{c}` {int(n[c])} items, {_pts(v)} %' for c, v in worst.items()) +
+            '); `learn.rebalance_report()` compares oversampling, a weighted loss and adjusted logits on your data')
+
 @patch
 def error_report(self:Learner, goal:float, # the goal error (fraction), or `human_level_error(...)`
                  test=None, # test items: a split name of the collection (`'test'`, `'test_shifted'`), a DataFrame of rows, or a DataLoader
@@ -516,6 +532,8 @@ def error_report(self:Learner, goal:float, # the goal error (fraction), or `huma
     rep.extra['splits'] = {k: (p.split if isinstance(p.split, str) else k) for k, p in preds.items()}
     rep.notes += [f'{_LABEL[k]} is the split {v!r}' for k, v in rep.extra['splits'].items() if k in ('test', 'train_valid') and v != k]
     rep.hints = _concrete(self, rep, preds, stop)
+    rare = _rare_note(preds, rep.per_class)
+    if rare: rep.notes.append(rare)
     if untrained: rep.notes.append(untrained)
     return rep
 

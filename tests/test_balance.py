@@ -160,3 +160,24 @@ def test_rebalance_command(digits, tmp_path):
     bad = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'rebalance', str(tmp/'digits'/'rare.csv'), '--methods', 'smote'],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and 'unknown method(s) smote' in bad.stderr
+
+
+def test_error_report_names_failing_rare_classes(digits):
+    "The bias-variance report says when the rare classes are the ones that fail, and points to the comparison; not on balanced classes"
+    tmp, df = digits
+    notes = {}
+    for name, d in (('rare', make_rare(df)), ('balanced', df)):
+        set_seed(0, reproducible=True)
+        learn = defaults_learner(cached(d, tmp))
+        with learn.no_bar(), learn.no_logging(): learn.fit(6)
+        notes[name] = [n for n in learn.error_report(goal=0.02).notes if 'rare classes fail' in n]
+    assert len(notes['rare']) == 1 and 'rebalance_report()' in notes['rare'][0] and '`1` 11 items' in notes['rare'][0], notes
+    assert notes['balanced'] == []
+
+
+def test_balanced_loader_in_a_learning_curve(digits):
+    "`data_curve` trains on subsets of the training loader: the weighted draw follows the items kept (it used to not fit)"
+    tmp, df = digits
+    dls = balanced_dls(cached(make_rare(df), tmp))
+    rep = defaults_learner(dls).data_curve([0.5, 1], epochs=1, progress=False)
+    assert len(rep.runs) == 2 and rep.runs.n_train.iloc[0] < rep.runs.n_train.iloc[1]
