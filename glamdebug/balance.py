@@ -210,8 +210,11 @@ class RebalanceReport(Report):
             jit = x*(1 + 0.04*(i - (len(methods) - 1)/2))  # side by side, not on top of each other
             ax.plot(jit, pc[m], 'o', ms=5, alpha=0.8, label=m + (' (best)' if m == self.best else ''),
                     mfc='none' if m == 'as_is' else None, color='k' if m == 'as_is' else f'C{i}')
-        from matplotlib.ticker import ScalarFormatter
-        ax.set_xscale('log'); ax.xaxis.set_major_formatter(ScalarFormatter()); ax.set_xlabel('training items of the class'); ax.set_ylabel('valid error of the class')
+        from matplotlib.ticker import ScalarFormatter, NullFormatter
+        ax.set_xscale('log'); ax.set_xlabel('training items of the class')
+        ns = np.unique(x)
+        if len(ns) <= 8: ax.set_xticks(ns)  # few distinct counts: tick each, in plain numbers
+        ax.xaxis.set_major_formatter(ScalarFormatter()); ax.xaxis.set_minor_formatter(NullFormatter()); ax.set_ylabel('valid error of the class')
         ax.yaxis.set_major_formatter(PercentFormatter(1)); ax.legend(fontsize=8); ax.set_title('per class', fontsize=10)
         ax.figure.tight_layout()
         return ax.figure
