@@ -10,6 +10,7 @@ from glamdebug.data import read_collection, collection_dls
 from glamdebug.samples import digits_collection
 from glamdebug.fastpath import cached_dls
 from glamdebug.models import defaults_learner
+import glamdebug.evaluate  # noqa: F401 (patches Learner.error_report)
 from glamdebug.balance import (balanced_dls, class_counts, class_weights, weighted_loss, LogitAdjust, adjusted_probs,
                                WeightedDraw, RebalanceReport)
 
