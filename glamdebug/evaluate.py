@@ -502,6 +502,11 @@ def _rare_note(preds, pc, ratio=3., gap=0.10):
     if not rare.any() or not common.any(): return None
     er, eo = float(e[rare].mean()), float(e[common].mean())
     if er - eo < gap or er < 2*eo: return None
+    va = preds['valid'].per_class().reindex(n.index)
+    nr, kr = int(va.n[rare].sum()), int(va.errors[rare].sum())
+    # a handful of valid items cannot say it (a random split leaves a rare class one or two): at least 10, and their pooled
+    # error's 95 % interval above the others' error
+    if nr < 10 or error_ci(kr, nr)[0] <= va.errors[common].sum()/max(va.n[common].sum(), 1): return None
     worst = e[rare].sort_values(ascending=False).head(3)
     return (f'the rare classes fail: {rare.sum()} with at most a third of the largest class\'s training items have '
             f'{_pts(er)} % valid error on average, the others {_pts(eo)} % (' +

@@ -167,13 +167,16 @@ def test_error_report_names_failing_rare_classes(digits):
     "The bias-variance report says when the rare classes are the ones that fail, and points to the comparison; not on balanced classes"
     tmp, df = digits
     notes = {}
-    for name, d in (('rare', make_rare(df)), ('balanced', df)):
+    r = make_rare(df)
+    few = r.drop(index=[i for c in RARE for i in r.index[(r.split == 'valid') & (r.label == c)][2:]]).reset_index(drop=True)
+    few.attrs = dict(r.attrs)  # the rare digits rare in valid too: 2 items each, too few to say anything
+    for name, d in (('rare', r), ('balanced', df), ('few in valid', few)):
         set_seed(0, reproducible=True)
         learn = defaults_learner(cached(d, tmp))
         with learn.no_bar(), learn.no_logging(): learn.fit(6)
         notes[name] = [n for n in learn.error_report(goal=0.02).notes if 'rare classes fail' in n]
     assert len(notes['rare']) == 1 and 'rebalance_report()' in notes['rare'][0] and '`1` 11 items' in notes['rare'][0], notes
-    assert notes['balanced'] == []
+    assert notes['balanced'] == [] and notes['few in valid'] == [], notes
 
 
 def test_balanced_loader_in_a_learning_curve(digits):
