@@ -6,8 +6,7 @@ import numpy as np, pandas as pd, pytest, torch
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from glamdebug.core import GlamError
-from glamdebug.data import read_collection, collection_dls
-from glamdebug.samples import digits_collection
+from glamdebug.data import collection_dls
 from glamdebug.fastpath import cached_dls
 from glamdebug.models import defaults_learner
 import glamdebug.evaluate  # noqa: F401 (patches Learner.error_report)
@@ -15,7 +14,7 @@ from glamdebug.balance import (balanced_dls, class_counts, class_weights, weight
                                WeightedDraw, RebalanceReport)
 
 torch.set_num_threads(2)
-SIZE = 16
+SIZE = 16  # the `digits` fixture (conftest.py) makes 16 px images
 RARE = ['0', '1', '2']
 
 
@@ -28,13 +27,6 @@ def make_rare(df, rare=RARE, keep=0.1, seed=0):
         drop += list(ix[round(keep*len(ix)):])
     out = df.drop(index=drop).reset_index(drop=True); out.attrs = dict(df.attrs)
     return out
-
-
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('balance')
-    df = read_collection(digits_collection(tmp/'digits', size=SIZE)/'collection.csv', check_images=False, progress=False)
-    return tmp, df
 
 
 def cached(df, tmp, **kw): return cached_dls(df, size=SIZE, bs=32, cache_dir=tmp/'cache', progress=False, **kw)

@@ -5,21 +5,13 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch, torch.nn as nn
 from fastai.vision.all import Learner, CrossEntropyLossFlat, error_rate
 from glamdebug.core import GlamError
-from glamdebug.data import read_collection, collection_dls
-from glamdebug.samples import digits_collection
+from glamdebug.data import collection_dls
 from glamdebug.fastpath import cached_dls
 from glamdebug.models import defaults_learner
 from glamdebug.curve import DataCurveReport, nested_subsets
 
 torch.set_num_threads(2)
-SIZE = 16
-
-
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('curve')
-    df = read_collection(digits_collection(tmp/'digits', size=SIZE)/'collection.csv', check_images=False, progress=False)
-    return tmp, df
+SIZE = 16  # the `digits` fixture (conftest.py) makes 16 px images
 
 
 def cached(df, tmp, **kw): return cached_dls(df, size=SIZE, bs=32, cache_dir=tmp/'cache', progress=False, **kw)

@@ -5,22 +5,14 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch, torch.nn as nn
 from fastai.vision.all import Learner, CrossEntropyLossFlat, set_seed
 from glamdebug.core import GlamError
-from glamdebug.data import read_collection, collection_dls
-from glamdebug.samples import digits_collection
+from glamdebug.data import collection_dls
 from glamdebug.fastpath import cached_dls
 from glamdebug.models import defaults_learner
 from glamdebug.labels import LabelIssues, confident_suspects, fold_codes
 
 torch.set_num_threads(2)
-SIZE = 16
+SIZE = 16  # the `digits` fixture (conftest.py) makes 16 px images
 ENV = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1'), 'MPLBACKEND': 'Agg'}
-
-
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('labels')
-    df = read_collection(digits_collection(tmp/'digits', size=SIZE)/'collection.csv', check_images=False, progress=False)
-    return tmp, df
 
 
 def plant(df, share=0.05, seed=2):
