@@ -492,17 +492,16 @@ def _per_class(preds):
         parts.append(pc[['n', 'error']].rename(columns=dict(n=f'n_{name}', error=name)))
     return pd.concat(parts, axis=1)
 
-def _rare_note(preds, pc, ratio=3., gap=0.10):
+def _rare_note(preds, ratio=3., gap=0.10):
     "A note when the rare training classes (a third of the largest or fewer) fail on valid far more than the others, else `None`"
-    tr = preds['train']
-    if 'valid' not in pc: return None
-    n = pd.Series(torch.bincount(tr.targs, minlength=tr.k).numpy(), index=tr.vocab)
-    e = pc['valid'].reindex(n.index)
+    if 'valid' not in preds: return None
+    n = preds['train'].per_class().n
+    va = preds['valid'].per_class().reindex(n.index)
+    e = va.error
     rare, common = (n > 0) & (n*ratio <= n.max()) & e.notna(), (n*ratio > n.max()) & e.notna()
     if not rare.any() or not common.any(): return None
     er, eo = float(e[rare].mean()), float(e[common].mean())
     if er - eo < gap or er < 2*eo: return None
-    va = preds['valid'].per_class().reindex(n.index)
     nr, kr = int(va.n[rare].sum()), int(va.errors[rare].sum())
     # a handful of valid items cannot say it (a random split leaves a rare class one or two): at least 10, and their pooled
     # error's 95 % interval above the others' error
@@ -537,7 +536,7 @@ def error_report(self:Learner, goal:float, # the goal error (fraction), or `huma
     rep.extra['splits'] = {k: (p.split if isinstance(p.split, str) else k) for k, p in preds.items()}
     rep.notes += [f'{_LABEL[k]} is the split {v!r}' for k, v in rep.extra['splits'].items() if k in ('test', 'train_valid') and v != k]
     rep.hints = _concrete(self, rep, preds, stop)
-    rare = _rare_note(preds, rep.per_class)
+    rare = _rare_note(preds)
     if rare: rep.notes.append(rare)
     if untrained: rep.notes.append(untrained)
     return rep
