@@ -56,11 +56,11 @@ class WeightedDraw:
         "The draw for a loader over items `idx` (positions, repeats allowed) of this one's: their weights, renormalised"
         return WeightedDraw(self.w[torch.as_tensor(np.asarray(idx, dtype=np.int64))])
     def __call__(self, idxs):
-        idxs = list(idxs)
+        idxs = np.asarray(list(idxs))
         if len(idxs) != len(self.p):
             raise GlamError(f'WeightedDraw: the loader holds {len(idxs)} items, the weights are for {len(self.p)}: '
                             'build the balanced loader again from the new data (`balanced_dls`)')
-        return [idxs[i] for i in torch.multinomial(self.p, len(idxs), replacement=True).tolist()]
+        return idxs[torch.multinomial(self.p, len(idxs), replacement=True).numpy()].tolist()  # indexed in numpy: once a pass over every item
 
 def balanced_dls(dls, # fastai `DataLoaders` with single-label targets (`collection_dls`, `cached_dls`, a `DataBlock`'s …)
                  power:float=1.): # 1: each class drawn equally often; 0.5: ∝ the square root of its count; 0: as they are
