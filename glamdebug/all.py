@@ -17,3 +17,4 @@ from .curve import *
 from .labels import *
 from .looks import *
 from .balance import *
+from .slices import *
