@@ -165,17 +165,20 @@ class SliceReport(Report):
         tested = t[t.verdict != 'too few']
         out = []
         worse, mix = self._firsts('worse'), self._firsts('class mix')
+        has_train = {}   # slices of other columns with the same items may know the training count (the format where the split cannot)
+        for j in t.index[t.train_share.notna()]: has_train.setdefault(self._fps[j], t.loc[j])
         for r in worse.head(3).itertuples():
+            tr = has_train.get(self._fps[r.Index], r)
             line = (f"{r.column}={r.value!r} fails beyond what its classes explain: {r.error:.0%} {of}error (95 % CI {r.lo:.0%}–{r.hi:.0%}, "
                     f"{r.n} items) where {others} {r.expected:.0%} on the same classes (q={r.q_within:.2g})"
                     + (f'; the same items as {r.same_as}' if r.same_as else ''))
-            if not pd.isna(r.train_share):
-                if r.train == 0:
+            if not pd.isna(tr.train_share):
+                if tr.train == 0:
                     line += f'. Training holds none of its items (against {r.share:.0%} of {among}): the model never saw it. Label training items like them first'
-                elif r.train_share < r.share/2:
-                    line += (f'. Training holds {_count(r.train)} of its items ({r.train_share:.1%} of training, against {r.share:.0%} of {among}): '
+                elif tr.train_share < r.share/2:
+                    line += (f'. Training holds {_count(tr.train)} of its items ({tr.train_share:.1%} of training, against {r.share:.0%} of {among}): '
                              'the model hardly saw it. Label training items like them first')
-                else: line += f'. Training holds {_count(r.train)} of its items ({r.train_share:.0%}, against {r.share:.0%} of {among})'
+                else: line += f'. Training holds {_count(tr.train)} of its items ({tr.train_share:.0%}, against {r.share:.0%} of {among})'
             out.append(line)
         if len(worse) > 3: out.append(f'Also worse: {name_some([f"{c}={v!r}" for c, v in zip(worse.column[3:], worse.value[3:])])}')
         if len(worse):
