@@ -512,6 +512,28 @@ def _rare_note(preds, ratio=3., gap=0.10):
             ', '.join(f'`{c}` {int(n[c])} items, {_pts(v)} %' for c, v in worst.items()) +
             '); `learn.rebalance_report()` compares oversampling, a weighted loss and adjusted logits on your data')
 
+def _label_like(v:pd.Series, vocab) -> bool:
+    "True for a column of class labels (a second annotator's, `label_original` after a merge): not a slice of the collection"
+    s = set(v.dropna().astype(str))
+    return bool(s) and s <= set(map(str, vocab))
+
+def _slice_note(learn):
+    "A note naming a value of a collection-table column whose valid items fail beyond what their classes explain (`slice_report`, table columns only), else `None`"
+    col = getattr(learn.dls, 'collection', None)
+    if col is None: return None
+    vocab = list(learn.dls.vocab)
+    extra = [c for c in col.df.columns if c not in (col.fn_col, col.label_col, col.split_col) and not _label_like(col.df[c], vocab)]
+    if not extra: return None
+    import glamdebug.slices  # noqa: F401 (Learner.slice_report; a later notebook)
+    try: rep = learn.slice_report('valid', by=extra, files=False, progress=False)
+    except GlamError: return None
+    w = rep._firsts('worse')
+    if not len(w): return None
+    r = w.iloc[0]
+    return (f"`{r.column}` = {r.value!r} fails beyond what its classes explain: {_pts(r.error)} % valid error where the rest of valid gets "
+            f"{_pts(r.expected)} % on the same classes" + (f' ({len(w) - 1} more such slice{"s"[:len(w) > 2]})' if len(w) > 1 else '') +
+            "; `learn.slice_report()` says how much training held of it and what differs in its files")
+
 @patch
 def error_report(self:Learner, goal:float, # the goal error (fraction), or `human_level_error(...)`
                  test=None, # test items: a split name of the collection (`'test'`, `'test_shifted'`), a DataFrame of rows, or a DataLoader
@@ -538,6 +560,8 @@ def error_report(self:Learner, goal:float, # the goal error (fraction), or `huma
     rep.hints = _concrete(self, rep, preds, stop)
     rare = _rare_note(preds)
     if rare: rep.notes.append(rare)
+    sl = _slice_note(self)
+    if sl: rep.notes.append(sl)
     if untrained: rep.notes.append(untrained)
     return rep
 

@@ -1,5 +1,5 @@
-"""Error by slice: a planted slice (a box scanned sideways, never seen in training) is found on real training, and the
-same column without the bug raises nothing; a slice that only holds harder classes is called a class mix, not blamed;
+"""Error by slice: a planted slice (a box scanned sideways, never seen in training) is found on real training, and named
+in the error report's notes; the same column without the bug raises nothing; a slice that only holds harder classes is called a class mix, not blamed;
 null columns stay under the false discovery rate; plain fastai loaders (`from_df`, `from_folder`) work; bad input is
 named; the `slices` command works."""
 import json, subprocess, sys
@@ -13,6 +13,7 @@ from glamdebug.data import collection_dls
 from glamdebug.models import defaults_learner
 from glamdebug.preds import Preds
 from glamdebug.slices import slice_errors, cmh_pvalues, SliceReport
+import glamdebug.evaluate  # noqa: F401 (Learner.error_report)
 
 torch.set_num_threads(2)
 SIZE = 16  # the `digits` fixture (conftest.py) makes 16 px images
@@ -48,12 +49,16 @@ def trained(df, epochs=6, seed=0):
 def test_planted_slice_found_and_no_alarm_without_it(digits):
     tmp, df = digits
     clean = boxes(df)
-    rep0 = trained(clean).slice_report(by='box', progress=False)
+    learn0 = trained(clean)
+    rep0 = learn0.slice_report(by='box', progress=False)
     assert rep0.worse == [] and rep0.summary.startswith('No slice fails'), rep0.summary
+    with learn0.no_bar(): assert not any('fails beyond what its classes explain' in n for n in learn0.error_report(goal=0.02).notes)
     bad = sideways(clean, tmp)
     learn = trained(bad)
     rep = learn.slice_report(progress=False)
     assert ('box', 'B') in rep.worse, rep.table.head()
+    with learn.no_bar(): notes = learn.error_report(goal=0.02).notes   # the bias-variance report points to it (table columns only)
+    assert any(n.startswith("`box` = 'B' fails beyond what its classes explain") and 'slice_report' in n for n in notes), notes
     r = rep.table.set_index(['column', 'value']).loc[('box', 'B')]
     assert r.train == 0 and r.error > r.expected + 0.2 and 'never saw it' in rep.summary
     assert rep.rows('box', 'B').fname.str.endswith('_side.png').all()
