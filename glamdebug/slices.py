@@ -170,7 +170,7 @@ class SliceReport(Report):
         for r in worse.head(3).itertuples():
             tr = has_train.get(self._fps[r.Index], r)
             line = (f"{r.column}={r.value!r} fails beyond what its classes explain: {r.error:.0%} {of}error (95 % CI {r.lo:.0%}–{r.hi:.0%}, "
-                    f"{r.n} items) where {others} {r.expected:.0%} on the same classes (q={r.q_within:.2g})"
+                    f"{r.n} items) where {others} {r.expected:.0%} on the same classes: {r.excess:.0f} errors more than its classes explain (q={r.q_within:.2g})"
                     + (f'; the same items as {r.same_as}' if r.same_as else ''))
             if not pd.isna(tr.train_share):
                 if tr.train == 0:
@@ -251,12 +251,17 @@ class SliceReport(Report):
         t = self.table
         cols = listify(columns) or (list(dict.fromkeys(list(t[t.verdict.isin(['worse', 'class mix', 'better'])].column) + list(self.columns))))[:6]
         if not cols: raise GlamError('no column was sliced')
+        bad = [c for c in cols if c not in self.columns]
+        if bad: raise GlamError(f'{name_some(map(repr, bad))} not sliced; the sliced columns are {name_some(map(repr, self.columns), 12)}')
         nc = min(ncols, len(cols)); nr = math.ceil(len(cols)/nc)
         colour = {'worse': 'C3', 'class mix': 'C1', 'better': 'C2', 'explained': 'C5', 'ok': 'C0', 'too few': 'C7'}
         fig, axs = plt.subplots(nr, nc, figsize=(4.2*nc, 0.6 + 0.35*max(len(t[t.column == c]) for c in cols)*nr + 0.8*nr), squeeze=False, layout='constrained')
         for ax in axs.flat[len(cols):]: ax.axis('off')
         for ax, c in zip(axs.flat, cols):
-            g = t[t.column == c].iloc[::-1]
+            g = t[t.column == c]
+            order = getattr(self, '_orders', {}).get(c)   # the column's own order (numbers, bins), not the table's
+            if order: g = g.set_index('value').loc[[o for o in order if o in set(g.value)]].reset_index()
+            g = g.iloc[::-1]
             y = np.arange(len(g))
             err = np.vstack([g.error - g.lo, g.hi - g.error]).clip(0)
             ax.barh(y, g.error, xerr=err, color=[colour[v] for v in g.verdict], alpha=0.8, error_kw=dict(lw=1))
@@ -264,6 +269,9 @@ class SliceReport(Report):
             ax.set_yticks(y, [f'{v} ({n})' for v, n in zip(g.value, g.n)], fontsize=8)
             ax.set_title(c, fontsize=10); ax.set_xlim(0, min(1, max(0.05, float(g.hi.max())*1.1)))
             ax.set_xlabel(f'{self.split} error (|: the rest of the split on the same classes)', fontsize=8)
+        from matplotlib.patches import Patch
+        shown = [v for v in _VERDICTS if v in set(t[t.column.isin(cols)].verdict)]
+        fig.legend(handles=[Patch(color=colour[v], alpha=0.8, label=v) for v in shown], loc='outside lower center', ncols=len(shown), fontsize=8, frameon=False)
         return fig
 
 def _count(x): return 'none' if x == 0 else f'{int(round(x))}' if not isinstance(x, float) or x.is_integer() else f'about {int(round(x))}'
@@ -290,15 +298,15 @@ def _given(tab, items, t, wrong, k, leaders):
     return out
 
 def _explain(tab, items, t, wrong, k, hyp, alpha, max_leaders=3):
-    """Slices flagged only because they hold items of a worse slice. The strongest worse slice leads; every other slice is
+    """Slices flagged only because they hold items of a worse slice. The worse slice with the most excess errors leads; every other slice is
     tested again within classes × leader membership (`p_given`), and the false discovery rate taken again over the leaders
-    and these (`q_given`); the strongest worse slice that still passes leads too, and so on. A flagged slice that no longer
+    and these (`q_given`); the worse slice with the most excess errors that still passes leads too, and so on. A flagged slice that no longer
     passes is `explained` by the leaders"""
     within = (tab.verdict.isin(['worse', 'better'])).to_numpy()
     worse = (tab.verdict == 'worse').to_numpy()
     if not worse.any(): return
     tested, fp = tab.tested.to_numpy(), list(tab._fp)
-    first = int(np.argmin(np.where(worse, tab.p_within, np.inf)))
+    first = int(np.argmax(np.where(worse, tab.excess, -np.inf)))   # the slice with the most errors beyond its classes first
     leaders = [first]
     while True:
         masks = [(items[tab.column[i]] == tab.value[i]).to_numpy() for i in leaders]
@@ -311,7 +319,7 @@ def _explain(tab, items, t, wrong, k, hyp, alpha, max_leaders=3):
         qa = np.array([q.get(hyp[i], np.nan) for i in range(len(tab))])
         nxt = np.flatnonzero(worse & ~lead_or_rest & (qa < alpha))
         if not len(nxt) or len(leaders) >= max_leaders: break
-        leaders.append(int(nxt[np.argmin(pg[nxt])]))
+        leaders.append(int(nxt[np.argmax(tab.excess.to_numpy()[nxt])]))
     tab['p_given'] = np.where(lead_or_rest, np.nan, pg); tab['q_given'] = np.where(lead_or_rest, np.nan, qa)
     names = ', '.join(f'{tab.column[j]}={tab.value[j]!r}' for j in leaders)
     for i in np.flatnonzero(within & ~lead & (lead_or_rest | ~(qa < alpha))):
@@ -348,7 +356,7 @@ def slice_errors(preds:Preds, # predictions of one split (`learn.get_split_preds
     items = pd.DataFrame(dict(label=np.array(preds.vocab, dtype=object)[t], predicted=np.array(preds.vocab, dtype=object)[preds.preds.numpy()],
                               correct=~wrong, loss=preds.losses.numpy()))
     if files is not None: items.insert(0, 'file', [str(f) for f in files])
-    recs, skipped, used = [], {}, []
+    recs, skipped, used, orders = [], {}, [], {}
     w = np.random.default_rng(0).integers(0, 2**20, (2, n_tot)).astype(float)   # sums of these are exact in float64: equal only for the same items
     W = tuple(w.sum(1))
     for c in cols:
@@ -374,16 +382,16 @@ def slice_errors(preds:Preds, # predictions of one split (`learn.get_split_preds
             tu = sl.codes(train_meta[c]); tr = pd.Series(np.bincount(tu[tu >= 0], minlength=len(sl.order)), index=sl.order)
         else: tr = None
         n_train = len(train_meta)*train_scale if train_meta is not None else None
-        used.append(c)
+        used.append(c); orders[c] = order
         for i, v in enumerate(order):
             ci = error_ci(int(es[i]), int(ns[i]))
             trn = float(tr.get(v, 0))*train_scale if tr is not None else np.nan
             recs.append(dict(column=c, value=v, n=int(ns[i]), share=ns[i]/n_tot, errors=int(es[i]), error=es[i]/ns[i], lo=ci[0], hi=ci[1],
-                             rest=er[i]/nr[i] if nr[i] else np.nan, expected=float(expected[i]),
+                             rest=er[i]/nr[i] if nr[i] else np.nan, expected=float(expected[i]), excess=float(es[i] - expected[i]*ns[i]),
                              train=trn, train_share=trn/n_train if tr is not None and n_train else np.nan,
                              p_within=float(p_w[i]), p_raw=float(p_r[i]), tested=bool(ns[i] >= min_items and nr[i] >= min_items),
                              _fp=(int(ns[i]), *fp[i].tolist())))
-    tab = pd.DataFrame(recs, columns=['column', 'value', 'n', 'share', 'errors', 'error', 'lo', 'hi', 'rest', 'expected', 'train', 'train_share',
+    tab = pd.DataFrame(recs, columns=['column', 'value', 'n', 'share', 'errors', 'error', 'lo', 'hi', 'rest', 'expected', 'excess', 'train', 'train_share',
                                       'p_within', 'p_raw', 'tested', '_fp'])
     # slices of other columns that hold the very same items (a scanner that wrote every JPEG): found once, named together
     name = [f'{c}={v!r}' for c, v in zip(tab.column, tab.value)]
@@ -410,15 +418,15 @@ def slice_errors(preds:Preds, # predictions of one split (`learn.get_split_preds
     if len(tab): _explain(tab, items, t, wrong, k, hyp, alpha)
     rank = {v: i for i, v in enumerate(_VERDICTS)}
     tab = tab.assign(_r=tab.verdict.map(rank), _c=tab.column.map({c: i for i, c in enumerate(used)}), _o=np.arange(len(tab)))
-    tab = tab.sort_values(['_r', 'q_within', '_c', '_o'], na_position='last', kind='stable').reset_index(drop=True)
+    tab = tab.assign(_x=-tab.excess.abs()).sort_values(['_r', '_x', '_c', '_o'], na_position='last', kind='stable').reset_index(drop=True)
     worse_fp = set(tab._fp[tab.verdict == 'worse'])
     echo = [v == 'better' and f in worse_fp for v, f in zip(tab.verdict, tab._rest_fp)]   # the rest of a worse slice: no news
     fps, tab_rest = list(tab._fp), list(tab._rest_fp)
-    tab = tab[['column', 'value', 'n', 'share', 'error', 'lo', 'hi', 'expected', 'rest', 'train', 'train_share', 'q_within', 'q_raw', 'verdict', 'same_as',
+    tab = tab[['column', 'value', 'n', 'share', 'error', 'lo', 'hi', 'expected', 'excess', 'rest', 'train', 'train_share', 'q_within', 'q_raw', 'verdict', 'same_as',
                'explained_by', 'q_given', 'errors', 'p_within', 'p_raw', 'p_given']]
     note = f'Training counts of file properties from a sample of {len(train_meta)} training files' if train_meta is not None and train_scale > 1 else ''
     rep = SliceReport(tab, items, split or preds.split or 'valid', used, skipped, alpha, min_items, note)
-    rep._fps, rep._rest_fps, rep._echo, rep._rows = fps, list(tab_rest), echo, rows
+    rep._fps, rep._rest_fps, rep._echo, rep._rows, rep._orders = fps, list(tab_rest), echo, rows, orders
     return rep
 
 # %% ../nbs/16_slices.ipynb #c0022
