@@ -12,8 +12,9 @@ side by side in one run.
      has no slice analysis);
    - glamdebug: `learn.slice_report()` (within classes, CMH; file headers read too).
    Counted: the planted slice flagged (found), noise slices flagged (false alarms), the shelf blamed as a slice.
-2. Scale: 10,000 to 1,000,000 saved predictions, 50 classes, 6 columns: `slice_errors` against the plain pandas
-   groupby per column, and against a plain pandas stratified table (a crosstab of slice by class per column).
+2. Scale: 10,000 to 1,000,000 saved predictions, 50 classes, 6 columns, one planted slice (twice the error): `slice_errors`
+   against the plain pandas groupby per column, and against a plain pandas stratified table (a crosstab of slice by
+   class per column).
 3. File headers: `file_table` (headers, 8 threads) against fastai's `PILImage.create` (a full decode) per file, on the
    sample collection, oracle's PNGs, and 40 generated 2,400 x 1,800 px JPEG scans.
 `python benchmarks/bench_slices.py`; writes benchmarks/results/slices.txt.
@@ -139,21 +140,22 @@ def detection():
 
 
 def scale():
-    say('\n## 2. Scale: saved predictions, 50 classes, 6 columns (5 of 3-40 values, 1 numeric: quantile bins); seconds, best of 3')
+    say('\n## 2. Scale: saved predictions, 50 classes, 6 columns (5 of 3-40 values, 1 numeric: quantile bins), col2=v0 planted at twice the error; seconds, best of 3')
     rows = []
     for n in (10_000, 100_000, 1_000_000):
         rng = np.random.default_rng(0)
-        targs = rng.integers(0, 50, n); wrong = rng.random(n) < 0.1
-        probs = np.zeros((n, 50), np.float32); probs[np.arange(n), np.where(wrong, (targs + 1) % 50, targs)] = 1
-        p = Preds.from_arrays(probs, targs, [f'c{i}' for i in range(50)])
         meta = pd.DataFrame({f'col{j}': rng.choice([f'v{i}' for i in range(m)], n) for j, m in enumerate((3, 5, 10, 20, 40))})
         meta['year'] = rng.integers(1800, 2000, n)
+        targs = rng.integers(0, 50, n); wrong = rng.random(n) < np.where(meta.col2 == 'v0', 0.2, 0.1)   # one planted slice: the leader step runs
+        probs = np.zeros((n, 50), np.float32); probs[np.arange(n), np.where(wrong, (targs + 1) % 50, targs)] = 1
+        p = Preds.from_arrays(probs, targs, [f'c{i}' for i in range(50)])
         def best(f):
             ts = []
             for _ in range(3): t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
             return min(ts)
         t = meta.assign(wrong=wrong, label=targs)
         g = best(lambda: slice_errors(p, meta))
+        assert ('col2', 'v0') in slice_errors(p, meta).worse
         pl = best(lambda: [t.groupby(c).wrong.agg(['size', 'mean']) for c in meta.columns])
         ps = best(lambda: [pd.crosstab(t[c], t.label, values=t.wrong, aggfunc=['size', 'sum']) for c in meta.columns])
         rows.append(dict(items=n, glamdebug_s=g, plain_groupby_s=pl, plain_stratified_s=ps, ratio_groupby=g/pl, ratio_stratified=g/ps))
