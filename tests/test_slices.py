@@ -156,3 +156,6 @@ def test_slices_command(digits, tmp_path):
     bad = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'slices', str(tmp/'digits'/'boxes.csv'), '--by', 'shelf', '--epochs', '1',
                           '--size', str(SIZE)], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "nothing to slice by 'shelf'" in bad.stderr
+    bad = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'slices', str(tmp/'digits'/'boxes.csv'), '--split', 'tset', '--size', str(SIZE)],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "no split 'tset' in the collection (before training)" in bad.stderr
