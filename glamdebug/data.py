@@ -573,7 +573,7 @@ def collection_dls(df, # a collection table (from `read_collection`)
 def split_dl(dls, split, df=None, bs=None) -> TfmdDL:
     "A labelled, unshuffled `DataLoader` over the rows of `split` (a split name or a DataFrame) with validation transforms"
     col = getattr(dls, 'collection', None)
-    if isinstance(split, pd.DataFrame): rows, name = split, 'rows'
+    if isinstance(split, pd.DataFrame): rows, name = split, split.attrs.get('split_name', 'rows')   # a name the rows carry (`SliceReport.rows`)
     else:
         if df is None and col is None: raise GlamError('these DataLoaders have no collection table: pass df=')
         table = df if df is not None else col.df

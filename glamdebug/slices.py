@@ -223,7 +223,9 @@ class SliceReport(Report):
         "The collection table's rows of a slice (or of the rest of the split): a split for `shift_report`, `split_dl`, `GlamInterpretation`"
         m = self._mask(column, value)
         if self._rows is None: raise GlamError('this report was made from predictions without table rows (`slice_errors`): no rows to give')
-        return self._rows[~m if rest else m]
+        out = self._rows[~m if rest else m].copy()
+        out.attrs = {**self._rows.attrs, 'split_name': f'{column}{"≠" if rest else "="}{value}'}   # how reports name these rows
+        return out
     def show(self, column:str, value, # the slice
              n:int=8, wrong:bool=True, # its `n` wrong items with the largest loss (`wrong=False`: any of its items)
              ncols:int=4, figsize=None):
@@ -465,6 +467,7 @@ def slice_report(self:Learner, split='valid', # 'valid', 'train', a split name, 
     _check_args(min_items, alpha, n_bins, max_values)
     if isinstance(by, pd.DataFrame): raise GlamError('`by` names columns to slice by; rows to analyse go in `split`')
     dl, name = _resolve_dl(self, split)   # everything checked before the inference pass
+    if isinstance(split, pd.DataFrame): name = 'rows'
     col = getattr(self.dls, 'collection', None)
     its, n = getattr(dl, 'items', None), dl.n
     rows = its.reset_index(drop=True) if isinstance(its, pd.DataFrame) and len(its) == n else None
