@@ -777,7 +777,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'glamdebug.slices._Slicer._order': ('slices.html#_slicer._order', 'glamdebug/slices.py'),
                                   'glamdebug.slices._Slicer._text': ('slices.html#_slicer._text', 'glamdebug/slices.py'),
                                   'glamdebug.slices._Slicer.codes': ('slices.html#_slicer.codes', 'glamdebug/slices.py'),
-                                  'glamdebug.slices._Slicer.labels': ('slices.html#_slicer.labels', 'glamdebug/slices.py'),
                                   'glamdebug.slices._all_paths': ('slices.html#_all_paths', 'glamdebug/slices.py'),
                                   'glamdebug.slices._as_text': ('slices.html#_as_text', 'glamdebug/slices.py'),
                                   'glamdebug.slices._check_args': ('slices.html#_check_args', 'glamdebug/slices.py'),

@@ -13,7 +13,7 @@ from fastcore.basics import patch, listify
 from fastprogress.fastprogress import progress_bar
 from fastai.learner import Learner
 from .core import *
-from .data import image_properties, load_rgb, split_rows
+from .data import image_properties, load_rgb, split_rows, _prop_str
 from .preds import Preds, _resolve_dl
 from .shift import _fdr
 from .models import _model_args, _collection_learner, _save_plot
@@ -47,12 +47,8 @@ def file_table(fns, # image files
 def _num(x): return f'{x:.4g}'
 
 def _as_text(v:pd.Series) -> np.ndarray:
-    "Values as text: 'missing' for a gap, whole floats without '.0'"
-    def f(x):
-        if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA: return 'missing'
-        if isinstance(x, float) and x.is_integer(): return str(int(x))
-        return str(x)
-    return np.array([f(x) for x in v.tolist()], dtype=object)
+    "Values as text (`_prop_str`: whole floats without '.0'), 'missing' for a gap"
+    return np.array(['missing' if pd.isna(x) else _prop_str(x) for x in v.tolist()], dtype=object)
 
 def _factor(v:pd.Series):
     "`(codes, uniques)` of `v` (code -1 for a gap): the work per item is one hashing pass, the rest is per distinct value"
@@ -91,10 +87,6 @@ class _Slicer:
         pos = {o: i for i, o in enumerate(self.order)}
         at = np.array([pos.get(o, -1) for o in self._text(uniq)] + [pos['missing']], dtype=np.int64)
         return at[codes]
-    def labels(self, v:pd.Series) -> np.ndarray:
-        "The slice of each value of `v` as text"
-        codes, uniq = _factor(v)
-        return np.append(self._text(uniq), 'missing')[codes]
     def _bin_names(self):
         e = self.edges
         return [f'< {_num(e[0])}'] + [f'{_num(a)}–{_num(b)}' for a, b in zip(e[:-1], e[1:])] + [f'≥ {_num(e[-1])}']
@@ -139,9 +131,11 @@ class SliceReport(Report):
     "Error per slice of each column: against the rest of the split, within classes (`worse`, `better`) and overall (`class mix`)"
     title = 'Error by slice'
     table_view = dict(order='flagged slices first', where='`.table`')
-    def __init__(self, table, items, split, columns, skipped, alpha, min_items, train_note=''):
+    def __init__(self, table, items, split, columns, skipped, alpha, min_items, train_note='',
+                 fps=None, rest_fps=None, rows=None, orders=None): # each row's set of items and of the rest's (to find slices of the same items), the table rows, each column's order
         super().__init__(table=table)
-        self._fps, self._rest_fps, self._echo, self._rows = list(range(len(table))), [None]*len(table), [False]*len(table), None
+        self._fps, self._rest_fps = fps or list(range(len(table))), rest_fps or [None]*len(table)
+        self._rows, self._orders = rows, orders or {}
         self.items, self.split, self.columns, self.skipped, self.alpha, self.min_items = items, split, columns, skipped, alpha, min_items
         self.train_note = train_note
         self.extra = dict(split=split, columns=columns, skipped=skipped, alpha=alpha, min_items=min_items,
@@ -200,22 +194,20 @@ class SliceReport(Report):
                 g = tested.assign(gap=tested.error - tested.expected).sort_values('gap', ascending=False).iloc[0]
                 msg += f"; the largest gap: {g.column}={g.value!r}, {g.error:.0%} against {g.expected:.0%} expected from its classes"
             out.append(msg)
-        expl = self._firsts('explained')
-        worse_rest = {self._rest_fps[j] for j in self.table.index[self.table.verdict == 'worse']}
-        expl = expl[np.array([self._fps[j] not in worse_rest for j in expl.index], dtype=bool)]   # the rest of a worse slice: no news
+        worse_rest = {self._rest_fps[j] for j in t.index[t.verdict == 'worse']}
+        news = lambda d: d[np.array([self._fps[j] not in worse_rest for j in d.index], dtype=bool)]   # the rest of a worse slice is no news
+        expl = news(self._firsts('explained'))
         for by, g in expl.groupby('explained_by', sort=False):
             out.append(f'Explained by {by}: once its items are accounted for (within classes and membership of it), these no longer differ: '
                        + name_some([f'{c}={v!r}' for c, v in zip(g.column, g.value)]))
-        better = self.flagged('better')
-        better = better[np.array([not self._echo[j] for j in better.index], dtype=bool)]
+        better = news(self.flagged('better'))
         if len(better): out.append(f'Better than its classes predict: {name_some([f"{c}={v!r}" for c, v in zip(better.column, better.value)])}')
         if self.skipped: out.append('Not sliced: ' + '; '.join(f'{c} ({w})' for c, w in self.skipped.items()))
         if self.train_note: out.append(self.train_note)
         return '.\n'.join(out) + '.'
     def _mask(self, column, value):
         if column not in self.items: raise GlamError(f'{column!r} is not a sliced column; these are: {name_some(self.columns, 12)}')
-        c = self.items[column]
-        vals = set(map(str, c.cat.categories)) if isinstance(c.dtype, pd.CategoricalDtype) else set(c)
+        vals = set(map(str, self.items[column].cat.categories))
         if str(value) not in vals: raise GlamError(f'no slice {column}={value!r}; its slices: {name_some(sorted(vals))}')
         return (self.items[column] == str(value)).to_numpy()
     def rows(self, column:str, value, # the slice
@@ -261,7 +253,7 @@ class SliceReport(Report):
         for ax in axs.flat[len(cols):]: ax.axis('off')
         for ax, c in zip(axs.flat, cols):
             g = t[t.column == c]
-            order = getattr(self, '_orders', {}).get(c)   # the column's own order (numbers, bins), not the table's
+            order = self._orders.get(c)   # the column's own order (numbers, bins), not the table's
             if order: g = g.set_index('value').loc[[o for o in order if o in set(g.value)]].reset_index()
             g = g.iloc[::-1]
             y = np.arange(len(g))
@@ -421,15 +413,11 @@ def slice_errors(preds:Preds, # predictions of one split (`learn.get_split_preds
     rank = {v: i for i, v in enumerate(_VERDICTS)}
     tab = tab.assign(_r=tab.verdict.map(rank), _c=tab.column.map({c: i for i, c in enumerate(used)}), _o=np.arange(len(tab)))
     tab = tab.assign(_x=-tab.excess.abs()).sort_values(['_r', '_x', '_c', '_o'], na_position='last', kind='stable').reset_index(drop=True)
-    worse_fp = set(tab._fp[tab.verdict == 'worse'])
-    echo = [v == 'better' and f in worse_fp for v, f in zip(tab.verdict, tab._rest_fp)]   # the rest of a worse slice: no news
-    fps, tab_rest = list(tab._fp), list(tab._rest_fp)
+    fps, rest_fps = list(tab._fp), list(tab._rest_fp)
     tab = tab[['column', 'value', 'n', 'share', 'error', 'lo', 'hi', 'expected', 'excess', 'rest', 'train', 'train_share', 'q_within', 'q_raw', 'verdict', 'same_as',
                'explained_by', 'q_given', 'errors', 'p_within', 'p_raw', 'p_given']]
     note = f'Training counts of file properties from a sample of {len(train_meta)} training files' if train_meta is not None and train_scale > 1 else ''
-    rep = SliceReport(tab, items, split or preds.split or 'valid', used, skipped, alpha, min_items, note)
-    rep._fps, rep._rest_fps, rep._echo, rep._rows, rep._orders = fps, list(tab_rest), echo, rows, orders
-    return rep
+    return SliceReport(tab, items, split or preds.split or 'valid', used, skipped, alpha, min_items, note, fps, rest_fps, rows, orders)
 
 # %% ../nbs/16_slices.ipynb #c0022
 def _fn_col(rows, col):
