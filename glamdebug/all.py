@@ -18,3 +18,4 @@ from .labels import *
 from .looks import *
 from .balance import *
 from .slices import *
+from .baselines import *
