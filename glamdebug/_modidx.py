@@ -54,6 +54,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'glamdebug.baselines._holm': ('baselines.html#_holm', 'glamdebug/baselines.py'),
                                      'glamdebug.baselines._p': ('baselines.html#_p', 'glamdebug/baselines.py'),
                                      'glamdebug.baselines._pc': ('baselines.html#_pc', 'glamdebug/baselines.py'),
+                                     'glamdebug.baselines._pts': ('baselines.html#_pts', 'glamdebug/baselines.py'),
                                      'glamdebug.baselines._summary': ('baselines.html#_summary', 'glamdebug/baselines.py'),
                                      'glamdebug.baselines.baselines_command': ( 'baselines.html#baselines_command',
                                                                                 'glamdebug/baselines.py'),

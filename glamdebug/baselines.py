@@ -112,6 +112,7 @@ _VERDICT_COLORS = {'model better': 'tab:green', 'tie': 'tab:orange', 'model wors
 
 def _pc(v): return f'{round(v*100, 1):g} %' if not (isinstance(v, float) and math.isnan(v)) else 'n/a'
 def _p(v): return f'{v:.2g}'
+def _pts(v): return f'{round(v*100, 1):g} points'
 
 class BaselineReport(Report):
     "The model's error beside the simplest baselines' on the same items: paired tests, a verdict, the classes a baseline does better"
@@ -177,13 +178,14 @@ def _summary(t, pc, model_error, verdict, best, best_thumb, split, n, n_train, n
              'init, overfitting one batch and augmentations that change the label; `learn.error_report()` says whether training error is high too.')
         if top is not None: s += f' It answers `{top[0]}` for {_pc(top[1])} of the items.'
     elif verdict == 'no better':
-        be = r.loc[best, 'error']
-        s = f'{m}: **no better than the best simple baseline** ({cmp(best)}). '
-        if model_error < be: s += (f'It errs less, but on {n} items a gap of {_pc(be - model_error)} is not told apart from chance '
+        tie = t[t.verdict == 'tie'].baseline.iloc[0]   # the strongest baseline the model is not told apart from (the best, nearly always)
+        be = r.loc[tie, 'error']
+        s = f'{m}: **no better than ' + ('the best simple baseline' if tie == best else 'a simple baseline') + f'** ({cmp(tie)}). '
+        if model_error < be: s += (f'It errs less, but on {n} items a gap of {_pts(be - model_error)} is not told apart from chance '
                                    '(more items to compare on would tell). ')
-        s += ('It has not been shown to learn more than ' + ('the class counts' if best in set(prior) else 'the colours and layout of a thumbnail')
+        s += ('It has not been shown to learn more than ' + ('the class counts' if tie in set(prior) else 'the colours and layout of a thumbnail')
               + ' show. ')
-        if goal is not None and not math.isnan(goal) and r.loc[best, 'error'] <= goal:
+        if goal is not None and not math.isnan(goal) and be <= goal:
             s += f'That baseline already meets the goal ({_pc(goal)}): a far smaller model would do.'
         else: s += ('Unless that is good enough, the model underfits: train longer, a bigger model (`bigger(learn)`), a tuned learning rate '
                     '(`learn.error_report()` puts the remedies in order).')
@@ -192,7 +194,7 @@ def _summary(t, pc, model_error, verdict, best, best_thumb, split, n, n_train, n
         if goal is not None and not math.isnan(goal):
             ge = r.loc[best, 'error']
             s += (f' That baseline already meets the goal ({_pc(goal)}): a far smaller model would do too.' if ge <= goal else
-                  f' The goal is {_pc(goal)}' + ('' if model_error <= goal else f': {_pc(model_error - goal)} to go') + '.')
+                  f' The goal is {_pc(goal)}' + ('' if model_error <= goal else f': {_pts(model_error - goal)} to go') + '.')
     bad = pc[pc.verdict == 'baseline better'] if pc is not None and len(pc) else pc
     if bad is not None and len(bad):
         s += (f'\n\n{best_thumb} gets {len(bad)} class(es) right where the model fails (q < {alpha:g}): '
@@ -206,7 +208,7 @@ def _summary(t, pc, model_error, verdict, best, best_thumb, split, n, n_train, n
 def compare_baselines(preds:Preds, # the model's predictions on the items (`learn.get_split_preds`, `Preds.from_arrays`)
                       base:dict, # `{name: class codes}` of each baseline on the same items, in the same order (`fit_baselines`)
                       alpha:float=0.05, goal:float=None, # the error the model must reach (a fraction), if known
-                      n_train:int=None, n_train_total:int=None) -> BaselineReport:
+                      n_train:int=None, n_train_total:int=None, split:str=None) -> BaselineReport:
     "The model against each baseline on the very same items: error, paired McNemar tests, a verdict, per class against the best"
     if not 0 < alpha < 1: raise GlamError(f'alpha must be in (0, 1), got {alpha!r}')
     if goal is not None and not (isinstance(goal, (int, float)) and 0 <= goal <= 1):
@@ -232,7 +234,7 @@ def compare_baselines(preds:Preds, # the model's predictions on the items (`lear
     best = t.baseline.iloc[0]
     thumbs = t[~t.baseline.str.startswith('always')]
     best_thumb = thumbs.baseline.iloc[0] if len(thumbs) else best
-    verdict = ('worse' if (t.verdict == 'model worse').any() else 'no better' if t.verdict.iloc[0] == 'tie' else 'better')
+    verdict = 'worse' if (t.verdict == 'model worse').any() else 'better' if (t.verdict == 'model better').all() else 'no better'
     me = preds.error
     model = pd.DataFrame([dict(baseline='model', errors=preds.n_err, error=me, baseline_only=np.nan, model_only=np.nan, p=np.nan, q=np.nan, verdict='')])
     t = pd.concat([model, t], ignore_index=True)
@@ -254,8 +256,9 @@ def compare_baselines(preds:Preds, # the model's predictions on the items (`lear
     pc = pc.sort_values(['q', 'n'], ascending=[True, False], kind='stable')
     share = np.bincount(preds.preds.numpy(), minlength=K)/max(n, 1)
     top = (preds.vocab[int(share.argmax())], float(share.max())) if n and share.max() >= 0.5 and share.max() > 2*nk.max()/n else None   # a collapsed model
-    s = _summary(t, pc, me, verdict, best, best_thumb, preds.split or 'valid', n, n_train or 0, n_train_total or n_train or 0, goal, alpha, top)
-    return BaselineReport(t, pc, me, verdict, best, preds.split or 'valid', n_train, n_train_total or n_train, goal, alpha, s)
+    split = split or preds.split or 'valid'
+    s = _summary(t, pc, me, verdict, best, best_thumb, split, n, n_train or 0, n_train_total or n_train or 0, goal, alpha, top)
+    return BaselineReport(t, pc, me, verdict, best, split, n_train, n_train_total or n_train, goal, alpha, s)
 
 # %% ../nbs/17_baselines.ipynb #c0022
 @patch
@@ -284,8 +287,7 @@ def baseline_report(self:Learner, split='valid', # 'valid', a split name, or a D
     with (contextlib.nullcontext() if progress else self.no_bar()): p = self.get_split_preds(split)
     if p.n != len(yva) or not np.array_equal(p.targs.numpy(), yva):
         raise GlamError(f'the inference pass over {name} and the thumbnail pass disagree on its targets: a loader that changes its order between passes?')
-    if p.split is None or isinstance(split, pd.DataFrame): p.split = name
-    return compare_baselines(p, base, alpha=alpha, goal=goal, n_train=ntr, n_train_total=ntot)
+    return compare_baselines(p, base, alpha=alpha, goal=goal, n_train=ntr, n_train_total=ntot, split=name)
 
 # %% ../nbs/17_baselines.ipynb #c0030
 @cli_command('baselines', help='compare to a known result: train the version-zero model, then compare it with the simplest baselines (the commonest class; logistic regression and k-NN on thumbnails) on the same items', args=[

@@ -90,7 +90,7 @@ def errors_table(learn, splits=('train', 'valid', 'test', 'test_shifted')):
     (('--seed',), dict(type=int, default=0)),
 ])
 def demo(ns):
-    "The main job: check the collection, train version zero, print troubleshooting and error reports"
+    "The main job: check the collection, train version zero, print troubleshooting and error reports and the comparison with simple baselines"
     import contextlib
     from fastai.torch_core import set_seed
     from glamdebug.data import read_collection, check_collection, collection_dls
@@ -117,6 +117,8 @@ def demo(ns):
         test = next((s for s in ('test_shifted', 'test') if s in splits), None)   # the shifted scans show distribution shift
         rep = learn.error_report(goal=0.02, test=test)
         print(rep.to_text(), end='\n\n')
+        from glamdebug.baselines import BaselineReport  # noqa: registers Learner.baseline_report
+        print(learn.baseline_report(goal=0.02, progress=bars).to_text(), end='\n\n')   # a known result: the simplest models on the same items
         with pd.option_context('display.float_format', '{:.3f}'.format):
             print('Errors per split\n================', errors_table(learn).to_string(), sep='\n')
         if test == 'test_shifted':  # what changed for the "different scanner", and what to do about it
