@@ -172,7 +172,7 @@ def _summary(t, pc, model_error, verdict, best, best_thumb, split, n, n_train, n
         return f'{name}: {_pc(x.error)}; right where the model is wrong on {int(x.baseline_only)} items, the other way on {int(x.model_only)}, p = {_p(x.q)}'
     if verdict == 'worse':
         worst = t[t.verdict == 'model worse'].sort_values('error').baseline.iloc[0]
-        s = (f'{m}: **worse than a simple baseline** ({cmp(worst)}, Holm-adjusted over {len(t)-1} baselines). A network should not lose '
+        s = (f'{m}: worse than a simple baseline ({cmp(worst)}, Holm-adjusted over {len(t)-1} baselines). A network should not lose '
              'to this: something stops it learning. In order: is the training loss still falling (train longer; `learn.recorder.plot_loss()`)? '
              'Is the learning rate far off (`learn.lr_find()`, `learn.tune()`)? `learn.troubleshoot()` checks the inputs, the loss at '
              'init, overfitting one batch and augmentations that change the label; `learn.error_report()` says whether training error is high too.')
@@ -180,7 +180,7 @@ def _summary(t, pc, model_error, verdict, best, best_thumb, split, n, n_train, n
     elif verdict == 'no better':
         tie = t[t.verdict == 'tie'].baseline.iloc[0]   # the strongest baseline the model is not told apart from (the best, nearly always)
         be = r.loc[tie, 'error']
-        s = f'{m}: **no better than ' + ('the best simple baseline' if tie == best else 'a simple baseline') + f'** ({cmp(tie)}). '
+        s = f'{m}: no better than ' + ('the best simple baseline' if tie == best else 'a simple baseline') + f' ({cmp(tie)}). '
         if model_error < be: s += (f'It errs less, but on {n} items a gap of {_pts(be - model_error)} is not told apart from chance '
                                    '(more items to compare on would tell). ')
         s += ('It has not been shown to learn more than ' + ('the class counts' if tie in set(prior) else 'the colours and layout of a thumbnail')
@@ -190,7 +190,7 @@ def _summary(t, pc, model_error, verdict, best, best_thumb, split, n, n_train, n
         else: s += ('Unless that is good enough, the model underfits: train longer, a bigger model (`bigger(learn)`), a tuned learning rate '
                     '(`learn.error_report()` puts the remedies in order).')
     else:
-        s = f'{m}, **better than every simple baseline**: the best, {cmp(best)}.'
+        s = f'{m}, better than every simple baseline: the best, {cmp(best)}.'
         if goal is not None and not math.isnan(goal):
             ge = r.loc[best, 'error']
             s += (f' That baseline already meets the goal ({_pc(goal)}): a far smaller model would do too.' if ge <= goal else
