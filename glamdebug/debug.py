@@ -1186,7 +1186,7 @@ class TroubleshootReport(Report):
     @property
     def summary(self):
         n = len(self.checks); t = sum(c.seconds or 0 for c in self.checks)
-        if self.verdict == 'ok': return (f'All {n} checks' if n != 1 else 'The check') + f' passed ({t:.1f} s). Next: train the simple model and look at the error report.'
+        if self.verdict == 'ok': return (f'All {n} checks' if n != 1 else 'The check') + f' passed ({t:.1f} s). Next: train the simple model, then `learn.error_report()` (the diagnosis) and `learn.baseline_report()` (does it beat the simplest models?).'
         s = f'Verdict: {self.verdict.upper()}. ' + (f'Failed: {", ".join(self.failed)}. ' if self.failed else '') + \
             (f'Warnings: {", ".join(self.warned)}. ' if self.warned else '')
         first = next(c for c in self.checks if c.status == self.verdict)
