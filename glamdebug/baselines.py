@@ -5,6 +5,7 @@
 # %% ../nbs/17_baselines.ipynb #c0002
 from __future__ import annotations
 import math, random, warnings
+from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
 from fastcore.basics import patch, listify
@@ -14,6 +15,7 @@ from .core import *
 from .preds import Preds, _resolve_dl, _split_key
 from .debug import _split_batch, _no_augment
 from .shift import _fdr
+from .slices import image_grid
 from .models import _model_args, _collection_learner, _save_plot
 
 # %% auto #0
@@ -117,15 +119,31 @@ def _pts(v): return f'{round(v*100, 1):g} points'
 class BaselineReport(Report):
     "The model's error beside the simplest baselines' on the same items: paired tests, a verdict, the classes a baseline does better"
     max_rows = 30
-    def __init__(self, table, per_class, model_error, verdict, best, split, n_train, n_train_total, goal, alpha, summary):
+    def __init__(self, table, per_class, model_error, verdict, best, split, n_train, n_train_total, goal, alpha, summary,
+                 against=None, # the baseline the classes are compared with (the strongest thumbnail one)
+                 items:pd.DataFrame=None): # one row per item: label, the model's and that baseline's guesses, loss, file
         self.title = f'Simple baselines on {split}'
         super().__init__(summary=summary, table=table,
-                         extra=dict(split=split, model_error=model_error, verdict=verdict, best=best, n_train=n_train,
-                                    n_train_total=n_train_total, goal=goal, alpha=alpha))
+                         extra=dict(split=split, model_error=model_error, verdict=verdict, best=best, against=against or best,
+                                    n_train=n_train, n_train_total=n_train_total, goal=goal, alpha=alpha))
         self.per_class, self.verdict, self.best, self.model_error = per_class, verdict, best, model_error
+        self.against, self.items = against or best, items
     def sections(self):
         pc = self.per_class
-        return [(f'Per class, against {self.best}', pc)] if pc is not None and len(pc) else []
+        return [(f'Per class, against {self.against}', pc)] if pc is not None and len(pc) else []
+    def show(self, label=None, # a class (default: the classes the baseline does better first, then any)
+             n:int=8, ncols:int=4, figsize=None):
+        "The items the strongest thumbnail baseline gets right and the model does not, largest model loss first: what the model misses"
+        t = self.items
+        if t is None or 'file' not in t: raise GlamError('this report has no image files (predictions without items)')
+        if label is not None and str(label) not in set(t.label): raise GlamError(f'no class {label!r} among the items; classes: {name_some(sorted(set(t.label)), 12)}')
+        t = t[~t.model_right & t.baseline_right]
+        if label is not None: t = t[t.label == str(label)]
+        first = set(self.worse_classes)
+        t = t.assign(_f=~t.label.isin(first)).sort_values(['_f', 'loss'], ascending=[True, False], kind='stable').head(n)
+        if not len(t): raise GlamError(f'no item{" of " + repr(label) if label is not None else ""} that {self.against} gets right and the model does not')
+        return image_grid(t.file, [f'{r.label} → {r.model}' for r in t.itertuples()], ['C3']*len(t),
+                          f'right by {self.against}, wrong by the model (label → model), largest loss first', ncols, figsize)
     @property
     def worse_classes(self) -> list:
         "Classes the strongest thumbnail baseline gets right significantly more often than the model"
@@ -157,7 +175,7 @@ class BaselineReport(Report):
             ax.hlines(yy, d.model, d.baseline, color='lightgrey')
             ax.scatter(d.model, yy, color='tab:blue', label='model', zorder=3)
             bad = d.verdict == 'baseline better'
-            ax.scatter(d.baseline, yy, color=np.where(bad, 'tab:red', 'tab:orange'), label=self.best, zorder=3)
+            ax.scatter(d.baseline, yy, color=np.where(bad, 'tab:red', 'tab:orange'), label=self.against, zorder=3)
             ax.set_yticks(yy, [f'{c} *' if b else str(c) for c, b in zip(d.index, bad)])
             ax.set_xlabel('error per class (*: the baseline is better)'); ax.legend(fontsize=7, loc='best')
         fig.tight_layout()
@@ -208,7 +226,8 @@ def _summary(t, pc, model_error, verdict, best, best_thumb, split, n, n_train, n
 def compare_baselines(preds:Preds, # the model's predictions on the items (`learn.get_split_preds`, `Preds.from_arrays`)
                       base:dict, # `{name: class codes}` of each baseline on the same items, in the same order (`fit_baselines`)
                       alpha:float=0.05, goal:float=None, # the error the model must reach (a fraction), if known
-                      n_train:int=None, n_train_total:int=None, split:str=None) -> BaselineReport:
+                      n_train:int=None, n_train_total:int=None, split:str=None,
+                      files:list=None) -> BaselineReport: # the items' image files, in order (default `preds.items`), for `show`
     "The model against each baseline on the very same items: error, paired McNemar tests, a verdict, per class against the best"
     if not 0 < alpha < 1: raise GlamError(f'alpha must be in (0, 1), got {alpha!r}')
     if goal is not None and not (isinstance(goal, (int, float)) and 0 <= goal <= 1):
@@ -258,7 +277,14 @@ def compare_baselines(preds:Preds, # the model's predictions on the items (`lear
     top = (preds.vocab[int(share.argmax())], float(share.max())) if n and share.max() >= 0.5 and share.max() > 2*nk.max()/n else None   # a collapsed model
     split = split or preds.split or 'valid'
     s = _summary(t, pc, me, verdict, best, best_thumb, split, n, n_train or 0, n_train_total or n_train or 0, goal, alpha, top)
-    return BaselineReport(t, pc, me, verdict, best, split, n_train, n_train_total or n_train, goal, alpha, s)
+    vocab = np.array(preds.vocab, dtype=object)
+    items = pd.DataFrame(dict(label=vocab[y], model=vocab[preds.preds.numpy()], baseline=vocab[bp[best_thumb]], model_right=ok, baseline_right=right,
+                              loss=preds.losses.numpy()))
+    files = files if files is not None else preds.items
+    if files is not None:
+        if len(files) != n: raise GlamError(f'{len(files)} files for {n} items')
+        items.insert(0, 'file', [str(f) for f in files])
+    return BaselineReport(t, pc, me, verdict, best, split, n_train, n_train_total or n_train, goal, alpha, s, best_thumb, items)
 
 # %% ../nbs/17_baselines.ipynb #c0022
 @patch
@@ -287,9 +313,12 @@ def baseline_report(self:Learner, split='valid', # 'valid', a split name, or a D
     with (contextlib.nullcontext() if progress else self.no_bar()): p = self.get_split_preds(split)
     if p.n != len(yva) or not np.array_equal(p.targs.numpy(), yva):
         raise GlamError(f'the inference pass over {name} and the thumbnail pass disagree on its targets: a loader that changes its order between passes?')
-    return compare_baselines(p, base, alpha=alpha, goal=goal, n_train=ntr, n_train_total=ntot, split=name)
+    col = getattr(self.dls, 'collection', None)
+    root = Path(col.path) if col is not None else Path(getattr(self.dls, 'path', '.'))
+    files = [f if Path(f).is_absolute() else root/f for f in map(str, p.items)] if p.items is not None else None
+    return compare_baselines(p, base, alpha=alpha, goal=goal, n_train=ntr, n_train_total=ntot, split=name, files=files)
 
-# %% ../nbs/17_baselines.ipynb #c0030
+# %% ../nbs/17_baselines.ipynb #c0032
 @cli_command('baselines', help='compare to a known result: train the version-zero model, then compare it with the simplest baselines (the commonest class; logistic regression and k-NN on thumbnails) on the same items', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
     (('--split',), dict(default='valid', help='split to compare on (default valid)')),

@@ -19,7 +19,7 @@ from .shift import _fdr
 from .models import _model_args, _collection_learner, _save_plot
 
 # %% auto #0
-__all__ = ['FILE_PROPS', 'file_table', 'cmh_pvalues', 'SliceReport', 'slice_errors', 'slices_command']
+__all__ = ['FILE_PROPS', 'file_table', 'cmh_pvalues', 'image_grid', 'SliceReport', 'slice_errors', 'slices_command']
 
 # %% ../nbs/16_slices.ipynb #c0006
 FILE_PROPS = ('format', 'mode', 'dpi', 'compression', 'jpeg_quality', 'device', 'long_side', 'file_kb')
@@ -125,6 +125,24 @@ def _gap_pvalues(es, ns, er, nr):
     return np.where((ns > 0) & (nr > 0), np.where(se > 0, erfc(z/math.sqrt(2)), 1.), np.nan)
 
 # %% ../nbs/16_slices.ipynb #c0015
+def image_grid(files, # image files, drawn in order
+               titles, # a title for each (the file's name is added below it)
+               colors=None, # a title colour for each (default black)
+               suptitle:str='', ncols:int=4, figsize=None):
+    "A grid of image files, each read at most 256 px a side (an unreadable one says so in its cell), titled: the pictures the reports' `show` draws"
+    import matplotlib.pyplot as plt
+    files = list(files)
+    nr = math.ceil(len(files)/ncols)
+    fig, axs = plt.subplots(nr, ncols, figsize=figsize or (2.2*ncols, 2.4*nr), squeeze=False)
+    for ax in axs.flat: ax.axis('off')
+    for i, (ax, f) in enumerate(zip(axs.flat, files)):
+        try: ax.imshow(load_rgb(f, draft=(256, 256)))
+        except Exception as e: ax.text(0.5, 0.5, f'unreadable:\n{type(e).__name__}', ha='center', va='center', fontsize=8)
+        ax.set_title(f'{titles[i]}\n{Path(str(f)).name}', fontsize=8, color=colors[i] if colors is not None else 'k')
+    if suptitle: fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+# %% ../nbs/16_slices.ipynb #c0016
 _VERDICTS = ('worse', 'class mix', 'better', 'explained', 'ok', 'too few')
 
 class SliceReport(Report):
@@ -222,22 +240,14 @@ class SliceReport(Report):
              n:int=8, wrong:bool=True, # its `n` wrong items with the largest loss (`wrong=False`: any of its items)
              ncols:int=4, figsize=None):
         "The images of a slice, titled with their label and the model's guess"
-        import matplotlib.pyplot as plt
         m = self._mask(column, value)
         if 'file' not in self.items: raise GlamError('this report has no image files (predictions without items)')
         t = self.items[m]
         if wrong: t = t[~t.correct]
         t = t.sort_values('loss', ascending=False).head(n)
         if not len(t): raise GlamError(f'{column}={value!r} has no {"wrong " if wrong else ""}item')
-        nr = math.ceil(len(t)/ncols)
-        fig, axs = plt.subplots(nr, ncols, figsize=figsize or (2.2*ncols, 2.4*nr), squeeze=False)
-        for ax in axs.flat: ax.axis('off')
-        for ax, r in zip(axs.flat, t.itertuples()):
-            try: ax.imshow(load_rgb(r.file, draft=(256, 256)))
-            except Exception as e: ax.text(0.5, 0.5, f'unreadable:\n{type(e).__name__}', ha='center', va='center', fontsize=8)
-            ax.set_title(f'{r.label} → {r.predicted}\n{Path(str(r.file)).name}', fontsize=8, color='C3' if not r.correct else 'k')
-        fig.suptitle(f'{column}={value!r}: ' + ('wrong items, largest loss first' if wrong else 'items'), fontsize=10)
-        return fig
+        return image_grid(t.file, [f'{r.label} → {r.predicted}' for r in t.itertuples()], ['C3' if not c else 'k' for c in t.correct],
+                          f'{column}={value!r}: ' + ('wrong items, largest loss first' if wrong else 'items'), ncols, figsize)
     def plot(self, columns=None, # columns to draw (default: the flagged ones first, at most 6)
              ncols=3):
         "Error of each slice (bars, 95 % interval) beside the rest of the split's error on the same classes (black marks), one panel per column"
@@ -270,7 +280,7 @@ class SliceReport(Report):
 
 def _count(x): return 'none' if x == 0 else f'{int(round(x))}' if not isinstance(x, float) or x.is_integer() else f'about {int(round(x))}'
 
-# %% ../nbs/16_slices.ipynb #c0016
+# %% ../nbs/16_slices.ipynb #c0017
 def _cmh_one(mask, wrong, strata, n_strata):
     "CMH p-value of the items in `mask` against the others, within `strata` (codes in `[0, n_strata)`)"
     n = np.stack([np.bincount(strata[mask], minlength=n_strata), np.bincount(strata[~mask], minlength=n_strata)])
@@ -419,7 +429,7 @@ def slice_errors(preds:Preds, # predictions of one split (`learn.get_split_preds
     note = f'Training counts of file properties from a sample of {len(train_meta)} training files' if train_meta is not None and train_scale > 1 else ''
     return SliceReport(tab, items, split or preds.split or 'valid', used, skipped, alpha, min_items, note, fps, rest_fps, rows, orders)
 
-# %% ../nbs/16_slices.ipynb #c0022
+# %% ../nbs/16_slices.ipynb #c0023
 def _fn_col(rows, col):
     if col is not None and col.fn_col in rows: return col.fn_col
     return next((c for c in ('fname', 'fn', 'path', 'file', 'filename') if c in rows), None)
@@ -506,7 +516,7 @@ def slice_report(self:Learner, split='valid', # 'valid', 'train', a split name, 
     return slice_errors(p, table, by=want or None, train_meta=train_meta, train_scale=scale, files=fns, min_items=min_items, alpha=alpha,
                         n_bins=n_bins, max_values=max_values, split=name, rows=rows)
 
-# %% ../nbs/16_slices.ipynb #c0037
+# %% ../nbs/16_slices.ipynb #c0038
 @cli_command('slices', help='error by slice: train the version-zero model, then find the table columns and file properties (source, scanner, format …) whose items fail beyond what their classes explain', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
     (('--by',), dict(default=None, help='comma-separated columns or file properties to slice by (default: all that slice)')),

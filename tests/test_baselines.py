@@ -3,6 +3,7 @@ only training batches get) make the model lose to a thumbnail baseline and the r
 no such alarm; the baselines are kept between calls; plain fastai loaders and the cache work; bad input is named; the
 `baselines` command works."""
 import json, subprocess, sys
+from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fasttransform import Transform
 from fastai.torch_core import set_seed
@@ -50,6 +51,9 @@ def test_planted_bugs_lose_to_a_baseline_and_the_healthy_model_does_not(digits):
     assert ri.verdict == 'worse', ri.summary
     best = ri.table.set_index('baseline').loc[ri.best]
     assert best.error < 0.15 and best.verdict == 'model worse' and best.baseline_only > 5*best.model_only
+    fig = ri.show(n=4)   # what the model misses: images the thumbnail gets right, the model not
+    assert len([ax for ax in fig.axes if ax.images]) == 4
+    assert ri.items.file.map(lambda f: Path(f).exists()).all() and len(ri.items) == (df.split == 'valid').sum()
 
 
 def test_baselines_are_kept_and_the_sample_is_bounded(digits):
@@ -89,6 +93,7 @@ def test_thumbnails_of_the_cache_and_of_plain_fastai_loaders(digits):
     learn = defaults_learner(dls)
     rep = learn.baseline_report(progress=False)   # untrained: the baselines win
     assert rep.verdict == 'worse' and rep.table.errors.iloc[0] == learn.get_split_preds().n_err
+    assert rep.items.file.str.endswith('.png').all() and Path(rep.items.file.iloc[0]).exists()   # `from_folder`: absolute paths
 
 
 def test_bad_input_is_named(digits):
