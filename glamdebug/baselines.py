@@ -16,7 +16,7 @@ from .preds import Preds, _resolve_dl, _split_key
 from .debug import _split_batch, _no_augment
 from .shift import _fdr
 from .slices import image_grid
-from .models import _model_args, _collection_learner, _save_plot
+from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, _check_split
 
 # %% auto #0
 __all__ = ['thumbnail_features', 'fit_baselines', 'mcnemar_p', 'BaselineReport', 'compare_baselines', 'baselines_command']
@@ -332,10 +332,9 @@ def baselines_command(ns) -> int:
     if ns.split == 'train': raise GlamError("the baselines fit on training items: compare on 'valid' or another split")
     learn, bars = _collection_learner(ns, positive=('epochs', 'n_train'))
     col = learn.dls.collection
-    if ns.split not in col.splits: raise GlamError(f'no split {ns.split!r} in the collection (before training); splits present: {name_some(map(str, col.splits))}')
+    _check_split(col, ns.split)
     if ns.goal is not None and not 0 <= ns.goal <= 1: raise GlamError(f'--goal is an error rate in [0, 1], got {ns.goal:g}')
-    if not ns.json: print(f'Training {ns.arch} for {ns.epochs} epochs at {ns.size} px on {len(learn.dls.train_ds)} items…', flush=True)
-    with learn.no_logging(), learn.no_bar(): learn.fit(ns.epochs)
+    _fit_quietly(learn, ns)
     rep = learn.baseline_report(ns.split, goal=ns.goal, n_train=ns.n_train, seed=ns.seed, progress=bars)
     if ns.plot: _save_plot(rep.plot(), ns.plot)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())

@@ -12,7 +12,7 @@ from fastcore.meta import delegates
 from .core import *
 from .data import split_dl
 from .preds import *
-from .models import DEFAULTS, _model_args, _collection_learner, _save_plot
+from .models import DEFAULTS, _model_args, _collection_learner, _save_plot, _fit_quietly
 
 # %% auto #0
 __all__ = ['STEPS', 'REMEDIES', 'HumanLevel', 'human_level_error', 'ErrorReport', 'bias_variance', 'ErrorCurves',
@@ -593,8 +593,7 @@ def report_command(ns):
     test = _pick_test(dls.collection, ns.test)
     if ns.train_valid: _pick_test(dls.collection, ns.train_valid)
     curves = ErrorCurves()
-    if not ns.json: print(f'Training {ns.arch} for {ns.epochs} epochs at {ns.size} px on {len(dls.train_ds)} items…', flush=True)
-    with learn.no_logging(), learn.no_bar(): learn.fit(ns.epochs, cbs=curves)
+    _fit_quietly(learn, ns, cbs=curves)
     with (contextlib.nullcontext() if bars else learn.no_bar()):
         rep = learn.error_report(goal=goal, test=test, train_valid=ns.train_valid, curves=curves)
     if ns.plot:

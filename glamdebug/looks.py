@@ -14,7 +14,7 @@ from fastai.torch_core import TensorImage
 from .core import *
 from .preds import _resolve_dl
 from .curve import _subset_ds, _train_codes
-from .models import _model_args, _collection_learner, _save_plot
+from .models import _model_args, _collection_learner, _save_plot, _fit_quietly
 
 # %% auto #0
 __all__ = ['margin_cells', 'cell_place', 'occlusion_maps', 'ring_cells', 'margin_stats', 'LooksReport', 'MaskMargins',
@@ -311,8 +311,7 @@ def looks_command(ns) -> int:
     "`glamdebug looks`: read the collection, train `defaults_learner`, print `learn.where_it_looks(...)`"
     _check_looks(ns.grid, ns.n_per_class)   # before training
     learn, bars = _collection_learner(ns, positive=('epochs',))
-    if not ns.json: print(f'Training {ns.arch} for {ns.epochs} epochs at {ns.size} px on {len(learn.dls.train_ds)} items…', flush=True)
-    with learn.no_logging(), learn.no_bar(): learn.fit(ns.epochs)
+    _fit_quietly(learn, ns)
     rep = learn.where_it_looks(ns.split, n_per_class=ns.n_per_class, grid=ns.grid, seed=ns.seed, progress=bars)
     if ns.plot: _save_plot(rep.plot(), ns.plot)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())

@@ -345,6 +345,15 @@ def _collection_learner(ns, positive=()):
     else: dls = collection_dls(df, size=ns.size, bs=ns.bs)
     return defaults_learner(dls, ns.arch), bars
 
+def _check_split(col, split):
+    "A `GlamError` before training when collection `col` has no split `split`, naming the splits it has"
+    if split not in col.splits: raise GlamError(f'no split {split!r} in the collection (before training); splits present: {name_some(map(str, col.splits))}')
+
+def _fit_quietly(learn, ns, cbs=None):
+    "Train `learn` for `ns.epochs` without bars or logs, saying so first (not in `--json` output): every command that trains"
+    if not ns.json: print(f'Training {ns.arch} for {ns.epochs} epochs at {ns.size} px on {len(learn.dls.train_ds)} items…', flush=True)
+    with learn.no_logging(), learn.no_bar(): learn.fit(ns.epochs, cbs=cbs)
+
 def _save_plot(fig, fn):
     "Save matplotlib figure `fig` as PNG `fn`, atomically, and close it"
     import matplotlib.pyplot as plt

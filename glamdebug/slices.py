@@ -16,7 +16,7 @@ from .core import *
 from .data import image_properties, load_rgb, split_rows, _prop_str
 from .preds import Preds, _resolve_dl
 from .shift import _fdr
-from .models import _model_args, _collection_learner, _save_plot
+from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, _check_split
 
 # %% auto #0
 __all__ = ['FILE_PROPS', 'file_table', 'cmh_pvalues', 'image_grid', 'SliceReport', 'slice_errors', 'slices_command']
@@ -534,9 +534,8 @@ def slices_command(ns) -> int:
     known = [c for c in col.df.columns if c not in (col.fn_col, col.label_col, col.split_col)] + ([] if ns.no_files else list(FILE_PROPS))
     unknown = [c for c in by or [] if c not in known]
     if unknown: raise GlamError(f'nothing to slice by {name_some(map(repr, unknown))} (before training): the columns are {name_some(map(repr, known), 20)}')
-    if ns.split not in col.splits: raise GlamError(f'no split {ns.split!r} in the collection (before training); splits present: {name_some(map(str, col.splits))}')
-    if not ns.json: print(f'Training {ns.arch} for {ns.epochs} epochs at {ns.size} px on {len(learn.dls.train_ds)} items…', flush=True)
-    with learn.no_logging(), learn.no_bar(): learn.fit(ns.epochs)
+    _check_split(col, ns.split)
+    _fit_quietly(learn, ns)
     rep = learn.slice_report(ns.split, by=by, files=not ns.no_files, min_items=ns.min_items, seed=ns.seed, progress=bars)
     if ns.plot: _save_plot(rep.plot(), ns.plot)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())
