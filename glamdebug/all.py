@@ -19,3 +19,4 @@ from .looks import *
 from .balance import *
 from .slices import *
 from .baselines import *
+from .confidence import *
