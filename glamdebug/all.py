@@ -20,3 +20,4 @@ from .balance import *
 from .slices import *
 from .baselines import *
 from .confidence import *
+from .compare import *
