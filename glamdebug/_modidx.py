@@ -80,7 +80,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'glamdebug/compare.py'),
                                    'glamdebug.compare.CompareReport._summary_text': ( 'compare.html#comparereport._summary_text',
                                                                                       'glamdebug/compare.py'),
-                                   'glamdebug.compare.CompareReport.first': ('compare.html#comparereport.first', 'glamdebug/compare.py'),
+                                   'glamdebug.compare.CompareReport.focus': ('compare.html#comparereport.focus', 'glamdebug/compare.py'),
                                    'glamdebug.compare.CompareReport.plot': ('compare.html#comparereport.plot', 'glamdebug/compare.py'),
                                    'glamdebug.compare.CompareReport.sections': ( 'compare.html#comparereport.sections',
                                                                                  'glamdebug/compare.py'),

@@ -120,14 +120,14 @@ class CompareReport(Report):
         return t.sort_values('change', kind='stable')
 
     @property
-    def first(self):
+    def focus(self):
         "The split the per-class table, the plot and `show` look at: the first with a change beyond chance, else the first"
         t = self.per_split
         hit = t.index[t.verdict.isin(['better', 'worse'])]
         return hit[0] if len(hit) else t.index[0]
 
     def sections(self):
-        s = self.first
+        s = self.focus
         return [(f'By class on {s}, most improved first', self.per_class[s])] if s in self.per_class else []
 
     def _summary_text(self):
@@ -147,7 +147,7 @@ class CompareReport(Report):
             else:
                 need = next(m for m in range(1, 10**6) if mcnemar_p(0, m) < self.alpha)
                 out.append(head + f': no difference shown (even with none broken, {need} fixed are needed to show one).')
-        s = self.first
+        s = self.focus
         pc = self.per_class.get(s)
         if pc is not None:
             for v, word in (('worse', 'lost'), ('better', 'gained')):
@@ -162,7 +162,7 @@ class CompareReport(Report):
         "The items the change broke (or fixed), largest loss first: label, then both answers"
         if kind not in ('broken', 'fixed'): raise GlamError(f"kind is 'broken' or 'fixed', got {kind!r}")
         t = self.items[self.items.kind == kind]
-        split = split or self.first
+        split = split or self.focus
         if split not in self.before: raise GlamError(f'no split {split!r} in this comparison; splits: {name_some(list(self.before))}')
         t = t[t.split == split]
         if label is not None: t = t[t.label == str(label)]
@@ -177,7 +177,7 @@ class CompareReport(Report):
         "Error before and after on each split (95 % intervals, coloured by verdict) and, per class on the first split, the items fixed and broken"
         import matplotlib.pyplot as plt
         t, n0, n1 = self.per_split, *self.names
-        pc = self.per_class.get(self.first)
+        pc = self.per_class.get(self.focus)
         fig, axs = plt.subplots(1, 2, figsize=figsize or (11, max(3., 0.35*max(len(t), len(pc) if pc is not None else 0) + 1.2)))
         ax = axs[0]
         ys = np.arange(len(t))[::-1]
@@ -197,7 +197,7 @@ class CompareReport(Report):
             ax.barh(yy, pc.fixed, color='tab:green', label='fixed'); ax.barh(yy, -pc.broken, color='tab:red', label='broken')
             ax.set_yticks(yy, [f'{c}{" *" if v != "–" else ""}' for c, v in zip(pc.index, pc.verdict)], fontsize=8)
             ax.axvline(0, color='k', lw=0.8); ax.legend(fontsize=8)
-            ax.set(xlabel='items (broken left, fixed right; * beyond chance)', title=f'per class on {self.first}')
+            ax.set(xlabel='items (broken left, fixed right; * beyond chance)', title=f'per class on {self.focus}')
         else: ax.axis('off')
         fig.tight_layout()
         return fig
