@@ -14,6 +14,7 @@ from .preds import Preds
 from .baselines import mcnemar_p
 from .shift import _fdr
 from .slices import image_grid
+from .confidence import _pc
 
 # %% auto #0
 __all__ = ['CompareReport', 'compare_preds']
@@ -42,7 +43,6 @@ def _pair(a:Preds, b:Preds, split, names):
 # %% ../nbs/19_compare.ipynb #c0008
 _COLORS = {'better': 'tab:green', 'worse': 'tab:red', 'no difference shown': 'tab:gray', 'within seed noise': 'tab:orange'}
 
-def _pc(x): return '–' if x is None or (isinstance(x, float) and math.isnan(x)) else f'{100*x:.1f} %'
 def _p(p): return 'p < 0.001' if p < 0.001 else f'p = {p:.2g}'
 def _items(k): return f'{k} item' + ('' if k == 1 else 's')
 

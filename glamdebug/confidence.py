@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_confidence.ipynb #c0002
 from __future__ import annotations
-import math, sys, warnings
+import math, sys
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
@@ -76,10 +76,16 @@ def calibration_bins(probs, targs, bins:int=15) -> pd.DataFrame:
     g.insert(0, 'lo', g.index/bins); g.insert(1, 'hi', (g.index + 1)/bins)
     return g.reset_index(drop=True)
 
+def _ece(conf, right, bins):
+    "ECE from each item's confidence and whether it is right (numpy): one `bincount` per sum"
+    b = np.clip((conf*bins).astype(int), 0, bins - 1)
+    gap = np.bincount(b, weights=right, minlength=bins) - np.bincount(b, weights=conf, minlength=bins)
+    return float(np.abs(gap).sum()/max(len(conf), 1))
+
 def ece(probs, targs, bins:int=15) -> float:
     "Expected calibration error: |accuracy - confidence| over `bins` equal-width bins of confidence, weighted by items"
-    g = calibration_bins(probs, targs, bins)
-    return float((g.n*(g.accuracy - g.confidence).abs()).sum()/max(g.n.sum(), 1))
+    conf, pred = torch.as_tensor(probs).float().max(1)
+    return _ece(conf.numpy(), (pred == torch.as_tensor(targs).long()).numpy(), bins)
 
 def _logp(probs): return torch.as_tensor(probs).float().clamp_min(1e-30).log()
 
@@ -127,13 +133,8 @@ def _calibration_row(p:Preds, T:float, bins:int):
     lse = torch.logsumexp(lp/T, dim=1)
     conf_t = (lp.max(1).values/T - lse).exp().numpy()
     lp_y = lp.gather(1, p.targs[:, None])[:, 0]
-    def _ece(c):
-        b = np.clip((c*bins).astype(int), 0, bins - 1)
-        n = np.bincount(b, minlength=bins)
-        gap = np.bincount(b, weights=ok, minlength=bins) - np.bincount(b, weights=c, minlength=bins)
-        return float(np.abs(gap).sum()/max(n.sum(), 1))
-    return {'split': p.split, 'items': p.n, 'confidence': float(conf.mean()), 'accuracy': float(ok.mean()), 'ECE': _ece(conf),
-            'ECE scaled': _ece(conf_t), 'NLL': float(-lp_y.mean()), 'NLL scaled': float(-(lp_y/T - lse).mean())}
+    return {'split': p.split, 'items': p.n, 'confidence': float(conf.mean()), 'accuracy': float(ok.mean()), 'ECE': _ece(conf, ok, bins),
+            'ECE scaled': _ece(conf_t, ok, bins), 'NLL': float(-lp_y.mean()), 'NLL scaled': float(-(lp_y/T - lse).mean())}
 
 def _verdict(err, lo, hi, goal, n_acc):
     if n_acc == 0: return 'none sorted'
