@@ -19,8 +19,8 @@ from .preds import Preds, _resolve_dl, _items
 from .data import image_properties, _prop_str
 
 # %% auto #0
-__all__ = ['image_stats', 'error_gap_test', 'domain_auc', 'compare_stats', 'compare_files', 'TrainOnly', 'train_only',
-           'ShiftReport']
+__all__ = ['image_stats', 'error_gap_test', 'domain_auc', 'domain_scores', 'compare_stats', 'compare_files', 'TrainOnly',
+           'train_only', 'ShiftReport']
 
 # %% ../nbs/09_shift.ipynb #c0005
 _STATS = ('brightness', 'contrast', 'saturation', 'sharpness')
@@ -98,16 +98,22 @@ def error_gap_test(k1, n1, k2, n2):
     if se == 0: return 1.0
     return 2*(1 - NormalDist().cdf(abs(k1/n1 - k2/n2)/se))
 
-def _class_weights(la, lb):
-    "Per item of `a` then `b`: 1/(its class's count in its split), 0 for classes only one split has: the class shares no longer tell the splits apart"
+def _class_weights(la, lb, to_b=False):
+    """Per item of `a` then `b`: 1/(its class's count in its split), 0 for classes only one split has: the class shares no
+    longer tell the splits apart. `to_b`: `a`'s items weighted to `b`'s class shares instead, `b`'s items alike (a class
+    `b` holds a few items of weighs little: for predicted classes, where a stray prediction is a class of its own)"""
     def w(l, other):
         cls, inv, cnt = np.unique(l, return_inverse=True, return_counts=True)
         return np.where(np.isin(l, other), 1/cnt[inv], 0.)
-    return np.r_[w(la, lb), w(lb, la)]
+    if not to_b: return np.r_[w(la, lb), w(lb, la)]
+    cb, nb = np.unique(lb, return_counts=True)
+    share = dict(zip(cb.tolist(), (nb/len(lb)).tolist()))
+    wa = w(la, lb)*np.array([share.get(v, 0.) for v in np.asarray(la).tolist()])
+    wb = np.where(np.isin(lb, la), 1/len(lb), 0.)
+    return np.r_[wa, wb]
 
-def domain_auc(a, b, max_items=2000, seed=0,
-               la=None, lb=None): # the class of each row: each class then weighs the same in both splits (label shift alone gives 0.5)
-    "Cross-validated AUC of a logistic regression telling rows of `a` from rows of `b` (0.5: indistinguishable)"
+def _domain(a, b, max_items, seed, la, lb, fit_rest=True, to_b=False):
+    "`domain_scores`; without `fit_rest` the rows of `b` it did not fit on stay NaN (no final fit)"
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     from sklearn.pipeline import make_pipeline
@@ -115,12 +121,13 @@ def domain_auc(a, b, max_items=2000, seed=0,
     from sklearn.metrics import roc_auc_score
     rng = np.random.default_rng(seed)
     a, b = [np.asarray(o, dtype=np.float64) for o in (a, b)]
+    scores = np.full(len(b), np.nan)
     ia, ib = rng.permutation(len(a))[:max_items], rng.permutation(len(b))[:max_items]
-    a, b = a[ia], b[ib]
-    w = _class_weights(np.asarray(la)[ia], np.asarray(lb)[ib]) if la is not None and lb is not None else np.ones(len(a) + len(b))
-    X, y = np.concatenate([a, b]), np.r_[np.zeros(len(a)), np.ones(len(b))]
-    X, y, w = X[w > 0], y[w > 0], w[w > 0]
-    if min((y == 0).sum(), (y == 1).sum()) < 10: return float('nan')
+    w = _class_weights(np.asarray(la)[ia], np.asarray(lb)[ib], to_b) if la is not None and lb is not None else np.ones(len(ia) + len(ib))
+    X, y = np.concatenate([a[ia], b[ib]]), np.r_[np.zeros(len(ia)), np.ones(len(ib))]
+    rows_b = np.r_[np.full(len(ia), -1), ib]   # the row of `b` each row of X is (-1: a row of `a`)
+    X, y, w, rows_b = X[w > 0], y[w > 0], w[w > 0], rows_b[w > 0]
+    if min((y == 0).sum(), (y == 1).sum()) < 10: return float('nan'), scores
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     p = np.zeros(len(y))
     with warnings.catch_warnings():
@@ -128,7 +135,25 @@ def domain_auc(a, b, max_items=2000, seed=0,
         for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(X, y):
             clf.fit(X[tr], y[tr], logisticregression__sample_weight=w[tr]*len(tr)/w[tr].sum())
             p[te] = clf.predict_proba(X[te])[:, 1]
-    return float(roc_auc_score(y, p, sample_weight=w))
+        scores[rows_b[y == 1]] = p[y == 1]
+        rest = np.isnan(scores) & fit_rest
+        if rest.any():   # rows beyond `max_items`, and of classes only `b` has
+            clf.fit(X, y, logisticregression__sample_weight=w*len(y)/w.sum())
+            scores[rest] = clf.predict_proba(b[rest])[:, 1]
+    return float(roc_auc_score(y, p, sample_weight=w)), scores
+
+def domain_auc(a, b, max_items=2000, seed=0,
+               la=None, lb=None): # the class of each row: each class then weighs the same in both splits (label shift alone gives 0.5)
+    "Cross-validated AUC of a logistic regression telling rows of `a` from rows of `b` (0.5: indistinguishable)"
+    return _domain(a, b, max_items, seed, la, lb, fit_rest=False)[0]
+
+def domain_scores(a, b, max_items=2000, seed=0,
+                  la=None, lb=None, # the class of each row, as for `domain_auc`
+                  to_b:bool=False): # weigh `a`'s classes to `b`'s shares rather than every class the same (for predicted classes)
+    """`(auc, scores)`: `domain_auc`, and for every row of `b` the probability the classifier gives that the row is from
+    `b`: out of fold for the rows it was fitted on, from a fit on all of those for the rest (rows beyond `max_items`, of
+    classes only `b` has); NaNs with fewer than 10 rows a side"""
+    return _domain(a, b, max_items, seed, la, lb, to_b=to_b)
 
 def _within_class_diff(a, b, la, lb):
     """`(difference, p)`: mean of `b` minus mean of `a` within each class both have (≥ 2 items each), averaged with weights
