@@ -21,3 +21,4 @@ from .slices import *
 from .baselines import *
 from .confidence import *
 from .compare import *
+from .delivery import *

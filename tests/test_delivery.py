@@ -1,0 +1,139 @@
+"""Checking a new, unlabelled delivery, on real training: the held-out digits as they are look like valid (no false
+alarm); planted deliveries (negatives, as microfilm scanners save them; half of them negatives; three classes only) are
+told apart, each for its own reason, without their labels; the items most unlike valid are the planted ones; the cache
+and plain file lists work; the `delivery` command writes a sample to label that goes back into the collection."""
+import json, subprocess, sys
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+from PIL import Image, ImageOps
+from fastai.torch_core import set_seed
+from glamdebug.core import GlamError
+from glamdebug.data import read_collection, collection_dls
+from glamdebug.models import defaults_learner
+from glamdebug.fastpath import cached_dls
+from glamdebug.delivery import DeliveryReport
+
+torch.set_num_threads(2)
+SIZE = 16  # the `digits` fixture (conftest.py) makes 16 px images
+
+
+def trained(df, epochs=6, seed=0):
+    set_seed(seed, reproducible=True)
+    learn = defaults_learner(collection_dls(df, size=SIZE, bs=32))
+    with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
+    return learn
+
+
+@pytest.fixture(scope='module')
+def setup(digits):
+    "A trained model, the test rows, and their files inverted (written once)"
+    tmp, df = digits
+    root = Path(df.attrs['path'])
+    test = df[df.split == 'test']
+    neg = tmp/'negatives'; neg.mkdir(exist_ok=True)
+    for f in test.fname:
+        dst = neg/f.replace('/', '_')
+        if not dst.exists(): ImageOps.invert(Image.open(root/f).convert('L')).save(dst)
+    return trained(df), root, test, neg
+
+
+def true_error(rep, labels):
+    return float((rep.items.prediction.to_numpy() != np.asarray(labels)).mean())
+
+
+def test_unchanged_looks_like_valid_and_negatives_differ(setup):
+    learn, root, test, neg = setup
+    same = learn.delivery_report([root/f for f in test.fname], progress=False)
+    assert isinstance(same, DeliveryReport) and same.verdict == 'like valid', same.summary
+    assert same.auc < 0.7 and not same.differs and not same.files_differ, same.table
+    err = true_error(same, test.label)
+    assert abs(same.atc - err) < 0.05 and abs(learn.get_split_preds('valid').error - err) < 0.05
+    # negatives: told apart by the features and the brightness, without labels; the model errs on most of them
+    inv = learn.delivery_report(neg, progress=False)
+    assert len(inv.items) == len(test) and inv.verdict == 'differs', inv.summary
+    assert inv.features_differ and inv.auc > 0.9 and 'brightness' in inv.differs, inv.table
+    labels = inv.items.file.map(lambda f: Path(f).name.split('_')[2])   # images_test_<label>_<n>.png
+    assert true_error(inv, labels) > 0.5
+    assert 'cannot be read' in inv.summary and 'report.sample()' in inv.summary and 'darker' not in same.summary
+    assert inv.n_sample > same.n_sample or inv.n_sample == len(test)
+
+
+def test_half_negatives_are_the_most_unlike(setup, tmp_path):
+    learn, root, test, neg = setup
+    half = tmp_path/'half'; half.mkdir()
+    flipped = set()
+    for i, f in enumerate(test.fname):
+        name = f.replace('/', '_')
+        if i % 2: (half/name).write_bytes((neg/name).read_bytes()); flipped.add(name)
+        else: (half/name).write_bytes((root/f).read_bytes())
+    (half/'torn.png').write_bytes((root/test.fname.iloc[0]).read_bytes()[:60])   # a truncated file: kept, marked
+    rep = learn.delivery_report(half, progress=False)
+    assert rep.verdict == 'differs' and rep.n_unreadable == 1, rep.summary
+    torn = rep.items[rep.items.file.str.endswith('torn.png')]
+    assert len(torn) == 1 and torn.reason.iloc[0] and np.isnan(torn.confidence.iloc[0])
+    ok = rep.items[rep.items.reason == '']
+    assert ok.unlike.notna().all()
+    is_neg = ok.file.map(lambda f: Path(f).name in flipped).to_numpy()
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(is_neg, ok.unlike) > 0.9          # the per-item score finds the planted items
+    top = rep.unlike(20)
+    assert top.file.map(lambda f: Path(f).name in flipped).mean() >= 0.9
+    s = rep.sample(30, seed=1)
+    assert len(s) == 30 and s.file.is_unique and not s.file.str.endswith('torn.png').any()
+
+
+def test_three_classes_only_is_a_class_mix(setup):
+    learn, root, test, neg = setup
+    three = sorted(test.label.unique())[:3]
+    rows = test[test.label.isin(three)]
+    rep = learn.delivery_report([root/f for f in rows.fname], progress=False)
+    assert rep.verdict == 'other class mix' and rep.mix_differs and not rep.features_differ, rep.summary
+    est = rep.classes['delivery estimated']
+    assert est[three].sum() > 0.9, rep.classes     # the shares it estimates are on the right classes
+    assert abs(rep.estimates.loc['class mix only', 'error'] - true_error(rep, rows.label)) < 0.05
+
+
+def test_cache_gives_the_same_report(digits, setup, tmp_path):
+    tmp, df = digits
+    learn, root, test, neg = setup
+    files = [root/f for f in test.fname[:120]]
+    a = learn.delivery_report(files, progress=False)
+    dls = learn.dls
+    try:
+        learn.dls = cached_dls(df, size=SIZE, bs=32, cache_dir=tmp_path, progress=False)
+        learn.clear_split_preds()
+        b = learn.delivery_report(files, progress=False)
+    finally: learn.dls = dls; learn.clear_split_preds()
+    assert np.allclose(a.items.confidence, b.items.confidence, atol=1e-5)
+    assert a.verdict == b.verdict and abs(a.atc - b.atc) < 1e-9 and abs(a.auc - b.auc) < 0.02
+    with pytest.raises(GlamError, match='no folder or file'): learn.delivery_report(tmp_path/'nowhere')
+    with pytest.raises(GlamError, match="'train'"): learn.delivery_report(files, reference='train')
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, '-m', 'glamdebug.cli', *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_command_writes_a_sample_that_goes_back_into_the_collection(digits, setup, tmp_path):
+    tmp, df = digits
+    learn, root, test, neg = setup
+    out = tmp_path/'to_label.csv'
+    r = run_cli('delivery', root, neg, '--epochs', 4, '--size', SIZE, '-o', out, '--sample', 25, '--json')
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d['verdict'] == 'differs' and d['read'] == len(test) and d['auc'] > 0.9
+    s = pd.read_csv(out, dtype={'label': str})
+    assert len(s) == 25 and list(s.columns) == ['fname', 'label', 'split', 'prediction', 'confidence']
+    assert (s.split == 'test_negatives').all() and s.label.isna().all() and s.fname.is_unique
+    # a cataloguer fills in the labels; the rows go back into the collection as a split of their own
+    s['label'] = s.fname.map(lambda f: Path(f).name.split('_')[2])
+    col = pd.concat([df[['fname', 'label', 'split']], s[['fname', 'label', 'split']]])
+    col.to_csv(tmp_path/'collection.csv', index=False)
+    back = read_collection(tmp_path/'collection.csv', path=root, progress=False)
+    assert (back.split == 'test_negatives').sum() == 25
+    for args, msg in [(('--sample', 5), 'give -o'), (('--reference', 'train'), "'train'"), (('--margin', 0.7), 'margin'),
+                      (('-o', root/'collection.csv'), 'collection')]:
+        r = run_cli('delivery', root, neg, '--epochs', 1, '--size', SIZE, *args)
+        assert r.returncode != 0 and msg in r.stderr and 'Training' not in r.stdout, (args, r.stdout, r.stderr)
+    r = run_cli('delivery', root, tmp_path/'nowhere', '--epochs', 1)
+    assert r.returncode != 0 and 'nowhere' in r.stderr
