@@ -17,7 +17,7 @@ plain fastai (compare the two valid errors), side by side in one run.
    splits: seconds for `compare_preds` beside the plain difference of two error rates.
 `python benchmarks/bench_compare.py`; writes benchmarks/results/compare.txt.
 """
-import sys, time, tempfile, warnings, platform, os
+import time, tempfile, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 warnings.filterwarnings('ignore')
@@ -28,13 +28,8 @@ from glamdebug.models import defaults_learner
 from glamdebug.preds import Preds
 from glamdebug.compare import compare_preds
 
-ROOT = Path(__file__).parent.parent
-sys.path.insert(0, str(Path(__file__).parent))
+from common import say, header, save
 from oracle_merge import ORACLE, oracle_collection
-torch.set_num_threads(2)
-OUT = []
-def say(*a):
-    s = ' '.join(str(x) for x in a); print(s, flush=True); OUT.append(s)
 
 
 def train(df, size, seed, epochs, path=None, noise=0.):
@@ -117,8 +112,7 @@ def part2():
 
 
 if __name__ == '__main__':
-    say(f'# bench_compare — {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {time.strftime("%Y-%m-%d")}')
+    header('bench_compare')
     with tempfile.TemporaryDirectory() as d: part1(Path(d))
     part2()
-    (ROOT/'benchmarks/results').mkdir(exist_ok=True)
-    (ROOT/'benchmarks/results/compare.txt').write_text('\n'.join(OUT) + '\n')
+    save('compare')

@@ -19,7 +19,7 @@ by hand with plain fastai, side by side in one run.
    `sklearn.calibration.calibration_curve`).
 `python benchmarks/bench_confidence.py`; writes benchmarks/results/confidence.txt.
 """
-import sys, time, tempfile, warnings, platform, os
+import time, tempfile, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 warnings.filterwarnings('ignore')
@@ -30,13 +30,8 @@ from glamdebug.models import defaults_learner
 from glamdebug.preds import Preds
 from glamdebug.confidence import confidence_report, risk_coverage, certify
 
-ROOT = Path(__file__).parent.parent
-sys.path.insert(0, str(Path(__file__).parent))
+from common import say, header, save
 from oracle_merge import ORACLE, oracle_collection
-torch.set_num_threads(2)
-OUT = []
-def say(*a):
-    s = ' '.join(str(x) for x in a); print(s, flush=True); OUT.append(s)
 
 
 def plain_threshold(conf, correct, goal):
@@ -162,9 +157,8 @@ def part3():
 
 
 if __name__ == '__main__':
-    say(f'# bench_confidence — {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {time.strftime("%Y-%m-%d")}')
+    header('bench_confidence')
     with tempfile.TemporaryDirectory() as d:
         part1(Path(d))
     part3()
-    (ROOT/'benchmarks/results').mkdir(exist_ok=True)
-    (ROOT/'benchmarks/results/confidence.txt').write_text('\n'.join(OUT) + '\n')
+    save('confidence')
