@@ -369,6 +369,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'glamdebug/delivery.py'),
                                     'glamdebug.delivery.DeliveryReport._mix_test': ( 'delivery.html#deliveryreport._mix_test',
                                                                                      'glamdebug/delivery.py'),
+                                    'glamdebug.delivery.DeliveryReport._short': ( 'delivery.html#deliveryreport._short',
+                                                                                  'glamdebug/delivery.py'),
                                     'glamdebug.delivery.DeliveryReport._stat_words': ( 'delivery.html#deliveryreport._stat_words',
                                                                                        'glamdebug/delivery.py'),
                                     'glamdebug.delivery.DeliveryReport._summary_text': ( 'delivery.html#deliveryreport._summary_text',

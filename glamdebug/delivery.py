@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_delivery.ipynb #c0002
 from __future__ import annotations
-import math, re, sys, warnings
+import math, os, re, sys, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.basics import patch
@@ -156,14 +156,14 @@ class DeliveryReport(Report):
         ref, nread = self.ref, len(self.new_probs)
         s = [f'{nread} of {len(self.items)} images read' + (f', {self.n_unreadable} unreadable (kept in `.items` with the reason)' if self.n_unreadable else '') + '.']
         if not nread: return ' '.join(s + ['Nothing to compare.'])
-        est = f'from the confidences, ATC: {_pc(self.atc)}'
+        est = f"ATC {_pc(self.atc)}, the mean confidence {_pc(self.estimates.loc['average confidence', 'error'])}"
         v = self.verdict
         if v == 'differs':
             what = ([f"the model's features tell it from {ref.split} (AUC {self.auc:.2f})"] if self.features_differ else [])
             if self.differs: what.append('its images are ' + ', '.join(self._stat_words(c) for c in self.differs))
             if self.files_differ: what.append('its files differ in ' + ', '.join(f"{p} ({self.files.loc[p, 'reference']} → {self.files.loc[p, 'split']})" for p in self.files_differ))
             s.append(f'It differs from {ref.split}: ' + '; '.join(what) + '.')
-            s.append(f"Its error cannot be read from {ref.split}'s ({_pc(ref.error)}), nor reliably from the confidences ({est}): a model "
+            s.append(f"Its error cannot be read from {ref.split}'s ({_pc(ref.error)}), nor reliably from the confidences (they say {est}): a model "
                      'that is sure and wrong on a new kind of scan looks as confident as when it is right, and such estimates can miss by '
                      f'tens of points. Label a random sample before trusting the model on it (or a threshold certified on {ref.split}): '
                      f'`report.sample()` draws {self.n_sample}, enough to measure its error within ± {100*self.margin:g} points; '
@@ -183,11 +183,18 @@ class DeliveryReport(Report):
                      f'A random sample of {self.n_sample} (`report.sample()`) would confirm it within ± {100*self.margin:g} points.')
         return ' '.join(s)
 
+    def _short(self, t):
+        "`t` with its files relative to the folder they share (the full paths are in `.items`)"
+        fs = self.items.file.tolist()
+        try: root = os.path.commonpath(fs) if len(fs) > 1 else str(Path(fs[0]).parent)
+        except ValueError: return t
+        return t.assign(file=[os.path.relpath(f, root) for f in t.file])
+
     def sections(self):
         return [('Expected error', self.estimates),
                 ('Classes (shares; estimated: if only the class mix changed)', self.classes, dict(order='most predicted first', where='`.classes`')),
-                (f'Most unlike {self.ref.split}', self.unlike(10)),
-                ('Unreadable', self.items[self.items.reason != ''][['file', 'reason']] if self.n_unreadable else None, dict(order='as listed', where='`.items`'))]
+                (f'Most unlike {self.ref.split}', self._short(self.unlike(10)) if len(self.items) else None),
+                ('Unreadable', self._short(self.items[self.items.reason != ''][['file', 'reason']]) if self.n_unreadable else None, dict(order='as listed', where='`.items`'))]
 
     def unlike(self, n:int=10) -> pd.DataFrame:
         "The `n` items the feature classifier is surest are not from the reference split"
