@@ -399,6 +399,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'glamdebug/delivery.py'),
                                     'glamdebug.delivery.Learner.delivery_report': ( 'delivery.html#learner.delivery_report',
                                                                                     'glamdebug/delivery.py'),
+                                    'glamdebug.delivery._reference_pass': ('delivery.html#_reference_pass', 'glamdebug/delivery.py'),
                                     'glamdebug.delivery._unlabelled_pass': ('delivery.html#_unlabelled_pass', 'glamdebug/delivery.py'),
                                     'glamdebug.delivery.atc_error': ('delivery.html#atc_error', 'glamdebug/delivery.py'),
                                     'glamdebug.delivery.class_shares': ('delivery.html#class_shares', 'glamdebug/delivery.py'),

@@ -11,6 +11,7 @@ from fastcore.basics import patch
 from fastai.learner import Learner
 from .core import *
 from .confidence import fit_temperature, scale_temperature, _triage_files, _pc
+from .preds import _split_key, weights_fingerprint
 from .shift import _Capture, _last_linear, _file_stats, _pass, domain_scores, compare_stats, compare_files, _STATS
 from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, _check_split
 
@@ -262,6 +263,14 @@ def _unlabelled_pass(learn, files, bs=None):
     if fs is not None and len(fs) == len(st): st = pd.concat([st, fs], axis=1)
     return probs.float(), st, (torch.cat(cap.feats).cpu() if cap.feats else None), props
 
+def _reference_pass(learn, reference):
+    "`shift._pass` over `reference` (predictions, image statistics, features, file properties), kept with `get_split_preds`' cache until the weights change"
+    store = learn.__dict__.setdefault('_glam_preds', {})   # `clear_split_preds` forgets it too
+    key = ('delivery reference',) + _split_key(learn, reference)
+    fp = weights_fingerprint(learn.model)
+    if key not in store or store[key][0] != fp: store[key] = (fp, _pass(learn, reference))
+    return store[key][1]
+
 @patch
 def delivery_report(self:Learner, items, # a folder of images, image files, or a DataFrame with a file-name column
                     reference='valid', # the split the model was validated on
@@ -284,7 +293,7 @@ def delivery_report(self:Learner, items, # a folder of images, image files, or a
     out = pd.DataFrame(dict(file=[str(f) for f in fs], prediction=pd.Series([None]*len(fs), dtype=object),
                             confidence=np.nan, unlike=np.nan, reason=[r or '' for r in reasons]))
     with (contextlib.nullcontext() if progress else self.no_bar()):
-        ref, rs, rf, rp = _pass(self, reference)
+        ref, rs, rf, rp = _reference_pass(self, reference)
         if not ref.n: raise GlamError(f'delivery_report needs labelled items in {ref.split}: it has none')
         if ok: probs, ns, nf, np_ = _unlabelled_pass(self, [fs[i] for i in ok], bs)
         else: probs, ns, nf, np_ = torch.zeros(0, ref.k), pd.DataFrame(columns=list(_STATS)), None, None
