@@ -73,12 +73,12 @@ def test_baselines_are_kept_and_the_sample_is_bounded(digits):
     assert len(store) == 2 and rep3.title == 'Simple baselines on test' and rep3.table.errors.iloc[0] == learn.get_split_preds('test').n_err
 
 
-def test_thumbnails_of_the_cache_and_of_plain_fastai_loaders(digits):
+def test_thumbnails_of_the_cache_and_of_plain_fastai_loaders(digits, tmp_path):
     "The fast-path cache gives the same thumbnails as the decoding loader; `ImageDataLoaders.from_df` / `from_folder` work"
     from glamdebug.fastpath import cached_dls
     tmp, df = digits
     a = collection_dls(df, size=SIZE, bs=64, draft=False)
-    b = cached_dls(df, size=SIZE, bs=64, progress=False)
+    b = cached_dls(df, size=SIZE, bs=64, cache_dir=tmp_path, progress=False)
     Xa, ya = thumbnail_features(a.valid, progress=False)
     Xb, yb = thumbnail_features(b.valid, progress=False)
     assert np.array_equal(ya, yb) and all(np.abs(Xa[s] - Xb[s]).max() < 1e-5 for s in Xa)
