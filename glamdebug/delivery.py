@@ -131,8 +131,9 @@ class DeliveryReport(Report):
     def _stat_words(self, c):
         r = self.stats.loc[c]
         up, down = _WORDS.get(c, (f'{c} higher', f'{c} lower'))
-        d = r.smd if abs(r.smd) >= 0.2 or 'smd_within_class' not in r else r.smd_within_class
-        return f'{up if d > 0 else down} ({d:+.1f} SD)'
+        w = r.get('smd_within_class', np.nan)
+        if w == w and abs(w) > abs(r.smd): return f'{up if w > 0 else down} ({w:+.1f} SD within the predicted classes)'
+        return f'{up if r.smd > 0 else down} ({r.smd:+.1f} SD)'
 
     def _checks(self):
         ref, rows = self.ref.split, []
@@ -245,11 +246,10 @@ class DeliveryReport(Report):
 # %% ../nbs/20_delivery.ipynb #c0012
 def _unlabelled_pass(learn, files, bs=None):
     "Probabilities, image statistics (with pixel and file size) and features of `files`, one inference pass; file properties"
-    from glamdebug.data import _check_images
     try: dl = learn.dls.test_dl([str(f) for f in files], **({'bs': bs} if bs else {}))
     except Exception as e:
-        raise GlamError(f'delivery_report: these DataLoaders cannot read image files ({type(e).__name__}: {e}); '
-                        'loaders that read table rows (`ImageDataLoaders.from_df`) need `learn.dls.test_dl(rows)`') from e
+        raise GlamError(f'delivery_report: these DataLoaders cannot make a test set of image files ({type(e).__name__}: {e}); '
+                        '`collection_dls`, `cached_dls` and fastai\'s `ImageDataLoaders` can') from e
     cap = _Capture(_last_linear(learn.model))
     try:
         with torch.inference_mode(), warnings.catch_warnings():

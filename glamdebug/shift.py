@@ -100,8 +100,8 @@ def error_gap_test(k1, n1, k2, n2):
 
 def _class_weights(la, lb, to_b=False):
     """Per item of `a` then `b`: 1/(its class's count in its split), 0 for classes only one split has: the class shares no
-    longer tell the splits apart. `to_b`: `a`'s items weighted to `b`'s class shares instead, `b`'s items alike (a class
-    `b` holds a few items of weighs little: for predicted classes, where a stray prediction is a class of its own)"""
+    longer tell the splits apart. `to_b`: `a`'s items weighted to `b`'s class shares instead, `b`'s items alike, so a
+    class of which `b` holds a few items weighs little (for predicted classes, where a stray prediction is a class of its own)"""
     def w(l, other):
         cls, inv, cnt = np.unique(l, return_inverse=True, return_counts=True)
         return np.where(np.isin(l, other), 1/cnt[inv], 0.)

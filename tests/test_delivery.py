@@ -1,7 +1,7 @@
 """Checking a new, unlabelled delivery, on real training: the held-out digits as they are look like valid (no false
 alarm); planted deliveries (negatives, as microfilm scanners save them; half of them negatives; three classes only) are
 told apart, each for its own reason, without their labels; the items most unlike valid are the planted ones; the cache
-and plain file lists work; the `delivery` command writes a sample to label that goes back into the collection."""
+and plain fastai loaders (`from_folder`, `from_df`) work; the `delivery` command writes a sample to label that goes back into the collection."""
 import json, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
@@ -93,10 +93,11 @@ def test_three_classes_only_is_a_class_mix(setup):
     assert abs(rep.estimates.loc['class mix only', 'error'] - true_error(rep, rows.label)) < 0.05
 
 
-def test_cache_gives_the_same_report(digits, setup, tmp_path):
+def test_cache_and_plain_fastai_loaders(digits, setup, tmp_path):
     tmp, df = digits
     learn, root, test, neg = setup
-    files = [root/f for f in test.fname[:120]]
+    picked = test.sample(120, random_state=0)   # a random 120: the first 120 hold only three classes
+    files = [root/f for f in picked.fname]
     a = learn.delivery_report(files, progress=False)
     dls = learn.dls
     try:
@@ -106,6 +107,20 @@ def test_cache_gives_the_same_report(digits, setup, tmp_path):
     finally: learn.dls = dls; learn.clear_split_preds()
     assert np.allclose(a.items.confidence, b.items.confidence, atol=1e-5)
     assert a.verdict == b.verdict and abs(a.atc - b.atc) < 1e-9 and abs(a.auc - b.auc) < 0.02
+    # plain fastai: loaders over a folder tree, and over table rows, read new files
+    from fastai.vision.data import ImageDataLoaders
+    from fastai.vision.augment import Resize
+    set_seed(0, reproducible=True)
+    plain = defaults_learner(ImageDataLoaders.from_folder(root/'images', train='train', valid='valid', item_tfms=Resize(SIZE), bs=32))
+    with plain.no_bar(), plain.no_logging(): plain.fit(4)
+    p = plain.delivery_report(files, progress=False)
+    assert p.verdict == 'like valid' and p.items.confidence.notna().all(), p.summary
+    rows = df[df.split != 'test'].assign(is_valid=lambda d: d.split == 'valid')
+    from_df = defaults_learner(ImageDataLoaders.from_df(rows, path=root, fn_col='fname', label_col='label', valid_col='is_valid', item_tfms=Resize(SIZE), bs=32))
+    with from_df.no_bar(), from_df.no_logging(): from_df.fit(2)
+    q = from_df.delivery_report(files, progress=False)
+    with from_df.no_bar(): direct = from_df.get_preds(dl=from_df.dls.test_dl(picked))[0]   # the rows, as fastai reads them
+    assert np.allclose(q.items.confidence, direct.max(1).values.numpy(), atol=1e-5)
     with pytest.raises(GlamError, match='no folder or file'): learn.delivery_report(tmp_path/'nowhere')
     with pytest.raises(GlamError, match="'train'"): learn.delivery_report(files, reference='train')
 
