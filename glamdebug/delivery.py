@@ -8,6 +8,7 @@ import math, os, re, sys, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.basics import patch
+from fastcore.meta import delegates
 from fastai.learner import Learner
 from .core import *
 from .confidence import fit_temperature, scale_temperature, _triage_files, _pc
@@ -16,7 +17,7 @@ from .shift import _Capture, _last_linear, _file_stats, _pass, domain_scores, co
 from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, _check_split
 
 # %% auto #0
-__all__ = ['atc_error', 'class_shares', 'sample_size', 'DeliveryReport', 'delivery_command']
+__all__ = ['atc_error', 'class_shares', 'sample_size', 'DeliveryReport', 'BoxesReport', 'delivery_command']
 
 # %% ../nbs/20_delivery.ipynb #c0006
 def atc_error(ref_conf, # confidence (largest probability) of each reference item
@@ -315,6 +316,60 @@ def delivery_report(self:Learner, items, # a folder of images, image files, or a
     return DeliveryReport(ref, probs, out, stats, files, auc, T, min_auc=min_auc, margin=margin, name=name)
 
 # %% ../nbs/20_delivery.ipynb #c0020
+class BoxesReport(Report):
+    "One `DeliveryReport` per box (sub-folder) of a delivery, ranked: the boxes that differ from the reference first"
+    table_view = dict(order='boxes that differ first, most different first', where='`.table`')
+    def __init__(self, reports:dict, folder, reference:str):
+        self.reports, self.folder = reports, Path(folder)
+        self.title = f'Boxes of {self.folder.name} against {reference}'
+        rows = []
+        for b, r in reports.items():
+            what = (["features"] if r.features_differ else []) + r.differs + r.files_differ + (['class mix'] if r.mix_differs else [])
+            top = r.classes.index[0] if len(r.new_probs) else ''
+            rows.append(dict(box=b, images=len(r.items), unreadable=r.n_unreadable, verdict=r.verdict, auc=r.auc, differs=', '.join(what),
+                             predicted_most=f"{top} {r.classes.iloc[0]['delivery predicted']:.0%}" if top else '', to_label=r.n_sample))
+        t = pd.DataFrame(rows, columns=['box', 'images', 'unreadable', 'verdict', 'auc', 'differs', 'predicted_most', 'to_label'])
+        rank = t.verdict.map({'differs': 0, 'other class mix': 1, 'nothing read': 3}).fillna(2)
+        t = t.assign(_r=rank, _a=-t.auc.fillna(0)).sort_values(['_r', '_a'], kind='stable').drop(columns=['_r', '_a']).set_index('box')
+        n_diff = int((t.verdict == 'differs').sum())
+        s = (f'{len(t)} boxes, {int(t.images.sum())} images ({int(t.unreadable.sum())} unreadable). '
+             + (f"{n_diff} {'differs' if n_diff == 1 else 'differ'} from {reference}: {name_some(list(t.index[t.verdict == 'differs']))}; "
+                f"label a random sample of {'it' if n_diff == 1 else 'each'} (`report[box].sample()`) before trusting the model on "
+                f"{'it' if n_diff == 1 else 'them'}. " if n_diff else f'None differs from {reference}. ')
+             + (f"{int((t.verdict == 'other class mix').sum())} hold other shares of the classes. " if (t.verdict == 'other class mix').any() else '')
+             + f'Each box is a test: with many boxes, expect a false alarm now and then (1 in 120 unchanged halves in `benchmarks/bench_delivery.py`).')
+        super().__init__(summary=s, table=t)
+    def __getitem__(self, box): return self.reports[box]
+    def plot(self, figsize=None):
+        "The features' AUC of every box, coloured by verdict"
+        import matplotlib.pyplot as plt
+        t = self.table.head(40)
+        fig, ax = plt.subplots(figsize=figsize or (max(5, 0.35*len(t) + 2), 3.2))
+        colours = t.verdict.map({'differs': 'C3', 'other class mix': 'C1'}).fillna('C0')
+        ax.bar(range(len(t)), t.auc.fillna(0.5), color=colours)
+        ax.axhline(next(iter(self.reports.values())).min_auc, color='k', ls=':', lw=1)
+        ax.set_xticks(range(len(t)), [str(b) for b in t.index], rotation=45, ha='right', fontsize=7)
+        ax.set(ylim=(0.3, 1), ylabel="features' AUC", title='boxes (red: differs, orange: other class mix)')
+        fig.tight_layout()
+        return fig
+
+@patch
+@delegates(Learner.delivery_report, but=['items', 'progress'])
+def boxes_report(self:Learner, folder, # a folder with one sub-folder of images per box
+                 progress:bool=True, **kwargs) -> BoxesReport:
+    "`delivery_report` of every sub-folder of `folder` that holds images, ranked: the boxes that differ first"
+    from fastai.data.transforms import get_image_files
+    from fastprogress.fastprogress import progress_bar
+    folder = Path(folder)
+    if not folder.is_dir(): raise GlamError(f'boxes_report: no folder {folder}')
+    boxes = [d for d in sorted(folder.iterdir()) if d.is_dir() and len(get_image_files(d))]
+    if not boxes: raise GlamError(f'boxes_report: no sub-folder of {folder} holds images (one folder per box); for one delivery use `delivery_report`')
+    reports = {}
+    for d in (progress_bar(boxes, leave=False) if progress and len(boxes) > 1 and not in_test() else boxes):
+        with self.no_bar(): reports[d.name] = self.delivery_report(d, progress=False, **kwargs)
+    return BoxesReport(reports, folder, kwargs.get('reference', 'valid'))
+
+# %% ../nbs/20_delivery.ipynb #c0025
 @cli_command('delivery', help='before a new delivery is labelled: does it look like the validation split to the model, what error to expect, a random sample to label', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
     (('new',), dict(metavar='FOLDER', help='the new delivery: a folder of images')),
@@ -323,6 +378,7 @@ def delivery_report(self:Learner, items, # a folder of images, image files, or a
     (('--margin',), dict(type=float, default=0.05, help='the sample measures the error within ± this (default 0.05)')),
     (('--sample',), dict(type=int, default=None, metavar='N', help='items in the sample (default: enough for --margin)')),
     (('-o', '--output'), dict(default=None, help='write the sample to label here (fname, label, split test_FOLDER, prediction, confidence)')),
+    (('--boxes',), dict(action='store_true', help='FOLDER holds one sub-folder of images per box: check each, rank them (not with -o)')),
     *_model_args('also save the plot to this file'),
 ])
 def delivery_command(ns) -> int:
@@ -332,11 +388,12 @@ def delivery_command(ns) -> int:
     if not 0 < ns.margin < 0.5: raise GlamError(f'--margin must be in (0, 0.5), got {ns.margin:g}')
     if ns.sample is not None and ns.sample < 1: raise GlamError(f'--sample must be at least 1, got {ns.sample}')
     if ns.sample is not None and ns.output is None: raise GlamError('--sample is the size of the sample -o writes: give -o too')
+    if ns.boxes and ns.output is not None: raise GlamError("--boxes ranks the boxes; -o writes one delivery's sample: check that box alone (FOLDER/BOX) with -o")
     out = output_path(collection_csv(ns.collection), ns.output) if ns.output else None   # never over the collection table
     learn, bars = _collection_learner(ns, positive=('epochs',))
     _check_split(learn.dls.collection, ns.reference)
     _fit_quietly(learn, ns)
-    rep = learn.delivery_report(ns.new, reference=ns.reference, margin=ns.margin, progress=bars)
+    rep = (learn.boxes_report if ns.boxes else learn.delivery_report)(ns.new, reference=ns.reference, margin=ns.margin, progress=bars)
     if ns.plot: _save_plot(rep.plot(), ns.plot)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())
     if out is not None:

@@ -152,3 +152,26 @@ def test_command_writes_a_sample_that_goes_back_into_the_collection(digits, setu
         assert r.returncode != 0 and msg in r.stderr and 'Training' not in r.stdout, (args, r.stdout, r.stderr)
     r = run_cli('delivery', root, tmp_path/'nowhere', '--epochs', 1)
     assert r.returncode != 0 and 'nowhere' in r.stderr
+
+
+def test_boxes_ranked(setup, tmp_path):
+    "A delivery of boxes: the box of negatives first, the plain boxes like valid, one pass over valid; the command's --boxes"
+    learn, root, test, neg = setup
+    picked = test.sample(frac=1, random_state=1)
+    for box, part in [('box_a', picked.iloc[:120]), ('box_b', picked.iloc[120:240])]:
+        (tmp_path/'boxes'/box).mkdir(parents=True)
+        for f in part.fname: (tmp_path/'boxes'/box/f.replace('/', '_')).write_bytes((root/f).read_bytes())
+    (tmp_path/'boxes'/'box_c').mkdir()
+    for f in picked.fname.iloc[240:]: (tmp_path/'boxes'/'box_c'/f.replace('/', '_')).write_bytes((neg/f.replace('/', '_')).read_bytes())
+    learn.clear_split_preds()
+    rep = learn.boxes_report(tmp_path/'boxes', progress=False)
+    assert list(rep.table.index)[0] == 'box_c' and rep.table.verdict.iloc[0] == 'differs', rep.table
+    assert (rep.table.loc[['box_a', 'box_b'], 'verdict'] == 'like valid').all(), rep.table
+    assert sum(k[0] == 'delivery reference' for k in learn._glam_preds) == 1   # valid passed over once for three boxes
+    assert rep['box_c'].n_unreadable == 0 and 'box_c' in rep.summary
+    r = run_cli('delivery', root, tmp_path/'boxes', '--boxes', '--epochs', 4, '--size', SIZE, '--json')
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert [row['verdict'] for row in d['table']][:1] == ['differs'] and len(d['table']) == 3, d['table']
+    r = run_cli('delivery', root, tmp_path/'boxes', '--boxes', '-o', tmp_path/'s.csv', '--epochs', 1, '--size', SIZE)
+    assert r.returncode != 0 and 'check that box alone' in r.stderr and 'Training' not in r.stdout
