@@ -382,8 +382,8 @@ def triage(self:Learner, items, # a folder of images, image files, or a DataFram
     if ok:
         try: dl = self.dls.test_dl([fs[i] for i in ok], **({'bs': bs} if bs else {}))
         except Exception as e:
-            raise GlamError(f'triage: these DataLoaders cannot read image files ({type(e).__name__}: {e}); '
-                            'loaders that read table rows (`ImageDataLoaders.from_df`) need `learn.dls.test_dl(rows)` and `learn.get_preds(dl=…)`') from e
+            raise GlamError(f'triage: these DataLoaders cannot make a test set of image files ({type(e).__name__}: {e}); '
+                            '`collection_dls`, `cached_dls` and fastai\'s `ImageDataLoaders` can') from e
         with (contextlib.nullcontext() if progress else self.no_bar()), torch.inference_mode():
             probs, _ = self.get_preds(dl=dl)
         if len(probs) != len(ok): raise GlamError(f'{len(ok)} readable files but {len(probs)} predictions: the loader dropped some')
