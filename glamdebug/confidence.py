@@ -348,18 +348,35 @@ def confidence_report(self:Learner, goal:float=None, # the error the sorted item
     return confidence_report(p, goal, ps, alpha=alpha, bins=bins)
 
 # %% ../nbs/18_confidence.ipynb #c0030
-def _triage_files(items, fn_col='fname', root=None):
+def _triage_files(items, fn_col='fname', root=None, who='triage'):
     from fastai.data.transforms import get_image_files
     if isinstance(items, pd.DataFrame):
-        if fn_col not in items: raise GlamError(f'triage: the table has no column {fn_col!r} of file names')
+        if fn_col not in items: raise GlamError(f'{who}: the table has no column {fn_col!r} of file names')
         root = Path(root or items.attrs.get('path', '.'))
         fs = [Path(f) if Path(f).is_absolute() else root/str(f) for f in items[fn_col]]
     elif isinstance(items, (str, Path)) and Path(items).is_dir():
         fs = list(get_image_files(items))
-        if not fs: raise GlamError(f'triage: no image files under {items}')
+        if not fs: raise GlamError(f'{who}: no image files under {items}')
     else: fs = [Path(f) for f in listify(items)]
-    if not fs: raise GlamError('triage: no items given')
+    if not fs: raise GlamError(f'{who}: no items given')
     return fs
+
+def _read_new(items, fn_col='fname', who='triage', progress=True):
+    """New items checked before they are predicted: their files, a table with a row per file (`file`, `prediction`,
+    `confidence`, `reason`: empty where the file reads), and the positions of the readable ones"""
+    from glamdebug.data import _check_images
+    fs = _triage_files(items, fn_col, who=who)
+    reasons = [('missing file' if not f.exists() else r) for f, r in zip(fs, _check_images(fs, show_progress=progress))]
+    out = pd.DataFrame(dict(file=[str(f) for f in fs], prediction=pd.Series([None]*len(fs), dtype=object),
+                            confidence=np.nan, reason=[r or '' for r in reasons]))
+    return fs, out, [i for i, r in enumerate(reasons) if r is None]
+
+def _files_dl(learn, files, bs=None, who='triage'):
+    "`learn.dls.test_dl` of image files, or a `GlamError` naming the loaders that can make one"
+    try: return learn.dls.test_dl([str(f) for f in files], **({'bs': bs} if bs else {}))
+    except Exception as e:
+        raise GlamError(f'{who}: these DataLoaders cannot make a test set of image files ({type(e).__name__}: {e}); '
+                        '`collection_dls`, `cached_dls` and fastai\'s `ImageDataLoaders` can') from e
 
 @patch
 def triage(self:Learner, items, # a folder of images, image files, or a DataFrame with a file-name column
@@ -368,22 +385,15 @@ def triage(self:Learner, items, # a folder of images, image files, or a DataFram
            bs:int=None, progress:bool=True) -> pd.DataFrame:
     "Predict new items and mark each `sorted` (confidence ≥ threshold) or `review`; unreadable files are kept and marked"
     import contextlib
-    from glamdebug.data import _check_images
     if isinstance(threshold, ConfidenceReport):
         if threshold.threshold is None: raise GlamError('the report certified no threshold (see its summary): pass a number to sort anyway')
         threshold = threshold.threshold
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise GlamError(f'threshold must be a confidence in [0, 1] or a ConfidenceReport, got {threshold!r}')
-    fs = _triage_files(items, fn_col)
-    reasons = [('missing file' if not f.exists() else r) for f, r in zip(fs, _check_images(fs, show_progress=progress))]
-    ok = [i for i, r in enumerate(reasons) if r is None]
-    out = pd.DataFrame(dict(file=[str(f) for f in fs], prediction=pd.Series([None]*len(fs), dtype=object),
-                            confidence=np.nan, decision='unreadable', reason=[r or '' for r in reasons]))
+    fs, out, ok = _read_new(items, fn_col, 'triage', progress)
+    out.insert(3, 'decision', 'unreadable')
     if ok:
-        try: dl = self.dls.test_dl([fs[i] for i in ok], **({'bs': bs} if bs else {}))
-        except Exception as e:
-            raise GlamError(f'triage: these DataLoaders cannot make a test set of image files ({type(e).__name__}: {e}); '
-                            '`collection_dls`, `cached_dls` and fastai\'s `ImageDataLoaders` can') from e
+        dl = _files_dl(self, [fs[i] for i in ok], bs)
         with (contextlib.nullcontext() if progress else self.no_bar()), torch.inference_mode():
             probs, _ = self.get_preds(dl=dl)
         if len(probs) != len(ok): raise GlamError(f'{len(ok)} readable files but {len(probs)} predictions: the loader dropped some')

@@ -4,16 +4,16 @@
 
 # %% ../nbs/20_delivery.ipynb #c0002
 from __future__ import annotations
-import math, os, re, sys, warnings
+import math, os, re, sys
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.basics import patch
 from fastcore.meta import delegates
 from fastai.learner import Learner
 from .core import *
-from .confidence import fit_temperature, scale_temperature, _triage_files, _pc
+from .confidence import fit_temperature, scale_temperature, _read_new, _files_dl, _pc
 from .preds import _split_key, weights_fingerprint
-from .shift import _Capture, _last_linear, _file_stats, _pass, domain_scores, compare_stats, compare_files, _STATS
+from .shift import _capture_pass, _pass, domain_scores, compare_stats, compare_files, _STATS
 from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, _check_split
 
 # %% auto #0
@@ -245,25 +245,6 @@ class DeliveryReport(Report):
         return fig
 
 # %% ../nbs/20_delivery.ipynb #c0012
-def _unlabelled_pass(learn, files, bs=None):
-    "Probabilities, image statistics (with pixel and file size) and features of `files`, one inference pass; file properties"
-    try: dl = learn.dls.test_dl([str(f) for f in files], **({'bs': bs} if bs else {}))
-    except Exception as e:
-        raise GlamError(f'delivery_report: these DataLoaders cannot make a test set of image files ({type(e).__name__}: {e}); '
-                        '`collection_dls`, `cached_dls` and fastai\'s `ImageDataLoaders` can') from e
-    cap = _Capture(_last_linear(learn.model))
-    try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            probs = learn.get_preds(dl=dl, cbs=[cap])[0]
-    finally:
-        if cap.hook is not None: cap.hook.remove()
-    if len(probs) != len(files): raise GlamError(f'{len(files)} readable files but {len(probs)} predictions: the loader dropped some')
-    st = pd.DataFrame(torch.cat(cap.stats).cpu().numpy(), columns=list(_STATS)) if cap.stats else pd.DataFrame(columns=list(_STATS))
-    fs, props = _file_stats(learn, dl, [str(f) for f in files])
-    if fs is not None and len(fs) == len(st): st = pd.concat([st, fs], axis=1)
-    return probs.float(), st, (torch.cat(cap.feats).cpu() if cap.feats else None), props
-
 def _reference_pass(learn, reference):
     "`shift._pass` over `reference` (predictions, image statistics, features, file properties), kept with `get_split_preds`' cache until the weights change"
     store = learn.__dict__.setdefault('_glam_preds', {})   # `clear_split_preds` forgets it too
@@ -283,21 +264,20 @@ def delivery_report(self:Learner, items, # a folder of images, image files, or a
                     bs:int=None, progress:bool=True) -> DeliveryReport:
     "A new, unlabelled delivery against `reference`: does it look alike to the model, what error to expect, what to label to find out"
     import contextlib
-    from glamdebug.data import _check_images
     if isinstance(reference, str) and reference == 'train': raise GlamError("the reference cannot be 'train' (the model fitted it): use 'valid' or another held-out split")
     if not 0 < margin < 0.5: raise GlamError(f'margin must be in (0, 0.5), got {margin!r}')
     if isinstance(items, (str, Path)) and not Path(items).exists(): raise GlamError(f'delivery_report: no folder or file {items}')
-    fs = _triage_files(items, fn_col)
+    fs, out, ok = _read_new(items, fn_col, 'delivery_report', progress)
+    out.insert(3, 'unlike', np.nan)
     name = Path(items).name if isinstance(items, (str, Path)) and Path(items).is_dir() else 'delivery'
-    reasons = [('missing file' if not f.exists() else r) for f, r in zip(fs, _check_images(fs, show_progress=progress))]
-    ok = [i for i, r in enumerate(reasons) if r is None]
-    out = pd.DataFrame(dict(file=[str(f) for f in fs], prediction=pd.Series([None]*len(fs), dtype=object),
-                            confidence=np.nan, unlike=np.nan, reason=[r or '' for r in reasons]))
     with (contextlib.nullcontext() if progress else self.no_bar()):
         ref, rs, rf, rp = _reference_pass(self, reference)
         if not ref.n: raise GlamError(f'delivery_report needs labelled items in {ref.split}: it has none')
-        if ok: probs, ns, nf, np_ = _unlabelled_pass(self, [fs[i] for i in ok], bs)
-        else: probs, ns, nf, np_ = torch.zeros(0, ref.k), pd.DataFrame(columns=list(_STATS)), None, None
+        probs, ns, nf, np_ = torch.zeros(0, ref.k), pd.DataFrame(columns=list(_STATS)), None, None
+        if ok:   # absolute paths: the file properties of a relative path would be looked up under the collection's folder
+            probs, _, ns, nf, np_, _ = _capture_pass(self, _files_dl(self, [fs[i].absolute() for i in ok], bs, 'delivery_report'), bar=True)
+            if len(probs) != len(ok): raise GlamError(f'{len(ok)} readable files but {len(probs)} predictions: the loader dropped some')
+            probs = probs.float()
     T = fit_temperature(ref.probs, ref.targs)
     auc, stats, files = float('nan'), None, None
     if ok:

@@ -71,23 +71,30 @@ def _file_stats(learn, dl, names):
     return (pd.DataFrame([r[0] for r in rows], columns=['width_px', 'height_px', 'aspect', 'file_kb']),
             pd.DataFrame([r[1] for r in rows], dtype=object))
 
-def _pass(learn, split):
-    "One inference pass: `Preds`, input statistics (DataFrame), penultimate features (tensor or None), file properties (DataFrame or None)"
-    dl, name = _resolve_dl(learn, split)
+def _capture_pass(learn, dl, bar:bool=False): # `bar`: leave fastai's progress bar to the caller
+    """One inference pass over `dl`: probabilities, targets (None without labels), input statistics (DataFrame, with pixel
+    and file size where there are files), penultimate features (tensor or None), file properties (DataFrame or None), item names"""
+    import contextlib
     cap = _Capture(_last_linear(learn.model))
     try:
-        with torch.inference_mode(), learn.no_bar(), warnings.catch_warnings():
+        with torch.inference_mode(), (contextlib.nullcontext() if bar else learn.no_bar()), warnings.catch_warnings():
             warnings.simplefilter('ignore')
             probs, targs = learn.get_preds(dl=dl, cbs=[cap])[:2]
     finally:
         if cap.hook is not None: cap.hook.remove()  # not left on the model if the pass fails
     names = _items(dl)
-    p = Preds(probs, targs, learn.dls.vocab, items=names, split=name or str(split))
     st = pd.DataFrame(torch.cat(cap.stats).cpu().numpy(), columns=list(_STATS)) if cap.stats else pd.DataFrame(columns=list(_STATS))
     fs, props = _file_stats(learn, dl, names)
     if fs is not None and len(fs) == len(st): st = pd.concat([st, fs], axis=1)
     feats = torch.cat(cap.feats).cpu() if cap.feats else None
-    return p, st, feats, props
+    return probs, targs, st, feats, props, names
+
+def _pass(learn, split):
+    "One inference pass: `Preds`, input statistics (DataFrame), penultimate features (tensor or None), file properties (DataFrame or None)"
+    dl, name = _resolve_dl(learn, split)
+    probs, targs, st, feats, props, names = _capture_pass(learn, dl)
+    return Preds(probs, targs, learn.dls.vocab, items=names, split=name or str(split)), st, feats, props
+
 
 # %% ../nbs/09_shift.ipynb #c0010
 def error_gap_test(k1, n1, k2, n2):
