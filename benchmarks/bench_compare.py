@@ -21,28 +21,25 @@ import time, tempfile, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 warnings.filterwarnings('ignore')
-from fastai.vision.all import set_seed
-from glamdebug.data import read_collection, collection_dls
+from glamdebug.data import read_collection
 from glamdebug.samples import digits_collection
-from glamdebug.models import defaults_learner
 from glamdebug.preds import Preds
 from glamdebug.compare import compare_preds
 
+import common
 from common import say, header, save
 from oracle_merge import ORACLE, oracle_collection
 
 
 def train(df, size, seed, epochs, path=None, noise=0.):
+    "`common.train`, with a share `noise` of the training labels shuffled first"
     d = df.copy()
     if noise:
         rng = np.random.default_rng(seed)
         tr = np.nonzero((d.split == 'train').to_numpy())[0]
         pick = rng.choice(tr, int(noise*len(tr)), replace=False)
         d.iloc[pick, d.columns.get_loc('label')] = rng.permutation(d.label.to_numpy()[pick])
-    set_seed(seed, reproducible=True)
-    learn = defaults_learner(collection_dls(d, path=path, size=size, bs=64))
-    with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
-    return learn
+    return common.train(d, size, seed, epochs, path)
 
 
 def part1(tmp):

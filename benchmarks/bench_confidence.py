@@ -23,14 +23,12 @@ import time, tempfile, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 warnings.filterwarnings('ignore')
-from fastai.vision.all import set_seed
-from glamdebug.data import read_collection, collection_dls, split_dl
+from glamdebug.data import read_collection, split_dl
 from glamdebug.samples import digits_collection
-from glamdebug.models import defaults_learner
 from glamdebug.preds import Preds
 from glamdebug.confidence import confidence_report, risk_coverage, certify
 
-from common import say, header, save
+from common import say, header, save, train
 from oracle_merge import ORACLE, oracle_collection
 
 
@@ -64,13 +62,6 @@ def halves(conf, ok, goals, n_draws=300, seed=0):
                 r['cov'].append(s.mean())
                 if s.any() and (~ok[b][s]).mean() > g: r['miss'] += 1
     return res
-
-
-def train(df, size, seed, epochs=8, path=None):
-    set_seed(seed, reproducible=True)
-    learn = defaults_learner(collection_dls(df, path=path, size=size, bs=64))
-    with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
-    return learn
 
 
 def part1(tmp):

@@ -28,7 +28,7 @@ from glamdebug.samples import digits_collection, sample_collection
 from glamdebug.models import defaults_learner
 import glamdebug.delivery  # noqa: F401  (Learner.delivery_report)
 
-from common import say, header, save
+from common import say, header, save, train
 from oracle_merge import ORACLE, oracle_collection
 
 
@@ -78,9 +78,7 @@ def run_set(name, df, size, tmp, path=None, seeds=(0, 1, 2)):
     rows = df[df.split == 'test'].copy(); rows.attrs['path'] = str(path or df.attrs['path'])
     res = []
     for seed in seeds:
-        set_seed(seed, reproducible=True)
-        learn = defaults_learner(collection_dls(df, path=path, size=size, bs=64))
-        with learn.no_bar(), learn.no_logging(): learn.fit(8)
+        learn = train(df, size, seed, 8, path)
         with learn.no_bar(): verr = learn.get_split_preds('valid').error
         for case, fs, labels in cases(tmp/('deliveries_' + name.split()[0]), rows, seed):
             rep = learn.delivery_report(fs, progress=False)
