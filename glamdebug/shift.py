@@ -71,7 +71,8 @@ def _file_stats(learn, dl, names):
     return (pd.DataFrame([r[0] for r in rows], columns=['width_px', 'height_px', 'aspect', 'file_kb']),
             pd.DataFrame([r[1] for r in rows], dtype=object))
 
-def _capture_pass(learn, dl, bar:bool=False): # `bar`: leave fastai's progress bar to the caller
+def _capture_pass(learn, dl, bar:bool=False, # `bar`: leave fastai's progress bar to the caller
+                  files:bool=True): # read each file's header (pixel and file size, `file_properties`)
     """One inference pass over `dl`: probabilities, targets (None without labels), input statistics (DataFrame, with pixel
     and file size where there are files), penultimate features (tensor or None), file properties (DataFrame or None), item names"""
     import contextlib
@@ -84,7 +85,7 @@ def _capture_pass(learn, dl, bar:bool=False): # `bar`: leave fastai's progress b
         if cap.hook is not None: cap.hook.remove()  # not left on the model if the pass fails
     names = _items(dl)
     st = pd.DataFrame(torch.cat(cap.stats).cpu().numpy(), columns=list(_STATS)) if cap.stats else pd.DataFrame(columns=list(_STATS))
-    fs, props = _file_stats(learn, dl, names)
+    fs, props = _file_stats(learn, dl, names) if files else (None, None)
     if fs is not None and len(fs) == len(st): st = pd.concat([st, fs], axis=1)
     feats = torch.cat(cap.feats).cpu() if cap.feats else None
     return probs, targs, st, feats, props, names
