@@ -22,3 +22,4 @@ from .baselines import *
 from .confidence import *
 from .compare import *
 from .delivery import *
+from .active import *
