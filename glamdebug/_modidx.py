@@ -3,6 +3,7 @@
 d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_url': '', 'lib_path': 'glamdebug'},
   'syms': { 'glamdebug.active': { 'glamdebug.active.ActiveReport': ('active.html#activereport', 'glamdebug/active.py'),
                                   'glamdebug.active.ActiveReport.__init__': ('active.html#activereport.__init__', 'glamdebug/active.py'),
+                                  'glamdebug.active.ActiveReport._cand': ('active.html#activereport._cand', 'glamdebug/active.py'),
                                   'glamdebug.active.ActiveReport._med': ('active.html#activereport._med', 'glamdebug/active.py'),
                                   'glamdebug.active.ActiveReport._short': ('active.html#activereport._short', 'glamdebug/active.py'),
                                   'glamdebug.active.ActiveReport._summary_text': ( 'active.html#activereport._summary_text',

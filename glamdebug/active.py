@@ -60,9 +60,10 @@ class ActiveReport(Report):
     table_view = dict(order='in the order picked', where='`.picked`')
     def __init__(self, items:pd.DataFrame, feats, strategy:str, n:int, vocab, name:str='pool',
                  valid_error:float=None, # the model's error on its validation split (None: not measured)
-                 weak:float=0.3): # from this valid error on, the summary says the model's uncertainty is a poor guide
+                 weak:float=0.3, # from this valid error on, the summary says the model's uncertainty is a poor guide
+                 only=None): # the classes the picks were restricted to (guess or runner-up), or None
         self.items, self.feats, self.strategy, self.n, self.vocab, self.name = items, feats, strategy, n, list(vocab), name
-        self.valid_error, self.weak = valid_error, weak
+        self.valid_error, self.weak, self.only = valid_error, weak, (list(only) if only is not None else None)
         self.title = f'Label next: {self.n_picked} of {name}'
         super().__init__(summary=self._summary_text(), table=self._short(self.picked[['file', 'prediction', 'runner_up', 'confidence', 'margin']]),
                          extra=dict(strategy=strategy, picked=self.n_picked, candidates=self.n_candidates, unreadable=self.n_unreadable,
@@ -78,10 +79,15 @@ class ActiveReport(Report):
     def n_unreadable(self): return int((self.items.reason != '').sum())
     @property
     def n_in_collection(self): return int((self.items.in_collection != '').sum())
+    def _cand(self) -> pd.Series:
+        "The items there were to choose from: readable, not in the collection, and of the classes asked for (guess or runner-up)"
+        m = (self.items.reason == '') & (self.items.in_collection == '')
+        if self.only is not None: m &= self.items.prediction.isin(self.only) | self.items.runner_up.isin(self.only)
+        return m
     @property
-    def n_candidates(self): return int(((self.items.reason == '') & (self.items.in_collection == '')).sum())
+    def n_candidates(self): return int(self._cand().sum())
     def _med(self, picked):
-        t = self.picked if picked else self.items[(self.items.reason == '') & (self.items.in_collection == '')]
+        t = self.picked if picked else self.items[self._cand()]
         return float(t.margin.median()) if len(t) else float('nan')
 
     def pairs(self) -> pd.DataFrame:
@@ -89,7 +95,7 @@ class ActiveReport(Report):
         def count(t):
             a, b = t.prediction.astype(str).to_numpy(), t.runner_up.astype(str).to_numpy()
             return pd.Series([' / '.join(sorted(x)) for x in zip(a, b)], dtype=object).value_counts()
-        cand = self.items[(self.items.reason == '') & (self.items.in_collection == '')]
+        cand = self.items[self._cand()]
         if not len(cand): return pd.DataFrame(columns=['picked', 'pool', 'share picked', 'share pool'])
         t = pd.DataFrame(dict(picked=count(self.picked), pool=count(cand))).fillna(0).astype(int)
         t['share picked'], t['share pool'] = t.picked/max(self.n_picked, 1), t.pool/len(cand)
@@ -98,13 +104,14 @@ class ActiveReport(Report):
 
     def classes(self) -> pd.DataFrame:
         "The model's guesses among the picked items and in the pool"
-        cand = self.items[(self.items.reason == '') & (self.items.in_collection == '')]
+        cand = self.items[self._cand()]
         t = pd.DataFrame(dict(picked=self.picked.prediction.value_counts(), pool=cand.prediction.value_counts()),
                          index=pd.Index(self.vocab, name='guess')).fillna(0).astype(int)
         return t.sort_values(['picked', 'pool'], ascending=False)
 
     def _summary_text(self):
-        s = [f'{len(self.items)} items: {self.n_candidates} to choose from']
+        s = [f'{len(self.items)} items: {self.n_candidates} to choose from'
+             + (f" (guessed as {' or '.join(map(str, self.only))}, or with one as runner-up)" if self.only is not None else '')]
         if self.n_unreadable: s.append(f'{self.n_unreadable} unreadable (kept in `.items` with the reason)')
         if self.n_in_collection: s.append(f'{self.n_in_collection} already in the collection (not picked again)')
         s = [', '.join(s) + '.']
@@ -162,7 +169,7 @@ class ActiveReport(Report):
         "Margin of the pool and of the picked items; the pool's features (first two principal components) with the picked items marked"
         import matplotlib.pyplot as plt
         fig, axs = plt.subplots(1, 2, figsize=figsize or (11, 3.8))
-        ok = ((self.items.reason == '') & (self.items.in_collection == '')).to_numpy()
+        ok = self._cand().to_numpy()
         cand, pk = self.items[ok], self.items.pick.notna().to_numpy()
         bins = np.linspace(0, 1, 26)
         axs[0].hist(cand.margin, bins=bins, density=True, alpha=0.5, label=f'pool ({len(cand)})')
@@ -204,6 +211,7 @@ def _in_collection(learn, files):
 def label_next(self:Learner, items, # a folder of images, image files, or a DataFrame with a file-name column: the unlabelled pool
                n:int=100, # items to pick
                strategy:str='badge', # 'badge' (uncertain and diverse), 'margin' (least sure first) or 'random'
+               classes=None, # only items guessed as one of these classes or with one as runner-up (e.g. those `data_curve` says need labels)
                fn_col:str='fname', # the file-name column when `items` is a table
                seed:int=0, bs:int=None, progress:bool=True) -> ActiveReport:
     "Which items of an unlabelled pool to label next: one inference pass, then BADGE (default), margin or a random sample; files already in the collection are not picked"
@@ -211,6 +219,11 @@ def label_next(self:Learner, items, # a folder of images, image files, or a Data
     if strategy not in _STRATEGIES: raise GlamError(f'strategy must be one of {", ".join(map(repr, _STRATEGIES))}, got {strategy!r}')
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise GlamError(f'n must be a whole number of items, at least 1, got {n!r}')
     if isinstance(items, (str, Path)) and not Path(items).exists(): raise GlamError(f'label_next: no folder or file {items}')
+    if classes is not None:
+        classes = [classes] if isinstance(classes, str) else list(classes)
+        unknown = [c for c in classes if c not in list(self.dls.vocab)]
+        if unknown or not classes: raise GlamError(f"label_next: no class {name_some(map(repr, unknown))}; the model's classes are {name_some(map(str, self.dls.vocab), n=12)}"
+                                                   if unknown else 'label_next: classes is empty')
     fs, out, ok = _read_new(items, fn_col, 'label_next', progress)
     twice = out.file[out.file.duplicated()]
     if len(twice): raise GlamError(f'label_next: {len(twice)} files are listed twice (e.g. {twice.iloc[0]}): list each once')
@@ -230,7 +243,9 @@ def label_next(self:Learner, items, # a folder of images, image files, or a Data
         out.loc[ok, 'runner_up'] = vocab[top.indices[:, -1].numpy()]
         out.loc[ok, 'confidence'] = top.values[:, 0].numpy()
         out.loc[ok, 'margin'] = margins(probs).numpy()
-        cand = np.flatnonzero(out.in_collection.to_numpy()[ok] == '')  # positions among the readable items
+        want = out.in_collection.to_numpy()[ok] == ''
+        if classes is not None: want &= out.prediction.isin(classes).to_numpy()[ok] | out.runner_up.isin(classes).to_numpy()[ok]
+        cand = np.flatnonzero(want)  # positions among the readable items
         k = min(n, len(cand))
         if strategy == 'random': pos = np.random.default_rng(seed).permutation(len(cand))[:k]
         elif strategy == 'margin': pos = margins(probs[cand]).argsort(stable=True)[:k].numpy()
@@ -240,7 +255,7 @@ def label_next(self:Learner, items, # a folder of images, image files, or a Data
         out.loc[rows, 'pick'] = np.arange(1, len(rows) + 1)
         if len(getattr(self.dls, 'valid_ds', ())):   # how far the model's uncertainty can be trusted (cached until the weights change)
             with (contextlib.nullcontext() if progress else self.no_bar()): verr = self.get_split_preds('valid').error
-    return ActiveReport(out, feats, strategy, n, self.dls.vocab, name=name, valid_error=verr)
+    return ActiveReport(out, feats, strategy, n, self.dls.vocab, name=name, valid_error=verr, only=classes)
 
 # %% ../nbs/21_active.ipynb #c0018
 @cli_command('label-next', help='which unlabelled images to label next: train the version-zero model, pick the items it is least sure of, spread over the pool (BADGE)', args=[
@@ -249,6 +264,7 @@ def label_next(self:Learner, items, # a folder of images, image files, or a Data
     (('-n',), dict(type=int, default=100, help='items to pick (default 100)')),
     (('--strategy',), dict(default='badge', choices=list(_STRATEGIES), help='badge (uncertain and diverse, default), margin (least sure first) or random')),
     (('--epochs',), dict(type=int, default=5, help='training epochs (default 5)')),
+    (('--classes',), dict(default=None, metavar='A,B', help='only items guessed as one of these classes or with one as runner-up (comma-separated)')),
     (('--split',), dict(default='train', help='the split the written rows join (default train)')),
     (('-o', '--output'), dict(default=None, help='write the picked items here as collection rows (fname, label, split, prediction, runner_up, confidence)')),
     *_model_args('also save the plot to this file'),
@@ -258,9 +274,13 @@ def label_next_command(ns) -> int:
     if not Path(ns.pool).is_dir(): raise GlamError(f'no folder {ns.pool}')
     if ns.n < 1: raise GlamError(f'-n must be at least 1, got {ns.n}')
     out = output_path(collection_csv(ns.collection), ns.output) if ns.output else None   # never over the collection table
+    classes = [c.strip() for c in ns.classes.split(',') if c.strip()] if ns.classes is not None else None
     learn, bars = _collection_learner(ns, positive=('epochs',))
+    unknown = [c for c in classes or [] if c not in list(learn.dls.vocab)]
+    if unknown or classes == []: raise GlamError(f"no class {name_some(map(repr, unknown))} in the collection (before training); its classes are {name_some(map(str, learn.dls.vocab), n=12)}"
+                                                 if unknown else '--classes names no class')
     _fit_quietly(learn, ns)
-    rep = learn.label_next(ns.pool, n=ns.n, strategy=ns.strategy, seed=ns.seed, progress=bars)
+    rep = learn.label_next(ns.pool, n=ns.n, strategy=ns.strategy, classes=classes, seed=ns.seed, progress=bars)
     if ns.plot: _save_plot(rep.plot(), ns.plot)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())
     if out is not None:

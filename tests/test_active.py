@@ -109,8 +109,16 @@ def test_command_rows_go_back_into_the_collection(digits, tmp_path):
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d['in_collection'] == 30 and d['candidates'] == len(test) - 30, d
-    assert not set(pd.read_csv(out2).fname) & set(s.fname)
-    for args, msg in [(('-n', 0), '-n must be'), (('-o', root/'grown.csv'), 'grown.csv'), (('--strategy', 'entropy'), 'entropy')]:
+    s2 = pd.read_csv(out2, dtype={'prediction': str, 'runner_up': str})
+    assert not set(s2.fname) & set(s.fname)
+    # only the classes asked for: every pick is guessed as 3 or 8, or has one as runner-up
+    r = run_cli('label-next', root/'grown.csv', tmp_path/'pool', '-n', 10, '--classes', '3,8', '--epochs', 3, '--size', SIZE, '--json')
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d['picked'] == 10 and d['candidates'] < len(test) - 30
+    assert all({row['prediction'], row['runner_up']} & {'3', '8'} for row in d['table']), d['table']
+    for args, msg in [(('-n', 0), '-n must be'), (('-o', root/'grown.csv'), 'grown.csv'), (('--strategy', 'entropy'), 'entropy'),
+                      (('--classes', '3,eight'), "'eight'")]:
         r = run_cli('label-next', root/'grown.csv', tmp_path/'pool', '--epochs', 1, '--size', SIZE, *args)
         assert r.returncode != 0 and msg in r.stderr and 'Training' not in r.stdout, (args, r.stdout, r.stderr)
     r = run_cli('label-next', root, tmp_path/'nowhere', '--epochs', 1)
