@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from fastai.learner import Learner
 from .core import *
 from .confidence import _read_new, _files_dl
-from .shift import _capture_pass
+from .shift import _capture_pass, _last_linear
 from .models import _model_args, _collection_learner, _save_plot, _fit_quietly
 
 # %% auto #0
@@ -224,6 +224,8 @@ def label_next(self:Learner, items, # a folder of images, image files, or a Data
         unknown = [c for c in classes if c not in list(self.dls.vocab)]
         if unknown or not classes: raise GlamError(f"label_next: no class {name_some(map(repr, unknown))}; the model's classes are {name_some(map(str, self.dls.vocab), n=12)}"
                                                    if unknown else 'label_next: classes is empty')
+    if strategy == 'badge' and _last_linear(self.model) is None:
+        raise GlamError("badge needs the model's last linear layer (its input are the features): this model has none; use strategy='margin'")
     fs, out, ok = _read_new(items, fn_col, 'label_next', progress)
     twice = out.file[out.file.duplicated()]
     if len(twice): raise GlamError(f'label_next: {len(twice)} files are listed twice (e.g. {twice.iloc[0]}): list each once')
@@ -249,7 +251,7 @@ def label_next(self:Learner, items, # a folder of images, image files, or a Data
         k = min(n, len(cand))
         if strategy == 'random': pos = np.random.default_rng(seed).permutation(len(cand))[:k]
         elif strategy == 'margin': pos = margins(probs[cand]).argsort(stable=True)[:k].numpy()
-        elif feats is None: raise GlamError("badge needs the model's last linear layer (its input are the features): this model has none; use strategy='margin'")
+        elif feats is None: raise GlamError("badge: the model's last linear layer was not run in the pass (no features): use strategy='margin'")
         else: pos = np.asarray(badge_pick(probs[cand], feats[cand], k, seed), dtype=int)
         rows = np.asarray(ok)[cand[pos]] if k else np.zeros(0, int)
         out.loc[rows, 'pick'] = np.arange(1, len(rows) + 1)
