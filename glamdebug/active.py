@@ -10,8 +10,9 @@ import numpy as np, pandas as pd, torch
 from fastcore.basics import patch
 from fastai.learner import Learner
 from .core import *
-from .confidence import _read_new, _files_dl
-from .shift import _capture_pass, _last_linear
+from .confidence import _read_new, _short_files
+from .shift import _last_linear
+from .delivery import _new_files_pass
 from .models import _model_args, _collection_learner, _save_plot, _fit_quietly
 
 # %% auto #0
@@ -134,13 +135,7 @@ class ActiveReport(Report):
                  'Label them (`report.rows()`: rows for the collection table, split train) and retrain.')
         return ' '.join(s)
 
-    def _short(self, t):
-        "`t` with its files relative to the folder they share (the full paths are in `.items`)"
-        fs = self.items.file.tolist()
-        if not fs: return t
-        try: root = os.path.commonpath(fs) if len(fs) > 1 else str(Path(fs[0]).parent)
-        except ValueError: return t
-        return t.assign(file=[os.path.relpath(f, root) for f in t.file])
+    def _short(self, t): return _short_files(t, self.items.file)
 
     def sections(self):
         bad = self.items[self.items.reason != '']
@@ -236,9 +231,7 @@ def label_next(self:Learner, items, # a folder of images, image files, or a Data
     feats, verr = None, None
     if ok:
         with (contextlib.nullcontext() if progress else self.no_bar()):
-            probs, _, _, feats, _, _ = _capture_pass(self, _files_dl(self, [fs[i].absolute() for i in ok], bs, 'label_next'), bar=True, files=False)
-        if len(probs) != len(ok): raise GlamError(f'{len(ok)} readable files but {len(probs)} predictions: the loader dropped some')
-        probs = probs.float()
+            probs, _, feats, _ = _new_files_pass(self, fs, ok, bs, 'label_next', files=False)
         vocab = np.asarray(list(self.dls.vocab), dtype=object)
         top = probs.topk(min(2, probs.shape[1]), 1)
         out.loc[ok, 'prediction'] = vocab[top.indices[:, 0].numpy()]

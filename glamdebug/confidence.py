@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_confidence.ipynb #c0002
 from __future__ import annotations
-import math, sys
+import math, os, sys
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
@@ -377,6 +377,14 @@ def _files_dl(learn, files, bs=None, who='triage'):
     except Exception as e:
         raise GlamError(f'{who}: these DataLoaders cannot make a test set of image files ({type(e).__name__}: {e}); '
                         '`collection_dls`, `cached_dls` and fastai\'s `ImageDataLoaders` can') from e
+
+def _short_files(t:pd.DataFrame, files) -> pd.DataFrame:
+    "`t` with its `file` column relative to the folder `files` share (a report's tables; the full paths stay in its `.items`)"
+    files = list(files)
+    if not files: return t
+    try: root = os.path.commonpath(files) if len(files) > 1 else str(Path(files[0]).parent)
+    except ValueError: return t
+    return t.assign(file=[os.path.relpath(f, root) for f in t.file])
 
 @patch
 def triage(self:Learner, items, # a folder of images, image files, or a DataFrame with a file-name column

@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from fastcore.meta import delegates
 from fastai.learner import Learner
 from .core import *
-from .confidence import fit_temperature, scale_temperature, _read_new, _files_dl, _pc
+from .confidence import fit_temperature, scale_temperature, _read_new, _files_dl, _short_files, _pc
 from .preds import _split_key, weights_fingerprint
 from .shift import _capture_pass, _pass, domain_scores, compare_stats, compare_files, _STATS
 from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, _check_split
@@ -186,12 +186,7 @@ class DeliveryReport(Report):
                      f'A random sample of {self.n_sample} (`report.sample()`) would confirm it within ± {100*self.margin:g} points.')
         return ' '.join(s)
 
-    def _short(self, t):
-        "`t` with its files relative to the folder they share (the full paths are in `.items`)"
-        fs = self.items.file.tolist()
-        try: root = os.path.commonpath(fs) if len(fs) > 1 else str(Path(fs[0]).parent)
-        except ValueError: return t
-        return t.assign(file=[os.path.relpath(f, root) for f in t.file])
+    def _short(self, t): return _short_files(t, self.items.file)
 
     def sections(self):
         return [('Expected error', self.estimates),
@@ -253,6 +248,14 @@ def _reference_pass(learn, reference):
     if key not in store or store[key][0] != fp: store[key] = (fp, _pass(learn, reference))
     return store[key][1]
 
+def _new_files_pass(learn, fs, ok, bs=None, who='delivery_report', files:bool=True):
+    """`shift._capture_pass` over the readable new files (`fs[i]` for `i` in `ok`, given as absolute paths: the file
+    properties of a relative path would be looked up under the collection's folder): float probabilities, image
+    statistics, features, file properties; a `GlamError` if the loader drops any"""
+    probs, _, st, feats, props, _ = _capture_pass(learn, _files_dl(learn, [fs[i].absolute() for i in ok], bs, who), bar=True, files=files)
+    if len(probs) != len(ok): raise GlamError(f'{len(ok)} readable files but {len(probs)} predictions: the loader dropped some')
+    return probs.float(), st, feats, props
+
 @patch
 def delivery_report(self:Learner, items, # a folder of images, image files, or a DataFrame with a file-name column
                     reference='valid', # the split the model was validated on
@@ -274,10 +277,7 @@ def delivery_report(self:Learner, items, # a folder of images, image files, or a
         ref, rs, rf, rp = _reference_pass(self, reference)
         if not ref.n: raise GlamError(f'delivery_report needs labelled items in {ref.split}: it has none')
         probs, ns, nf, np_ = torch.zeros(0, ref.k), pd.DataFrame(columns=list(_STATS)), None, None
-        if ok:   # absolute paths: the file properties of a relative path would be looked up under the collection's folder
-            probs, _, ns, nf, np_, _ = _capture_pass(self, _files_dl(self, [fs[i].absolute() for i in ok], bs, 'delivery_report'), bar=True)
-            if len(probs) != len(ok): raise GlamError(f'{len(ok)} readable files but {len(probs)} predictions: the loader dropped some')
-            probs = probs.float()
+        if ok: probs, ns, nf, np_ = _new_files_pass(self, fs, ok, bs)
     T = fit_temperature(ref.probs, ref.targs)
     auc, stats, files = float('nan'), None, None
     if ok:
