@@ -262,7 +262,7 @@ def label_next(self:Learner, items, # a folder of images, image files, or a Data
     (('--classes',), dict(default=None, metavar='A,B', help='only items guessed as one of these classes or with one as runner-up (comma-separated)')),
     (('--split',), dict(default='train', help='the split the written rows join (default train)')),
     (('-o', '--output'), dict(default=None, help='write the picked items here as collection rows (fname, label, split, prediction, runner_up, confidence)')),
-    *_model_args('also save the plot to this file'),
+    *_model_args('also save the plot to this file', model=True),
 ])
 def label_next_command(ns) -> int:
     "`glamdebug label-next`: read the collection, train `defaults_learner`, print `learn.label_next(FOLDER)`; `-o` writes the rows to label"

@@ -23,3 +23,4 @@ from .confidence import *
 from .compare import *
 from .delivery import *
 from .active import *
+from .saved import *

@@ -325,7 +325,7 @@ def baseline_report(self:Learner, split='valid', # 'valid', a split name, or a D
     (('--epochs',), dict(type=int, default=5, help='training epochs (default 5)')),
     (('--goal',), dict(type=float, default=None, help='the error the model must reach, a fraction (e.g. 0.02)')),
     (('--n-train',), dict(type=int, default=5000, help='training items the baselines fit on (default 5000; a sample beyond)')),
-    *_model_args('also save the plot to this file'),
+    *_model_args('also save the plot to this file', model=True),
 ])
 def baselines_command(ns) -> int:
     "`glamdebug baselines`: read the collection, train `defaults_learner`, print `learn.baseline_report(...)`"

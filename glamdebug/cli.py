@@ -14,7 +14,7 @@ from . import __version__
 __all__ = ['build_parser', 'main', 'errors_table', 'demo']
 
 # %% ../nbs/10_cli.ipynb #c0005
-_COMMAND_MODULES = ('data', 'samples', 'models', 'evaluate', 'interpret', 'merge', 'debug', 'tune', 'fastpath', 'curve', 'labels', 'looks', 'balance', 'slices', 'baselines', 'confidence', 'delivery', 'active')
+_COMMAND_MODULES = ('data', 'samples', 'models', 'evaluate', 'interpret', 'merge', 'debug', 'tune', 'fastpath', 'curve', 'labels', 'looks', 'balance', 'slices', 'baselines', 'confidence', 'delivery', 'active', 'saved')
 
 def _load_commands():
     for m in _COMMAND_MODULES:

@@ -421,7 +421,7 @@ def triage(self:Learner, items, # a folder of images, image files, or a DataFram
     (('--epochs',), dict(type=int, default=5, help='training epochs (default 5)')),
     (('--new',), dict(default=None, metavar='FOLDER', help='sort the images under FOLDER at the certified threshold (needs --goal and -o)')),
     (('-o', '--output'), dict(default=None, help='where --new writes its table (file, prediction, confidence, decision, reason)')),
-    *_model_args('also save the plot to this file'),
+    *_model_args('also save the plot to this file', model=True),
 ])
 def confidence_command(ns) -> int:
     "`glamdebug confidence`: read the collection, train `defaults_learner`, print `learn.confidence_report(...)`; `--new` sorts a folder"

@@ -567,6 +567,7 @@ def collection_dls(df, # a collection table (from `read_collection`)
     dls = dblock.dataloaders(sub, bs=bs, num_workers=num_workers, path=path, **kwargs)
     dls = CollectionDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
     dls.collection = Collection(df, path, fn_col, label_col, split_col, train, valid)
+    dls.prep = dict(size=hw, draft=bool(hw) and draft, method='squish' if hw else None, cached=False)   # how an image is prepared (`export_model` records it)
     return dls
 
 # %% ../nbs/01_data.ipynb #c0030

@@ -359,7 +359,7 @@ def boxes_report(self:Learner, folder, # a folder with one sub-folder of images 
     (('--sample',), dict(type=int, default=None, metavar='N', help='items in the sample (default: enough for --margin)')),
     (('-o', '--output'), dict(default=None, help='write the sample to label here (fname, label, split test_FOLDER, prediction, confidence)')),
     (('--boxes',), dict(action='store_true', help='FOLDER holds one sub-folder of images per box: check each, rank them (not with -o)')),
-    *_model_args('also save the plot to this file'),
+    *_model_args('also save the plot to this file', model=True),
 ])
 def delivery_command(ns) -> int:
     "`glamdebug delivery`: read the collection, train `defaults_learner`, print `learn.delivery_report(FOLDER)`; `-o` writes the sample to label"

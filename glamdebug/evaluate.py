@@ -581,7 +581,7 @@ def _pick_test(col, test):
     (('--epochs',), dict(type=int, default=5, help='training epochs (default 5)')),
     (('--test',), dict(default=None, help="split used as test (default 'test', else the first 'test_*' split)")),
     (('--train-valid',), dict(default=None, help='split of held-out items from the training distribution, if any')),
-    *_model_args('also save the waterfall plot to this file'),
+    *_model_args('also save the waterfall plot to this file', model=True),
 ])
 def report_command(ns):
     "`glamdebug report`: read and check the collection, train `defaults_learner`, print `learn.error_report`"

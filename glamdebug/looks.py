@@ -305,7 +305,7 @@ class MaskMargins(Transform):
     (('--split',), dict(default='valid', help="split looked at (default 'valid')")),
     (('--grid',), dict(type=int, default=8, help='patches per side (default 8)')),
     (('--n-per-class',), dict(type=int, default=None, help='images of each class (default 16, fewer with many classes)')),
-    *_model_args('also save the occlusion maps to this file'),
+    *_model_args('also save the occlusion maps to this file', model=True),
 ])
 def looks_command(ns) -> int:
     "`glamdebug looks`: read the collection, train `defaults_learner`, print `learn.where_it_looks(...)`"

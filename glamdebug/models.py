@@ -315,12 +315,13 @@ def bigger(learn:Learner, # a learner from `defaults_learner` (or `bigger`)
     return defaults_learner(dls, arch=ladder[i+1], **s)
 
 # %% ../nbs/03_models.ipynb #n0001
-def _model_args(plot_help=None):
-    "The arguments of every command that builds the version-zero model on a collection (`_collection_learner` reads them); `--plot` with `plot_help`"
+def _model_args(plot_help=None, model=False):
+    "The arguments of every command that builds the version-zero model on a collection (`_collection_learner` reads them); `--plot` with `plot_help`; `--model` with `model`"
     from glamdebug.data import _DROP_BAD_ARG
     return [
-        (('--arch',), dict(default='lenet', help="model: 'lenet' or a timm name (default lenet)")),
-        (('--size',), dict(type=int, default=64, help='image size in pixels (default 64)')),
+        *([(('--model',), dict(default=None, metavar='PKL', help='a model saved by `glamdebug train -o` (or `learn.export_model`): report on it instead of training one, checked against the table first'))] if model else []),
+        (('--arch',), dict(default=None, help="model: 'lenet' or a timm name (default lenet)")),
+        (('--size',), dict(type=int, default=None, help='image size in pixels (default 64)')),
         (('--bs',), dict(type=int, default=32, help='batch size (default 32)')),
         (('--cache',), dict(action='store_true', help='read images through the fast-path cache (glamdebug cache)')),
         _DROP_BAD_ARG,
@@ -334,9 +335,13 @@ def _collection_learner(ns, positive=()):
     from fastai.torch_core import set_seed
     from glamdebug.data import _cli_collection, collection_dls
     for k in (*positive, 'size', 'bs'):
-        if getattr(ns, k) < 1: raise GlamError(f'--{k.replace("_", "-")} must be at least 1, got {getattr(ns, k)}')
+        if getattr(ns, k) is not None and getattr(ns, k) < 1: raise GlamError(f'--{k.replace("_", "-")} must be at least 1, got {getattr(ns, k)}')
     bars = sys.stdout.isatty() and not ns.json  # no bar in piped output (JSON stays parseable)
     if getattr(ns, 'plot', None): import matplotlib; matplotlib.use('Agg')  # a file, never a window
+    if getattr(ns, 'model', None):
+        from glamdebug.saved import _cli_model
+        return _cli_model(ns, bars), bars
+    ns.arch, ns.size = ns.arch or 'lenet', ns.size or 64
     df = _cli_collection(ns, progress=bars)
     set_seed(ns.seed, reproducible=True)
     if ns.cache:
@@ -350,7 +355,8 @@ def _check_split(col, split):
     if split not in col.splits: raise GlamError(f'no split {split!r} in the collection (before training); splits present: {name_some(map(str, col.splits))}')
 
 def _fit_quietly(learn, ns, cbs=None):
-    "Train `learn` for `ns.epochs` without bars or logs, saying so first (not in `--json` output): every command that trains"
+    "Train `learn` for `ns.epochs` without bars or logs, saying so first (not in `--json` output): every command that trains; a `--model` is not trained again"
+    if getattr(ns, 'model', None): return
     if not ns.json: print(f'Training {ns.arch} for {ns.epochs} epochs at {ns.size} px on {len(learn.dls.train_ds)} items…', flush=True)
     with learn.no_logging(), learn.no_bar(): learn.fit(ns.epochs, cbs=cbs)
 

@@ -524,7 +524,7 @@ def slice_report(self:Learner, split='valid', # 'valid', 'train', a split name, 
     (('--epochs',), dict(type=int, default=5, help='training epochs (default 5)')),
     (('--min-items',), dict(type=int, default=10, help='slices with fewer items are not tested (default 10)')),
     (('--no-files',), dict(action='store_true', help="don't read the image headers (format, mode, dpi …)")),
-    *_model_args('also save the per-slice plot to this file'),
+    *_model_args('also save the per-slice plot to this file', model=True),
 ])
 def slices_command(ns) -> int:
     "`glamdebug slices`: read the collection, train `defaults_learner`, print `learn.slice_report(...)`"
