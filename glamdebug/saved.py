@@ -50,7 +50,7 @@ def _prep(dls):
     return dict(size=tuple(rs[0].size), method=str(rs[0].method), draft=False, cached=False)
 
 # %% ../nbs/22_saved.ipynb #c0007
-def _manifest(learn, n_answers=2000):
+def _manifest(learn, n_answers=500):
     "What `export_model` adds to the export: classes, image preparation, training items and labels, answers on valid"
     dls = learn.dls
     vocab = [str(v) for v in dls.vocab]
@@ -103,7 +103,7 @@ def _version(pkg):
 @patch
 def export_model(self:Learner, fname='model.pkl', # where to write it (relative to `learn.path`, as `learn.export`)
                  overwrite:bool=False, # write over an existing file
-                 n_answers:int=2000): # validation items whose answers are kept, evenly spread (the check `load_model` makes)
+                 n_answers:int=500): # validation items whose answers are kept, evenly spread (the check `load_model` makes)
     "`learn.export` plus the manifest `load_model` checks a table against; written atomically, an existing file kept unless `overwrite`"
     fname = Path(self.path)/fname
     if fname.exists() and not overwrite: raise GlamError(f'export_model: {fname} exists: give another name, or overwrite=True')
@@ -116,7 +116,7 @@ def export_model(self:Learner, fname='model.pkl', # where to write it (relative 
         else: self.glam_manifest = old
     return fname
 
-def _current_manifest(learn, n_answers=2000):
+def _current_manifest(learn, n_answers=500):
     "What this learner's model was trained on: as loaded if not trained since, else from its loaders (with what it was loaded with)"
     loaded = _session(learn).get('loaded')
     if loaded and loaded[0] == weights_fingerprint(learn.model): return loaded[1]   # put on a table, not trained since

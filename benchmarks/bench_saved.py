@@ -1,0 +1,124 @@
+"""CPU benchmark for a saved model put back on a table: `learn.export_model` / `load_model(fname, df)` against plain
+fastai's `learn.export` / `load_learner` and loaders rebuilt from the table, side by side in one run, as ratios.
+
+1. What the check catches. The version-zero LeNet trained to memorise 150 of scikit-learn's digits (16 px, 60 epochs),
+   and, when ../shared/data/oracle-mnist is there, 600 of its real scans (28 px): the table then re-split (a share of
+   the training items moved into valid), a class dropped, the validation files re-delivered as negatives. For each,
+   the valid error plain fastai reports, the error glamdebug reports on the items the model never saw, and what the
+   check says.
+2. Cost, as the table grows (1,000 to 100,000 rows, files linked to the sample collection's images): export (time,
+   file size), load onto the table (plain: `load_learner` + `collection_dls(df, vocab=...)`; glamdebug: `load_model`
+   with its check, which reads at most 500 validation images once, and without it).
+`python benchmarks/bench_saved.py`; writes benchmarks/results/saved.txt.
+"""
+import os, time, tempfile, warnings, shutil
+from pathlib import Path
+import numpy as np, pandas as pd
+from PIL import Image, ImageOps
+warnings.filterwarnings('ignore')
+from fastai.vision.all import set_seed, load_learner
+from glamdebug.data import read_collection, collection_dls
+from glamdebug.samples import digits_collection, sample_collection
+from glamdebug.models import defaults_learner
+from glamdebug.saved import load_model
+
+from common import say, header, save
+from oracle_merge import ORACLE, oracle_collection
+
+
+def memorised(df, size, n_train, epochs=60, seed=0):
+    "A LeNet trained (Adam 1e-3) on `n_train` training items of `df` until it knows them; the table it was trained on"
+    tr = df.index[df.split == 'train']
+    keep = np.random.default_rng(seed).choice(tr, n_train, replace=False)
+    small = df[(df.split != 'train') | df.index.isin(keep)]
+    small.attrs = df.attrs
+    set_seed(seed, reproducible=True)
+    learn = defaults_learner(collection_dls(small, size=size, bs=32), lr=1e-3)
+    with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
+    return learn, small
+
+
+def plain_error(fn, df, size):
+    "Plain fastai: load the export, rebuild the loaders from the table, `validate()`'s error rate"
+    learn = load_learner(fn)
+    learn.dls = collection_dls(df, size=size, bs=64)
+    with learn.no_bar(): return float(learn.validate()[1])
+
+
+def catches(name, df, size, n_train, tmp):
+    learn, small = memorised(df, size, n_train)
+    fn = learn.export_model(tmp/f'{name}.pkl', overwrite=True)
+    with learn.no_bar(): tr, va = learn.get_split_preds('train').error, learn.get_split_preds('valid').error
+    say(f'\n## {name}: {n_train} training items, {len(small[small.split == "valid"])} valid; train error {tr:.1%}, valid {va:.1%}')
+    say('| table since training | plain fastai valid error | glamdebug: on items never trained on | the check says |')
+    say('| --- | --- | --- | --- |')
+    rng = np.random.default_rng(1)
+    for share in (0.25, 0.5):
+        moved = rng.choice(small.index[small.split == 'train'], int(share*n_train), replace=False)
+        t = small.copy(); t.loc[moved, 'split'] = 'valid'
+        e_plain = plain_error(fn, t, size)
+        c = load_model(fn, t, progress=False).model_check(progress=False)
+        r = c.per_split.loc['valid']
+        say(f'| re-split: {len(moved)} training items moved into valid | {e_plain:.1%} | {r.error_new:.1%} '
+            f'(on the moved: {r.error_trained_on:.1%}) | {len(c.leaked)} held-out items were training items |')
+    drop = sorted(small.label.unique())[0]
+    t = small[small.label != drop]; t.attrs = small.attrs
+    e_plain = plain_error(fn, t, size)
+    l2 = load_model(fn, t, progress=False)
+    with l2.no_bar(): e_ours = l2.get_split_preds('valid').error
+    say(f'| class {drop!r} dropped from the table | {e_plain:.1%} | {e_ours:.1%} (the trained model on those items) | '
+        f'its classes kept in the model\'s order; {drop!r} has no item |')
+    redo = tmp/f'{name}_redelivered'
+    if redo.exists(): shutil.rmtree(redo)
+    root = Path(small.attrs['path'])
+    shutil.copytree(root, redo)
+    for f in small[small.split == 'valid'].fname: ImageOps.invert(Image.open(redo/f).convert('RGB')).save(redo/f)
+    t = small.copy(); t.attrs = dict(small.attrs, path=redo)
+    e_plain = plain_error(fn, t, size)
+    c = load_model(fn, t, progress=False).model_check(progress=False)
+    say(f'| valid files re-delivered as negatives, same names | {e_plain:.1%} | — | {len(c.changed)} of {len(c.answers)} '
+        f'answers differ from export (median confidence change {c.answers.confidence_change.median():.2f}) |')
+
+
+def cost(tmp):
+    say('\n## Cost as the table grows (sample collection images linked under new names; LeNet at 32 px; best of 1)')
+    say('| table rows | train items | plain export | export_model | file size plain → glamdebug | plain load + rebuild | load_model, no check | load_model with check | ratio |')
+    say('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    base = read_collection(sample_collection()/'collection.csv', progress=False)
+    src = [Path(base.attrs['path'])/f for f in base.fname]
+    for n in (1_000, 10_000, 100_000):
+        d = tmp/f'n{n}'
+        (d/'img').mkdir(parents=True, exist_ok=True)
+        rows = []
+        for i in range(n):
+            j = i % len(base)
+            f = d/'img'/f'{i:06d}.png'
+            if not f.exists(): os.symlink(src[j], f)
+            rows.append((f'img/{i:06d}.png', base.label.iloc[j], 'train' if i < 0.7*n else 'valid' if i < 0.85*n else 'test'))
+        df = pd.DataFrame(rows, columns=['fname', 'label', 'split'])
+        df.attrs = dict(path=d)
+        set_seed(0)
+        learn = defaults_learner(collection_dls(df, size=32, bs=64))   # untrained: the weights do not matter here
+        t0 = time.perf_counter(); learn.export(d/'plain.pkl'); t_plain = time.perf_counter() - t0
+        t0 = time.perf_counter(); learn.export_model(d/'glam.pkl', overwrite=True); t_glam = time.perf_counter() - t0
+        s_plain, s_glam = (d/'plain.pkl').stat().st_size/1e6, (d/'glam.pkl').stat().st_size/1e6
+        t0 = time.perf_counter()
+        pl = load_learner(d/'plain.pkl'); pl.dls = collection_dls(df, size=32, bs=64, vocab=list(pl.dls.vocab))
+        l_plain = time.perf_counter() - t0
+        t0 = time.perf_counter(); load_model(d/'glam.pkl', df, check=False); l_none = time.perf_counter() - t0
+        t0 = time.perf_counter(); load_model(d/'glam.pkl', df, progress=False); l_glam = time.perf_counter() - t0
+        say(f'| {n:,} | {int(0.7*n):,} | {t_plain:.2f} s | {t_glam:.2f} s | {s_plain:.2f} → {s_glam:.2f} MB | '
+            f'{l_plain:.2f} s | {l_none:.2f} s | {l_glam:.2f} s | {l_glam/l_plain:.1f}× |')
+
+
+if __name__ == '__main__':
+    header('bench_saved')
+    tmp = Path(tempfile.mkdtemp())
+    digits = read_collection(digits_collection(tmp/'digits', size=16)/'collection.csv', check_images=False, progress=False)
+    catches('digits (16 px)', digits, 16, 150, tmp)
+    if ORACLE.exists():
+        oracle = oracle_collection(tmp/'oracle')
+        catches('oracle-mnist (28 px)', oracle, 28, 600, tmp)
+    else: say('\n(oracle-mnist not found: skipped)')
+    cost(tmp)
+    save('saved')
