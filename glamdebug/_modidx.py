@@ -505,6 +505,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'glamdebug.evaluate._remedy_table': ('evaluate.html#_remedy_table', 'glamdebug/evaluate.py'),
                                     'glamdebug.evaluate._slice_note': ('evaluate.html#_slice_note', 'glamdebug/evaluate.py'),
                                     'glamdebug.evaluate._subset_dl': ('evaluate.html#_subset_dl', 'glamdebug/evaluate.py'),
+                                    'glamdebug.evaluate._trained_on_note': ('evaluate.html#_trained_on_note', 'glamdebug/evaluate.py'),
                                     'glamdebug.evaluate._wd': ('evaluate.html#_wd', 'glamdebug/evaluate.py'),
                                     'glamdebug.evaluate._worst': ('evaluate.html#_worst', 'glamdebug/evaluate.py'),
                                     'glamdebug.evaluate.bias_variance': ('evaluate.html#bias_variance', 'glamdebug/evaluate.py'),

@@ -563,7 +563,17 @@ def error_report(self:Learner, goal:float, # the goal error (fraction), or `huma
     sl = _slice_note(self)
     if sl: rep.notes.append(sl)
     if untrained: rep.notes.append(untrained)
+    leak = _trained_on_note(self)   # first: it says what the errors above are worth
+    if leak: rep.notes.insert(0, leak)
     return rep
+
+def _trained_on_note(learn):
+    "The line of `learn.model_check()` (a saved model put on this table) naming held-out items it was trained on, else `None`"
+    from glamdebug.models import _session
+    hit = _session(learn).get('check')
+    if not hit or hit[0] != id(learn.dls): return None   # checked on other loaders
+    return next((w for w in hit[1].warnings if 'held-out items were training items' in w), None)
+
 
 # %% ../nbs/04_evaluate.ipynb #c0041
 def _pick_test(col, test):

@@ -352,8 +352,10 @@ def model_check(self:Learner, progress:bool=True) -> ModelCheck:
         per = pd.DataFrame(rows).set_index('split')
         if not per.error_trained_on.notna().any(): per = per.drop(columns=['error_trained_on', 'error_new'])
         ans = _answers_now(learn, col, t, m['answers']) if m and m.get('answers') is not None else None
-    return ModelCheck(per, leaked, relab, ans, m, gone=gone, unseen_train=unseen,
-                      absent=absent, train_name=str(col.train), example=t.fname.iloc[0] if len(t) else None)
+    rep = ModelCheck(per, leaked, relab, ans, m, gone=gone, unseen_train=unseen,
+                     absent=absent, train_name=str(col.train), example=t.fname.iloc[0] if len(t) else None)
+    _session(learn)['check'] = (id(learn.dls), rep)   # `error_report` names the held-out items it was trained on
+    return rep
 
 # %% ../nbs/22_saved.ipynb #c0014
 def load_model(fname, # a file `learn.export_model` (or fastai's `learn.export`) wrote
