@@ -25,17 +25,14 @@ MANIFEST_FORMAT = 1
 
 def _keys(fns, root=None, *others):
     "File names as the manifest compares them, with `/`: relative to the first of `others` (the folder the model was trained from) or `root` (the table's folder) that holds the file; as written otherwise"
-    bases = [Path(os.path.abspath(o)) for o in (*others, root) if o]
-    prefix = ''   # a relative name lies under `root`: its key starts with `root` relative to the first base that holds it
-    if root is not None:
-        r = Path(os.path.abspath(root))
-        prefix = next((r.relative_to(b).as_posix() for b in bases if r.is_relative_to(b)), r.as_posix())
-        prefix = '' if prefix == '.' else prefix + '/'
-    heads = [b.as_posix().rstrip('/') + '/' for b in bases]
+    heads = [Path(os.path.abspath(o)).as_posix().rstrip('/') + '/' for o in (*others, root) if o]
+    r = Path(os.path.abspath(root)).as_posix().rstrip('/') + '/' if root is not None else None
     def key(f):
         s = str(f)
         if '//' in s or '/./' in s or s.startswith('./'): s = Path(s).as_posix()
-        if not s.startswith('/'): return prefix + s
+        if not s.startswith('/'):
+            if r is None: return s
+            s = r + s   # under the table's folder: it may lie under the training folder too (a table one level up)
         return next((s[len(h):] for h in heads if s.startswith(h)), s)   # plain string prefixes: 100,000 names in a fraction of a second
     return [key(f) for f in fns]
 
@@ -138,7 +135,7 @@ def _export_atomic(learn, fname):
     finally:
         if tmp.exists(): tmp.unlink()
 
-# %% ../nbs/22_saved.ipynb #c0011
+# %% ../nbs/22_saved.ipynb #c0013
 def _unknown_classes(df, label_col, split_col, vocab):
     "A `GlamError` naming every class of the table the model has no output for, with its items per split"
     lab = df[label_col].astype(str)
@@ -193,7 +190,7 @@ def use_collection(self:Learner, df, # a collection table (from `read_collection
     for line in rep.warnings: warnings.warn(line)
     return rep
 
-# %% ../nbs/22_saved.ipynb #c0012
+# %% ../nbs/22_saved.ipynb #c0014
 def _model_line(m):
     "What the manifest `m` says of the model, in one line"
     if not m: return ('This model was saved by plain `learn.export`, not `export_model`: it does not say what it was '
@@ -292,7 +289,7 @@ class ModelCheck(Report):
         d.update(ok=self.ok, warnings=self.warnings)
         return d
 
-# %% ../nbs/22_saved.ipynb #c0013
+# %% ../nbs/22_saved.ipynb #c0015
 def _answers_now(learn, col, t, a):
     "The answers kept at export (`a`) beside the model's answers now on the same files of table `t`"
     a = a[a.fname.isin(set(t.fname))].reset_index(drop=True)
@@ -357,7 +354,7 @@ def model_check(self:Learner, progress:bool=True) -> ModelCheck:
     _session(learn)['check'] = (id(learn.dls), rep)   # `error_report` names the held-out items it was trained on
     return rep
 
-# %% ../nbs/22_saved.ipynb #c0014
+# %% ../nbs/22_saved.ipynb #c0016
 def load_model(fname, # a file `learn.export_model` (or fastai's `learn.export`) wrote
                df=None, # a collection table to put the model on (`learn.use_collection`): checked against what it was trained on
                cpu:bool=True, # load onto the CPU (fastai's `load_learner`)
@@ -374,7 +371,7 @@ def load_model(fname, # a file `learn.export_model` (or fastai's `learn.export`)
     if df is not None: learn.use_collection(df, **kwargs)
     return learn
 
-# %% ../nbs/22_saved.ipynb #c0038
+# %% ../nbs/22_saved.ipynb #c0040
 @cli_command('train', help='train the version-zero model (or --arch) on a collection, print its error per split and save it (-o) for --model in the other commands', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
     (('-o', '--output'), dict(required=True, help='where to save the trained model (a fastai export with what it was trained on)')),
@@ -402,7 +399,7 @@ def train_command(ns) -> int:
               'looks or slices as --model, instead of training there')
     return 0
 
-# %% ../nbs/22_saved.ipynb #c0039
+# %% ../nbs/22_saved.ipynb #c0041
 def _cli_model(ns, bars):
     "The learner `--model` names, on the collection the command names, checked (its findings warned); `--arch`, `--size` only where they agree with it"
     from fastai.torch_core import set_seed
