@@ -931,6 +931,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.saved._spread': ('saved.html#_spread', 'glamdebug/saved.py'),
                                  'glamdebug.saved._unknown_classes': ('saved.html#_unknown_classes', 'glamdebug/saved.py'),
                                  'glamdebug.saved._version': ('saved.html#_version', 'glamdebug/saved.py'),
+                                 'glamdebug.saved.compare_command': ('saved.html#compare_command', 'glamdebug/saved.py'),
                                  'glamdebug.saved.load_model': ('saved.html#load_model', 'glamdebug/saved.py'),
                                  'glamdebug.saved.train_command': ('saved.html#train_command', 'glamdebug/saved.py')},
             'glamdebug.shift': { 'glamdebug.shift.Learner.shift_report': ('shift.html#learner.shift_report', 'glamdebug/shift.py'),

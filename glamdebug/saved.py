@@ -13,12 +13,12 @@ from fastai.data.transforms import IntToFloatTensor
 from fastai.vision.augment import Resize
 from .core import *
 from .core import _jsonable
-from .data import collection_dls, collection_columns, _check_size
-from .models import SessionOnly, _session, _model_args, _collection_learner, _fit_quietly
+from .data import collection_dls, collection_columns, _check_size, _DROP_BAD_ARG
+from .models import SessionOnly, _session, _model_args, _collection_learner, _fit_quietly, _save_plot
 from .preds import weights_fingerprint  # and Learner.get_split_preds
 
 # %% auto #0
-__all__ = ['MANIFEST_FORMAT', 'ModelCheck', 'load_model', 'train_command']
+__all__ = ['MANIFEST_FORMAT', 'ModelCheck', 'load_model', 'train_command', 'compare_command']
 
 # %% ../nbs/22_saved.ipynb #c0006
 MANIFEST_FORMAT = 1
@@ -371,7 +371,7 @@ def load_model(fname, # a file `learn.export_model` (or fastai's `learn.export`)
     if df is not None: learn.use_collection(df, **kwargs)
     return learn
 
-# %% ../nbs/22_saved.ipynb #c0040
+# %% ../nbs/22_saved.ipynb #c0042
 @cli_command('train', help='train the version-zero model (or --arch) on a collection, print its error per split and save it (-o) for --model in the other commands', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
     (('-o', '--output'), dict(required=True, help='where to save the trained model (a fastai export with what it was trained on)')),
@@ -399,7 +399,7 @@ def train_command(ns) -> int:
               'looks or slices as --model, instead of training there')
     return 0
 
-# %% ../nbs/22_saved.ipynb #c0041
+# %% ../nbs/22_saved.ipynb #c0043
 def _cli_model(ns, bars):
     "The learner `--model` names, on the collection the command names, checked (its findings warned); `--arch`, `--size` only where they agree with it"
     from fastai.torch_core import set_seed
@@ -419,3 +419,41 @@ def _cli_model(ns, bars):
     if not ns.json: print('\n'.join(l for l in rep.summary.splitlines()[1:] if l not in rep.warnings), end='\n\n', flush=True)   # the problems are warnings
     ns.arch, ns.size = arch, (hw or _prep(learn.dls)['size'])[0]   # for the lines commands print
     return learn
+
+# %% ../nbs/22_saved.ipynb #c0045
+@cli_command('compare', help='did the change help? two saved models (glamdebug train -o) on the very same held-out items of a collection: fixed, broken, McNemar; --control: the old settings trained again with other seeds', args=[
+    (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
+    (('before',), dict(metavar='BEFORE', help='the old model (a file glamdebug train -o or export_model wrote)')),
+    (('after',), dict(metavar='AFTER', help='the changed model')),
+    (('--control',), dict(nargs='+', default=None, metavar='PKL', help='the old settings trained again with other seeds: the change must beat every one')),
+    (('--split',), dict(nargs='+', default=None, help='held-out splits to compare on (default: every one of the table)')),
+    (('--alpha',), dict(type=float, default=0.05, help='significance level (default 0.05)')),
+    (('--bs',), dict(type=int, default=32, help='batch size (default 32)')),
+    (('--json',), dict(action='store_true', help='print the report as JSON')),
+    (('--plot',), dict(default=None, metavar='PNG', help='also save the plot to this file')),
+    _DROP_BAD_ARG,
+])
+def compare_command(ns) -> int:
+    "`glamdebug compare`: load both models (and the controls) onto the collection, each checked, print `before.compare(after)`"
+    import sys
+    from glamdebug.data import _cli_collection
+    import glamdebug.compare  # noqa: F401 (Learner.compare)
+    files = [Path(f) for f in (ns.before, ns.after, *(ns.control or []))]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing: raise GlamError(f'no model file {name_some(missing)}')
+    if ns.bs < 1: raise GlamError(f'--bs must be at least 1, got {ns.bs}')
+    bars = sys.stdout.isatty() and not ns.json
+    if ns.plot: import matplotlib; matplotlib.use('Agg')
+    df = _cli_collection(ns, progress=bars)
+    learners = []
+    for f in files:
+        learn = load_model(f)
+        if not ns.json: print(f'{f}: ' + _model_line(learn.__dict__.get('glam_manifest')), flush=True)
+        learn.use_collection(df, bs=ns.bs, progress=bars)   # each as it was trained; its check's findings are warnings
+        learners.append(learn)
+    names = (files[0].stem, files[1].stem) if files[0].stem != files[1].stem else ('before', 'after')
+    rep = learners[0].compare(learners[1], splits=ns.split, control=learners[2:] or None, names=names, alpha=ns.alpha, progress=bars)
+    if ns.plot: _save_plot(rep.plot(), ns.plot)
+    if not ns.json: print()
+    print(rep.to_json(indent=1) if ns.json else rep.to_text())
+    return 0

@@ -101,7 +101,7 @@ def test_cached_model_comes_back_on_the_cache(digits, tmp_path):
 
 
 def test_train_command_and_model_everywhere(digits, tmp_path):
-    "`glamdebug train -o` then `report --model` / `confidence --model`: no training there, the same errors; refusals first"
+    "`glamdebug train -o` then `report --model` / `confidence --model`: no training there, the same errors; `compare` of two saved models; refusals first"
     tmp, df = digits
     root = Path(df.attrs['path'])
     r = run('train', root, '-o', tmp_path/'m.pkl', '--size', SIZE, '--epochs', 3, '--lr', 1e-3, '--json')
@@ -117,6 +117,15 @@ def test_train_command_and_model_everywhere(digits, tmp_path):
     assert got == pytest.approx(errors)                               # the very model the train command measured
     r = run('confidence', root, '--model', tmp_path/'m.pkl', '--goal', 0.05)
     assert r.returncode == 0 and r.stdout.startswith(f'Using {tmp_path/"m.pkl"}, not trained again: lenet at 16×16 px, 10 classes'), r.stdout[:300] + r.stderr
+    # a second model, and the two compared on the same held-out items
+    r = run('train', root, '-o', tmp_path/'m2.pkl', '--size', SIZE, '--epochs', 6, '--lr', 1e-3, '--json')
+    errors2 = {e['split']: e['error'] for e in json.loads(r.stdout)['errors']}
+    r = run('compare', root, tmp_path/'m.pkl', tmp_path/'m2.pkl', '--json')
+    assert r.returncode == 0, r.stderr
+    cmp = {row['split']: row for row in json.loads(r.stdout)['table']}
+    assert set(cmp) == {'valid', 'test'}
+    for s in ('valid', 'test'):
+        assert cmp[s]['error m'] == pytest.approx(errors[s]) and cmp[s]['error m2'] == pytest.approx(errors2[s])
     # refusals, each before any training or loading
     for args, msg in [(('train', root, '-o', tmp_path/'m.pkl'), 'exists: give another -o, or --overwrite'),
                       (('train', root, '-o', root/'collection.csv', '--overwrite'), 'refusing to overwrite the input'),
@@ -124,7 +133,8 @@ def test_train_command_and_model_everywhere(digits, tmp_path):
                       (('train', root, '-o', tmp_path/'n.pkl', '--lr', 0), '--lr must be positive'),
                       (('report', root, '--model', tmp_path/'none.pkl'), '--model: no file'),
                       (('report', root, '--model', tmp_path/'m.pkl', '--size', 32), 'was trained at 16×16 px; leave --size 32 out'),
-                      (('report', root, '--model', tmp_path/'m.pkl', '--arch', 'resnet18'), 'is a lenet; leave --arch resnet18 out')]:
+                      (('report', root, '--model', tmp_path/'m.pkl', '--arch', 'resnet18'), 'is a lenet; leave --arch resnet18 out'),
+                      (('compare', root, tmp_path/'m.pkl', tmp_path/'none.pkl'), 'no model file')]:
         r = run(*args)
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr[-500:])
     assert not (tmp_path/'n.pkl').exists()
