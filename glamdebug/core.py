@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #c0002
 from __future__ import annotations
-import os, json, math, argparse, html as _html
+import os, json, math, argparse, contextlib, html as _html
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import store_attr, patch, listify
@@ -12,7 +12,7 @@ from fastcore.meta import delegates
 
 # %% auto #0
 __all__ = ['CLI_COMMANDS', 'GlamError', 'in_test', 'name_some', 'error_ci', 'Report', 'cli_command', 'collection_csv',
-           'atomic_write', 'output_path']
+           'atomic_path', 'atomic_write', 'output_path']
 
 # %% ../nbs/00_core.ipynb #c0005
 class GlamError(ValueError):
@@ -161,16 +161,22 @@ def collection_csv(p):
     return csv
 
 # %% ../nbs/00_core.ipynb #c0019
-def atomic_write(path, write_fn, mode='w'):
-    "Write `path` through a temporary file in the same folder and rename it into place: no half-written outputs"
+@contextlib.contextmanager
+def atomic_path(path):
+    "A temporary name beside `path` to write to: renamed onto `path` when the block ends without error, removed otherwise (no half-written outputs)"
     path = Path(path)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     try:
-        with open(tmp, mode) as f: write_fn(f)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists(): tmp.unlink()
-    return path
+
+def atomic_write(path, write_fn, mode='w'):
+    "Write `path` through a temporary file in the same folder and rename it into place: no half-written outputs"
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as f: write_fn(f)
+    return Path(path)
 
 def output_path(src, # the input file an output is made from
                 dst=None, # where to write it (`None`: over `src`)

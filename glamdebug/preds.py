@@ -120,21 +120,23 @@ def _items(dl):
         return its.index.tolist()
     return [str(o) for o in its]
 
+def _cached_preds(learn, split='valid'):
+    "The `Preds` `get_split_preds` keeps for `split`, made with the current weights; else `None`"
+    hit = learn.__dict__.get('_glam_preds', {}).get(_split_key(learn, split))
+    return hit[1] if hit and hit[0] == weights_fingerprint(learn.model) else None
+
 @patch
 def get_split_preds(self:Learner, split='valid', # 'train' (validation transforms), 'valid', a split name, a DataFrame of rows, or a DataLoader
                     cache=True) -> Preds:
     "One inference pass over `split` under `torch.inference_mode`, cached until the weights change"
-    store = self.__dict__.setdefault('_glam_preds', {})
-    key = _split_key(self, split)
-    fp = weights_fingerprint(self.model)
-    if cache and key in store and store[key][0] == fp: return store[key][1]
+    if cache and (hit := _cached_preds(self, split)) is not None: return hit
     dl, name = _resolve_dl(self, split)
     if getattr(dl, 'drop_last', False) or getattr(dl, 'shuffle', False): dl = dl.new(shuffle=False, drop_last=False)
     with torch.inference_mode():
         probs, targs, losses = self.get_preds(dl=dl, with_loss=True)
     if targs.ndim != 1: raise GlamError('this learner has multi-label targets: only single-label classification is supported for now')
     p = Preds(probs, targs, list(self.dls.vocab), losses=losses, items=_items(dl), split=name)
-    if cache: store[key] = (fp, p)
+    if cache: self.__dict__.setdefault('_glam_preds', {})[_split_key(self, split)] = (weights_fingerprint(self.model), p)
     return p
 
 @patch

@@ -15,7 +15,7 @@ from .core import *
 from .core import _jsonable
 from .data import collection_dls, collection_columns, _check_size, _DROP_BAD_ARG
 from .models import SessionOnly, _session, _model_args, _collection_learner, _fit_quietly, _save_plot
-from .preds import weights_fingerprint  # and Learner.get_split_preds
+from .preds import weights_fingerprint, _cached_preds  # and Learner.get_split_preds
 
 # %% auto #0
 __all__ = ['MANIFEST_FORMAT', 'ModelCheck', 'load_model', 'train_command', 'compare_command']
@@ -67,18 +67,12 @@ def _manifest(learn, n_answers=500):
     m['answers'] = _answers_at_export(learn, col, root, vocab, n_answers) if len(getattr(dls, 'valid_ds', ())) else None
     return m
 
-def _cached(learn, split='valid'):
-    "The predictions on `split` already made with the current weights (`get_split_preds`' cache), else `None`"
-    from glamdebug.preds import _split_key
-    hit = learn.__dict__.get('_glam_preds', {}).get(_split_key(learn, split))
-    return hit[1] if hit and hit[0] == weights_fingerprint(learn.model) else None
-
 def _spread(n, k): return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int)) if n else np.zeros(0, int)
 
 def _answers_at_export(learn, col, root, vocab, n_answers):
     "The model's answer and confidence on up to `n_answers` validation items, evenly spread: one pass over those alone unless valid's are cached"
     with learn.no_bar():
-        p = _cached(learn) if col is not None else learn.get_split_preds('valid')   # plain loaders: one pass over valid
+        p = _cached_preds(learn) if col is not None else learn.get_split_preds('valid')   # plain loaders: one pass over valid
         if p is not None:
             if p.items is None or len(p.items) != p.n or not p.n: return None
             i = _spread(p.n, n_answers)
@@ -127,13 +121,8 @@ def _current_manifest(learn, n_answers=500):
 
 def _export_atomic(learn, fname):
     "fastai's `Learner.export` (empty `DataLoaders`, no optimizer state) to a temporary name beside `fname`, renamed into place"
-    tmp = fname.with_name(f'.{fname.name}.tmp{os.getpid()}').resolve()   # absolute: fastai writes to `learn.path/fname`
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore'); learn.export(tmp)
-        os.replace(tmp, fname)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    with atomic_path(fname) as tmp, warnings.catch_warnings():
+        warnings.simplefilter('ignore'); learn.export(tmp.resolve())   # absolute: fastai writes to `learn.path/fname`
 
 # %% ../nbs/22_saved.ipynb #c0013
 def _unknown_classes(df, label_col, split_col, vocab):
@@ -296,7 +285,7 @@ def _answers_now(learn, col, t, a):
     if not len(a): return a
     first = t.reset_index().drop_duplicates('fname').set_index('fname')['index']
     valid = t[t.split == str(col.valid)]
-    p = _cached(learn)   # the valid pass the reports make anyway, when made already; else a pass over these items alone
+    p = _cached_preds(learn)   # the valid pass the reports make anyway, when made already; else a pass over these items alone
     if p is not None and p.n == len(valid) and set(a.fname) <= set(valid.fname) and not valid.fname.duplicated().any():
         pos = pd.Series(np.arange(len(valid)), index=valid.fname.values)[a.fname].to_numpy(copy=True)
         probs = p.probs[torch.as_tensor(pos)]
