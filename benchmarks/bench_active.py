@@ -14,19 +14,19 @@ one does with plain fastai, which has no way to choose), side by side in one run
    `test_dl` of the same files.
 `python benchmarks/bench_active.py`; writes benchmarks/results/active.txt.
 """
-import math, time, tempfile, warnings, shutil
+import math, time, tempfile, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
 warnings.filterwarnings('ignore')
 from fastai.vision.all import set_seed
-from glamdebug.data import read_collection, collection_dls
-from glamdebug.samples import digits_collection, sample_collection
+from glamdebug.data import read_collection
+from glamdebug.samples import digits_collection
 from glamdebug.models import defaults_learner
 from glamdebug.fastpath import cached_dls
 import glamdebug.active  # noqa: F401  (Learner.label_next)
 
-from common import say, header, save
+from common import say, header, save, cost_pool, plain_preds_seconds
 from oracle_merge import ORACLE, oracle_collection
 
 STRATEGIES, STEPS, BS = ('random', 'margin', 'badge'), 400, 32
@@ -122,23 +122,10 @@ def part1(tmp, seeds):
 
 def part2(tmp):
     say('## 2. Cost: a pool of 10,000 image files (64 px), LeNet at 32 px (seconds; best of 2)')
-    root = sample_collection()
-    df = read_collection(root/'collection.csv', progress=False)
-    src = [root/f for f in df[df.split == 'test'].fname]
-    (tmp/'many').mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(10_000):   # distinct files: each a test image with its own faint noise
-        a = np.asarray(Image.open(src[i % len(src)]).convert('RGB')).astype(float)
-        Image.fromarray((a + rng.normal(0, 3, a.shape)).clip(0, 255).astype(np.uint8)).save(tmp/'many'/f'{i:05d}.png')
-    fs = sorted((tmp/'many').iterdir())
-    set_seed(0, reproducible=True)
-    learn = defaults_learner(collection_dls(df, size=32, bs=64), 'lenet')
-    with learn.no_bar(), learn.no_logging(): learn.fit(2)
+    learn, fs = cost_pool(tmp/'many', noise=3)   # distinct files: each a test image with its own faint noise
     tp, tg = [], {}
     for _ in range(2):
-        t0 = time.perf_counter()
-        with learn.no_bar(): learn.get_preds(dl=learn.dls.test_dl([str(f) for f in fs]))
-        tp.append(time.perf_counter() - t0)
+        tp.append(plain_preds_seconds(learn, fs))
         for s, n in (('random', 100), ('margin', 100), ('badge', 100), ('badge', 1000)):
             t0 = time.perf_counter()
             learn.label_next(tmp/'many', n=n, strategy=s, progress=False)

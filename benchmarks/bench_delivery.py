@@ -17,18 +17,16 @@
 first run with seeds 0–2; `python benchmarks/bench_delivery.py --seeds 3 4 5` checks them on models they were not set on
 (writes results/delivery_seeds_3-5.txt).
 """
-import time, tempfile, warnings, shutil
+import time, tempfile, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image, ImageOps, ImageFilter, ImageEnhance
 warnings.filterwarnings('ignore')
-from fastai.vision.all import set_seed
-from glamdebug.data import read_collection, collection_dls
-from glamdebug.samples import digits_collection, sample_collection
-from glamdebug.models import defaults_learner
+from glamdebug.data import read_collection
+from glamdebug.samples import digits_collection
 import glamdebug.delivery  # noqa: F401  (Learner.delivery_report)
 
-from common import say, header, save, train
+from common import say, header, save, train, cost_pool, plain_preds_seconds
 from oracle_merge import ORACLE, oracle_collection
 
 
@@ -131,22 +129,10 @@ def part1(tmp, seeds):
 
 def part2(tmp):
     say('## 2. Cost: 10,000 image files (64 px), LeNet at 32 px (seconds; best of 2)')
-    root = sample_collection()
-    df = read_collection(root/'collection.csv', progress=False)
-    src = [root/f for f in df[df.split == 'test'].fname]
-    (tmp/'many').mkdir()
-    fs = []
-    for i in range(10_000):
-        dst = tmp/'many'/f'{i:05d}{src[i % len(src)].suffix}'
-        shutil.copyfile(src[i % len(src)], dst); fs.append(dst)
-    set_seed(0, reproducible=True)
-    learn = defaults_learner(collection_dls(df, size=32, bs=64), 'lenet')
-    with learn.no_bar(), learn.no_logging(): learn.fit(2)
+    learn, fs = cost_pool(tmp/'many')
     tp, tg = [], []
     for _ in range(2):
-        t0 = time.perf_counter()
-        with learn.no_bar(): learn.get_preds(dl=learn.dls.test_dl([str(f) for f in fs]))
-        tp.append(time.perf_counter() - t0)
+        tp.append(plain_preds_seconds(learn, fs))
         learn.clear_split_preds()
         t0 = time.perf_counter()
         with learn.no_bar(): rep = learn.delivery_report(tmp/'many', progress=False)
