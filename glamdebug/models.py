@@ -319,7 +319,8 @@ def _model_args(plot_help=None, model=False):
     "The arguments of every command that builds the version-zero model on a collection (`_collection_learner` reads them); `--plot` with `plot_help`; `--model` with `model`"
     from glamdebug.data import _DROP_BAD_ARG
     return [
-        *([(('--model',), dict(default=None, metavar='PKL', help='a model saved by `glamdebug train -o` (or `learn.export_model`): report on it instead of training one, checked against the table first'))] if model else []),
+        *([(('--model',), dict(default=None, metavar='PKL', help='a model saved by `glamdebug train -o` (or `learn.export_model`): report on it instead of training one, checked against the table first')),
+           (('--copies',), dict(action='store_true', help="with --model: also look for copies of its training images under other names (reads each file the model's manifest does not name once)"))] if model else []),
         (('--arch',), dict(default=None, help="model: 'lenet' or a timm name (default lenet)")),
         (('--size',), dict(type=int, default=None, help='image size in pixels (default 64)')),
         (('--bs',), dict(type=int, default=32, help='batch size (default 32)')),
@@ -338,6 +339,7 @@ def _collection_learner(ns, positive=()):
         if getattr(ns, k) is not None and getattr(ns, k) < 1: raise GlamError(f'--{k.replace("_", "-")} must be at least 1, got {getattr(ns, k)}')
     bars = sys.stdout.isatty() and not ns.json  # no bar in piped output (JSON stays parseable)
     if getattr(ns, 'plot', None): import matplotlib; matplotlib.use('Agg')  # a file, never a window
+    if getattr(ns, 'copies', False) and not getattr(ns, 'model', None): raise GlamError("--copies looks for copies of a saved model's training images: give --model")
     if getattr(ns, 'model', None):
         from glamdebug.saved import _cli_model
         return _cli_model(ns, bars), bars

@@ -16,6 +16,7 @@ from .core import _jsonable
 from .data import collection_dls, collection_columns, _check_size, _DROP_BAD_ARG
 from .models import SessionOnly, _session, _model_args, _collection_learner, _fit_quietly, _save_plot
 from .preds import weights_fingerprint, _cached_preds  # and Learner.get_split_preds
+from .debug import image_hashes, _hash_images, _near_pairs
 
 # %% auto #0
 __all__ = ['MANIFEST_FORMAT', 'ModelCheck', 'load_model', 'train_command', 'compare_command']
@@ -46,9 +47,63 @@ def _prep(dls):
     if not rs: return dict(size=None, method=None, draft=False, cached=False)
     return dict(size=tuple(rs[0].size), method=str(rs[0].method), draft=False, cached=False)
 
-# %% ../nbs/22_saved.ipynb #c0007
-def _manifest(learn, n_answers=500):
-    "What `export_model` adds to the export: classes, image preparation, training items and labels, answers on valid"
+# %% ../nbs/22_saved.ipynb #c0008
+_MD5, _THUMB = ['md5_0', 'md5_1'], [f'thumb_{i}' for i in range(8)]
+_FP_COLS = [*_MD5, 'dhash', 'plain', *_THUMB]   # numbers only: compact in the file (a column of bytes objects is one Python object per item)
+
+def _fp(h):
+    "An `image_hashes` tuple as `_FP_COLS`: the MD5 as two 64-bit numbers, the 16×16 thumbnail shrunk to 8×8 (eight)"
+    md5, dh, plain, t = h
+    t8 = t.reshape(8, 2, 8, 2).mean((1, 3)).round().astype(np.uint8)
+    return (*np.frombuffer(bytes.fromhex(md5), '<u8').tolist(), dh, plain, *np.frombuffer(t8.tobytes(), '<u8').tolist())
+
+def _fingerprint(fn):
+    "`_fp` of image file `fn`, or None if it cannot be read"
+    try: return _fp(image_hashes(fn))
+    except Exception: return None
+
+def _fingerprints(files, progress=True) -> pd.DataFrame:
+    "`_FP_COLS` of each of `files` (`_hash_images`: threads for scans, a bar for large collections); a missing or unreadable file gets an MD5 of zeros, which matches nothing"
+    files = [Path(f) for f in files]
+    try: hs = [_fp(h) for h in _hash_images(files, progress)] if all(f.is_file() for f in files) else None
+    except GlamError: hs = None   # one file cannot be read: each on its own
+    if hs is None: hs = [_fingerprint(f) if f.is_file() else None for f in files]
+    hs = [h if h is not None else (0, 0, 0, True, *[0]*8) for h in hs]
+    return pd.DataFrame(hs, columns=_FP_COLS).astype({c: np.uint64 for c in _FP_COLS if c != 'plain'} | {'plain': bool})
+
+def _thumbs(d): return np.ascontiguousarray(d[_THUMB].to_numpy(np.uint64)).view(np.uint8).reshape(len(d), 64)
+
+def _files(keys, root):
+    "The files of manifest `keys` (relative to `root` unless absolute)"
+    return [Path(k) if os.path.isabs(k) else Path(root)/k for k in keys]
+
+def _has_fp(d): return d is not None and all(c in d for c in _FP_COLS)
+
+def _by_content(ref:pd.DataFrame, # the manifest's items: `fname` (their key) and `_FP_COLS`
+                new:pd.DataFrame, # the table's items: their `_FP_COLS`
+                max_dist:int=4, tol:float=0.015): # as `find_duplicates`, on 8×8 thumbnails
+    "`(key, how)` per row of `new`: the `ref` item it is a copy of, `same bytes` or `near copy` (the closest thumbnail), None where none"
+    keys, how = np.full(len(new), None, dtype=object), np.full(len(new), None, dtype=object)
+    r = ref[(ref.md5_0 != 0) | (ref.md5_1 != 0)]   # files that could be read
+    exact = dict(zip(zip(r.md5_0[::-1], r.md5_1[::-1]), r.fname[::-1]))   # the first of equal files wins
+    for i, m in enumerate(zip(new.md5_0, new.md5_1)):
+        if m in exact: keys[i], how[i] = exact[m], 'same bytes'
+    rest = np.flatnonzero(how == None)   # noqa: E711 (elementwise)
+    if not len(rest) or not len(r): return keys, how
+    nw = new.iloc[rest]
+    hs = [(None, int(d), bool(p), t) for d, p, t in zip(r.dhash, r.plain, _thumbs(r))]
+    hs += [(None, int(d), bool(p), t) for d, p, t in zip(nw.dhash, nw.plain, _thumbs(nw))]
+    n = len(r)
+    def sides(idx): idx = np.asarray(idx); return idx[idx < n], idx[idx >= n]
+    best = {}
+    for i, j, _, mae in _near_pairs(hs, max_dist, tol, sides):
+        if j not in best or mae < best[j][1]: best[j] = (i, mae)
+    for j, (i, _) in best.items(): keys[rest[j - n]], how[rest[j - n]] = r.fname.iloc[i], 'near copy'
+    return keys, how
+
+# %% ../nbs/22_saved.ipynb #c0009
+def _manifest(learn, n_answers=500, fingerprints=False, progress=True):
+    "What `export_model` adds to the export: classes, image preparation, training items and labels (and their fingerprints), answers on valid"
     dls = learn.dls
     vocab = [str(v) for v in dls.vocab]
     col = getattr(dls, 'collection', None)
@@ -65,6 +120,14 @@ def _manifest(learn, n_answers=500):
         m['train'] = (pd.DataFrame({'fname': _keys(its, root), 'label': None})
                       if isinstance(its, (list, tuple)) or type(its).__name__ == 'L' else None)
     m['answers'] = _answers_at_export(learn, col, root, vocab, n_answers) if len(getattr(dls, 'valid_ds', ())) else None
+    return _add_fingerprints(m, progress) if fingerprints else m
+
+def _add_fingerprints(m, progress=True):
+    "`m` with `_FP_COLS` beside its training items and answers, where they lack them: what `model_check(content=True)` matches copies and renamed files by"
+    for k in ('train', 'answers'):
+        d = m.get(k)
+        if d is not None and len(d) and not _has_fp(d):
+            m[k] = pd.concat([d.reset_index(drop=True), _fingerprints(_files(d.fname, m['path']), progress and k == 'train')], axis=1)
     return m
 
 def _spread(n, k): return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int)) if n else np.zeros(0, int)
@@ -90,41 +153,46 @@ def _version(pkg):
     try: return version(pkg)
     except PackageNotFoundError: return None
 
-# %% ../nbs/22_saved.ipynb #c0009
+# %% ../nbs/22_saved.ipynb #c0011
 @patch
 def export_model(self:Learner, fname='model.pkl', # where to write it (relative to `learn.path`, as `learn.export`)
                  overwrite:bool=False, # write over an existing file
-                 n_answers:int=500): # validation items whose answers are kept, evenly spread (the check `load_model` makes)
+                 n_answers:int=500, # validation items whose answers are kept, evenly spread (the check `load_model` makes)
+                 fingerprints:bool=True, # keep each training item's fingerprint (MD5, difference hash, 8×8 thumbnail: 89 bytes), so that copies and renamed files are recognised; reads every training image once
+                 progress:bool=True): # a bar while reading large training sets
     "`learn.export` plus the manifest `load_model` checks a table against; written atomically, an existing file kept unless `overwrite`"
     fname = Path(self.path)/fname
     if fname.exists() and not overwrite: raise GlamError(f'export_model: {fname} exists: give another name, or overwrite=True')
     if not fname.parent.is_dir(): raise GlamError(f'export_model: no folder {fname.parent}')
     old = self.__dict__.get('glam_manifest')
-    self.glam_manifest = _current_manifest(self, n_answers)
+    self.glam_manifest = _current_manifest(self, n_answers, fingerprints, progress)
     try: _export_atomic(self, fname)
     finally:
         if old is None: self.__dict__.pop('glam_manifest', None)
         else: self.glam_manifest = old
     return fname
 
-def _current_manifest(learn, n_answers=500):
+def _current_manifest(learn, n_answers=500, fingerprints=False, progress=True):
     "What this learner's model was trained on: as loaded if not trained since, else from its loaders (with what it was loaded with)"
     loaded = _session(learn).get('loaded')
     if loaded and loaded[0] == weights_fingerprint(learn.model): return loaded[1]   # put on a table, not trained since
     if getattr(learn.dls, 'collection', None) is None and not len(getattr(learn.dls, 'train_ds', ())):
         return learn.__dict__.get('glam_manifest')   # fresh from `load_learner`: empty loaders
-    m = _manifest(learn, n_answers)
+    m = _manifest(learn, n_answers, fingerprints, progress)
     before = (loaded[1] if loaded else None) or {}
     if before.get('train') is not None and m.get('train') is not None:   # trained further after loading: it learnt both
-        m['train'] = pd.concat([before['train'], m['train']]).drop_duplicates('fname', keep='last').reset_index(drop=True)
+        both = [before['train'], m['train']]
+        if not all(_has_fp(d) for d in both): both = [d.drop(columns=_FP_COLS, errors='ignore') for d in both]
+        m['train'] = pd.concat(both).drop_duplicates('fname', keep='last').reset_index(drop=True)
     return m
 
 def _export_atomic(learn, fname):
     "fastai's `Learner.export` (empty `DataLoaders`, no optimizer state) to a temporary name beside `fname`, renamed into place"
     with atomic_path(fname) as tmp, warnings.catch_warnings():
-        warnings.simplefilter('ignore'); learn.export(tmp.resolve())   # absolute: fastai writes to `learn.path/fname`
+        warnings.simplefilter('ignore')   # absolute: fastai writes to `learn.path/fname`; pickle protocol 4, as fastai's 2 writes each byte over 127 as two (a third more for the fingerprints)
+        learn.export(tmp.resolve(), pickle_protocol=4)
 
-# %% ../nbs/22_saved.ipynb #c0013
+# %% ../nbs/22_saved.ipynb #c0015
 def _unknown_classes(df, label_col, split_col, vocab):
     "A `GlamError` naming every class of the table the model has no output for, with its items per split"
     lab = df[label_col].astype(str)
@@ -147,6 +215,7 @@ def use_collection(self:Learner, df, # a collection table (from `read_collection
                    cache:bool=None, # read images through the fast-path cache; `None`: as in training
                    size=None, # only for a model exported by plain `learn.export` from loaders without `Resize`
                    check:bool=True, # check the table against the manifest (`ModelCheck`)
+                   content:bool=None, # match files by content too (`model_check`); `None`: only where no training item keeps its name
                    progress:bool=True,
                    **kwargs): # passed on to `collection_dls` / `cached_dls` (`train=`, `valid=`, `num_workers=` …)
     "Put this trained learner on the table `df`, images prepared as in training, classes in the model's order; a `ModelCheck`"
@@ -175,11 +244,11 @@ def use_collection(self:Learner, df, # a collection table (from `read_collection
     self._glam_session = SessionOnly(dls=dls, ldls=dls, loaded=(weights_fingerprint(self.model), m))
     self.clear_split_preds()
     if not check: return None
-    rep = self.model_check(progress=progress)
+    rep = self.model_check(content=content, progress=progress)
     for line in rep.warnings: warnings.warn(line)
     return rep
 
-# %% ../nbs/22_saved.ipynb #c0014
+# %% ../nbs/22_saved.ipynb #c0016
 def _model_line(m):
     "What the manifest `m` says of the model, in one line"
     if not m: return ('This model was saved by plain `learn.export`, not `export_model`: it does not say what it was '
@@ -193,10 +262,12 @@ class ModelCheck(Report):
     "A loaded model against a table: held-out items it trained on, labels changed since, answers changed since export"
     title = 'Model check'
     table_view = dict(where='`check.table`')
-    def __init__(self, per_split, leaked, relabelled, answers, manifest, gone=0, unseen_train=0, absent=(), train_name='train', example=None):
+    def __init__(self, per_split, leaked, relabelled, answers, manifest, gone=0, unseen_train=0, absent=(), train_name='train', example=None,
+                 content=None): # what matching by content read and found (`model_check(content=...)`), None if it did not run
         super().__init__()
         self.per_split, self.leaked, self.relabelled, self.answers, self.manifest = per_split, leaked, relabelled, answers, manifest
         self.gone, self.unseen_train, self.absent, self.train_name, self.example = gone, unseen_train, list(absent), train_name, example
+        self.content = content
     @property
     def table(self): return self.per_split
     @property
@@ -224,11 +295,15 @@ class ModelCheck(Report):
         out, t = [], self.per_split
         tr = (self.manifest or {}).get('train')
         if self.unmatched:
-            out.append(f"None of its {len(tr):,} training items is in this table under the names it was trained with (e.g. {tr.fname.iloc[0]}; "
-                       f"the table has e.g. {self.example}): the table names its files otherwise, or it is another collection. "
-                       "Whether held-out items were training items could not be checked.")
+            how = ', nor as the same images under other names' if self.content else ''
+            out.append(f"None of its {len(tr):,} training items is in this table under the names it was trained with{how} (e.g. {tr.fname.iloc[0]}; "
+                       f"the table has e.g. {self.example}): " + ('it is another collection' if self.content else 'the table names its files otherwise, or it is another collection') +
+                       ". Whether held-out items were training items could not be checked" + ('.' if self.content or not _has_fp(tr) else
+                       ': model_check(content=True) ties files by their content.'))
         if len(self.leaked):
             by = ', '.join(f'{s} {n}' for s, n in self.leaked.split.value_counts().items())
+            copies = self.leaked.match.isin(['same bytes', 'near copy']).sum() if 'match' in self.leaked else 0
+            if copies: by += f'; {copies:,} of them tied by their content, under other names than in training'
             line = f'{len(self.leaked):,} held-out items were training items of this model ({by})'
             if 'error_trained_on' in t and t.error_trained_on.notna().any():
                 lk = t[t.error_trained_on.notna()]
@@ -264,6 +339,14 @@ class ModelCheck(Report):
             if self.unseen_train: out.append(f"The table's {self.train_name} split holds {self.unseen_train:,} items the model was not trained on (added since): "
                                              f"its '{self.train_name}' error here is not its training error.")
             if self.gone and self.gone < len(self.manifest['train']): out.append(f'{self.gone:,} of its training items are no longer in the table.')
+            c = self.content
+            if c and (c['same_bytes'] or c['near_copies']):
+                out.append(f"Read by content: the {c['read']:,} files the manifest does not name ({c['seconds']:.1f} s). {c['same_bytes']:,} of them "
+                           f"are files of the model's training or validation items under other names, {c['near_copies']:,} near copies of them.")
+            elif c: out.append(f"None of the {c['read']:,} files the manifest does not name is a copy of one it names (read by content, {c['seconds']:.1f} s).")
+            elif _has_fp(self.manifest.get('train')) and not self.unmatched:
+                out.append('Copies of training images under other names were not looked for: model_check(content=True) (--copies '
+                           'from a shell) reads the files the manifest does not name, once.')
             if not len(self.leaked) and not len(self.relabelled) and not self.unmatched: out.append('No held-out item was a training item, and the training labels are the table\'s.')
         if self.absent: out.append(f'{len(self.absent)} of its classes have no item in the table: {name_some(self.absent)}.')
         return '\n'.join(out)
@@ -275,31 +358,58 @@ class ModelCheck(Report):
         return df.drop(index=self.leaked.index.intersection(df.index))
     def to_dict(self):
         d = super().to_dict()
-        d.update(ok=self.ok, warnings=self.warnings)
+        d.update(ok=self.ok, warnings=self.warnings, content=self.content)
         return d
 
-# %% ../nbs/22_saved.ipynb #c0015
+# %% ../nbs/22_saved.ipynb #c0017
 def _answers_now(learn, col, t, a):
-    "The answers kept at export (`a`) beside the model's answers now on the same files of table `t`"
-    a = a[a.fname.isin(set(t.fname))].reset_index(drop=True)
+    "The answers kept at export (`a`, by manifest name) beside the model's answers now on the same images of table `t` (its rows tied to the manifest by `key`)"
+    a = a[a.fname.isin(set(t.key))].reset_index(drop=True)
     if not len(a): return a
-    first = t.reset_index().drop_duplicates('fname').set_index('fname')['index']
+    first = (t.assign(_row=t.index, _by=t.match.ne('name')).sort_values('_by', kind='stable')   # a row tied by its name before a copy
+              .drop_duplicates('key').set_index('key'))
     valid = t[t.split == str(col.valid)]
     p = _cached_preds(learn)   # the valid pass the reports make anyway, when made already; else a pass over these items alone
-    if p is not None and p.n == len(valid) and set(a.fname) <= set(valid.fname) and not valid.fname.duplicated().any():
-        pos = pd.Series(np.arange(len(valid)), index=valid.fname.values)[a.fname].to_numpy(copy=True)
+    if p is not None and p.n == len(valid) and set(a.fname) <= set(valid.key) and not valid.key.duplicated().any():
+        pos = pd.Series(np.arange(len(valid)), index=valid.key.values)[a.fname].to_numpy(copy=True)
         probs = p.probs[torch.as_tensor(pos)]
     else:
-        rows = col.df.loc[first[a.fname].values]
+        rows = col.df.loc[first._row[a.fname].values]
         with learn.no_bar(): probs = learn.get_split_preds(rows, cache=False).probs
     conf, pred = probs.float().max(1)
     vocab = np.asarray([str(v) for v in learn.dls.vocab], dtype=object)
-    return pd.DataFrame({'fname': a.fname, 'prediction_then': a.prediction, 'prediction': vocab[pred.numpy()],
+    return pd.DataFrame({'fname': first.fname[a.fname].values, 'prediction_then': a.prediction, 'prediction': vocab[pred.numpy()],
                          'confidence_then': a.confidence.values, 'confidence': conf.numpy(),
                          'confidence_change': np.abs(conf.numpy() - a.confidence.values)})
 
+def _match_content(t, col, m, content, progress):
+    "Tie the rows of `t` that no manifest name ties to the manifest's training items and answers they are copies of (`key`, `match`); what was read, or None if nothing was"
+    import time
+    tr, ans = m['train'], m.get('answers')
+    explicit = bool(content)
+    if content is None: content = len(tr) > 0 and not t.fname.isin(set(tr.fname)).any()   # renamed, or another collection
+    if not content: return None
+    if not _has_fp(tr):   # an in-session learner, or a model exported without them: its training files, if they are still there
+        if not any(f.is_file() for f in _files(tr.fname.iloc[:20], m['path'])):
+            if explicit: raise GlamError(f"model_check(content=True): the model was exported without fingerprints of its training items, and they are not at {m['path']}: export it again with export_model")
+            return None
+        _add_fingerprints(m, progress)
+        tr, ans = m['train'], m.get('answers')
+    todo = np.flatnonzero(t.match.isna().to_numpy())
+    t0 = time.time()
+    fp = _fingerprints([col.path/str(f) for f in col.df[col.fn_col].to_numpy()[todo]], progress)
+    ref = pd.concat([d[['fname', *_FP_COLS]] for d in (tr, ans) if _has_fp(d) and len(d)], ignore_index=True)
+    keys, how = _by_content(ref, fp)
+    hit = np.flatnonzero(pd.notna(keys))
+    k, h = t.key.to_numpy(copy=True), t.match.to_numpy(copy=True)
+    k[todo[hit]], h[todo[hit]] = keys[hit], how[hit]
+    t['key'], t['match'] = k, h
+    return dict(read=len(todo), same_bytes=int((how == 'same bytes').sum()), near_copies=int((how == 'near copy').sum()),
+                seconds=round(time.time() - t0, 2))
+
 @patch
-def model_check(self:Learner, progress:bool=True) -> ModelCheck:
+def model_check(self:Learner, content:bool=None, # also tie files to the training items by content (same bytes or near copies): copies under other names, renamed files; `None`: only where no training item keeps its name
+                progress:bool=True) -> ModelCheck:
     "Check the table under `learn.dls` against what the model was trained on (the manifest `export_model` wrote)"
     learn = self
     import contextlib
@@ -312,17 +422,25 @@ def model_check(self:Learner, progress:bool=True) -> ModelCheck:
     absent = [c for c in vocab if c not in set(t.label)]
     held = t.split != str(col.train)
     tr = m.get('train') if m else None
+    looked = None
     if tr is not None:
+        names = set(tr.fname) | (set(m['answers'].fname) if m.get('answers') is not None else set())
+        t['key'], t['match'] = t.fname, np.where(t.fname.isin(names), 'name', None)
+        looked = _match_content(t, col, m, content, progress)
+        tr = m['train']
         then = pd.Series(tr.label.values, index=tr.fname.values)
         then = then[~then.index.duplicated(keep='last')]
-        seen = t.fname.isin(then.index)
-        t['label_then'] = t.fname.map(then)
-        leaked = t[seen & held].drop(columns='label_then')
-        relab = t[seen & t.label_then.notna() & (t.label_then.astype(str) != t.label)][['fname', 'split', 'label_then', 'label']]
-        gone, unseen = int((~then.index.isin(t.fname)).sum()), int((~seen & ~held).sum())
+        seen = t.key.isin(then.index)
+        t['label_then'] = t.key.map(then)
+        leaked = t[seen & held].rename(columns={'key': 'trained_as'})[['fname', 'label', 'split', 'match', 'trained_as']]
+        relab = t[seen & t.label_then.notna() & (t.label_then.astype(str) != t.label)][['fname', 'split', 'label_then', 'label', 'match']]
+        gone, unseen = int((~then.index.isin(t.key)).sum()), int((~seen & ~held).sum())
     else:
+        if content: raise GlamError('model_check(content=True): this model was saved by plain learn.export and does not say what it was trained on')
+        t['key'], t['match'] = t.fname, None
         seen = pd.Series(False, index=t.index)
-        leaked, relab, gone, unseen = t.iloc[:0], pd.DataFrame(columns=['fname', 'split', 'label_then', 'label']), 0, 0
+        leaked = t.iloc[:0].rename(columns={'key': 'trained_as'})[['fname', 'label', 'split', 'match', 'trained_as']]
+        relab, gone, unseen = pd.DataFrame(columns=['fname', 'split', 'label_then', 'label', 'match']), 0, 0
     rows = []
     with (contextlib.nullcontext() if progress else learn.no_bar()):
         for s in dict.fromkeys(t.split):
@@ -338,12 +456,12 @@ def model_check(self:Learner, progress:bool=True) -> ModelCheck:
         per = pd.DataFrame(rows).set_index('split')
         if not per.error_trained_on.notna().any(): per = per.drop(columns=['error_trained_on', 'error_new'])
         ans = _answers_now(learn, col, t, m['answers']) if m and m.get('answers') is not None else None
-    rep = ModelCheck(per, leaked, relab, ans, m, gone=gone, unseen_train=unseen,
-                     absent=absent, train_name=str(col.train), example=t.fname.iloc[0] if len(t) else None)
+    rep = ModelCheck(per, leaked, relab, ans, m, gone=gone, unseen_train=unseen, absent=absent, train_name=str(col.train),
+                     example=t.fname.iloc[0] if len(t) else None, content=looked)
     _session(learn)['check'] = (id(learn.dls), rep)   # `error_report` names the held-out items it was trained on
     return rep
 
-# %% ../nbs/22_saved.ipynb #c0016
+# %% ../nbs/22_saved.ipynb #c0018
 def load_model(fname, # a file `learn.export_model` (or fastai's `learn.export`) wrote
                df=None, # a collection table to put the model on (`learn.use_collection`): checked against what it was trained on
                cpu:bool=True, # load onto the CPU (fastai's `load_learner`)
@@ -360,7 +478,7 @@ def load_model(fname, # a file `learn.export_model` (or fastai's `learn.export`)
     if df is not None: learn.use_collection(df, **kwargs)
     return learn
 
-# %% ../nbs/22_saved.ipynb #c0042
+# %% ../nbs/22_saved.ipynb #c0050
 @cli_command('train', help='train the version-zero model (or --arch) on a collection, print its error per split and save it (-o) for --model in the other commands', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
     (('-o', '--output'), dict(required=True, help='where to save the trained model (a fastai export with what it was trained on)')),
@@ -380,7 +498,7 @@ def train_command(ns) -> int:
     if ns.lr is not None: learn.lr = ns.lr
     _fit_quietly(learn, ns)
     with learn.no_bar(): t = errors_table(learn, splits=learn.dls.collection.splits)
-    learn.export_model(out.resolve(), overwrite=True)
+    learn.export_model(out.resolve(), overwrite=True, progress=bars)
     if ns.json: print(json.dumps(dict(model=str(out), errors=_jsonable(t.reset_index()))))
     else:
         with pd.option_context('display.float_format', '{:.3f}'.format): print(t.to_string(), end='\n\n')
@@ -388,7 +506,7 @@ def train_command(ns) -> int:
               'looks or slices as --model, instead of training there')
     return 0
 
-# %% ../nbs/22_saved.ipynb #c0043
+# %% ../nbs/22_saved.ipynb #c0051
 def _cli_model(ns, bars):
     "The learner `--model` names, on the collection the command names, checked (its findings warned); `--arch`, `--size` only where they agree with it"
     from fastai.torch_core import set_seed
@@ -404,12 +522,12 @@ def _cli_model(ns, bars):
     df = _cli_collection(ns, progress=bars)
     set_seed(ns.seed, reproducible=True)
     if not ns.json: print(f'Using {fn}, not trained again: {_model_line(m)}', flush=True)
-    rep = learn.use_collection(df, bs=ns.bs, cache=ns.cache or None, size=None if hw else ns.size, progress=bars)
+    rep = learn.use_collection(df, bs=ns.bs, cache=ns.cache or None, size=None if hw else ns.size, content=ns.copies or None, progress=bars)
     if not ns.json: print('\n'.join(l for l in rep.summary.splitlines()[1:] if l not in rep.warnings), end='\n\n', flush=True)   # the problems are warnings
     ns.arch, ns.size = arch, (hw or _prep(learn.dls)['size'])[0]   # for the lines commands print
     return learn
 
-# %% ../nbs/22_saved.ipynb #c0045
+# %% ../nbs/22_saved.ipynb #c0053
 @cli_command('compare', help='did the change help? two saved models (glamdebug train -o) on the very same held-out items of a collection: fixed, broken, McNemar; --control: the old settings trained again with other seeds', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
     (('before',), dict(metavar='BEFORE', help='the old model (a file glamdebug train -o or export_model wrote)')),

@@ -1,6 +1,7 @@
 """A trained model saved and put back on a table, on real training: a model that has memorised its 150 training digits
 is checked against a table re-split since (the leaked items named, and the error on them apart from the rest), a model
-trained on the fast-path cache comes back on the cache with the same answers, and the `train` command's model serves
+trained on the fast-path cache comes back on the cache with the same answers, training digits delivered again under other
+names are found by their content (and a renamed table is still checked), and the `train` command's model serves
 `report --model`, `confidence --model` and refusals from a shell."""
 import json, subprocess, sys, warnings
 from pathlib import Path
@@ -11,6 +12,7 @@ from glamdebug.data import read_collection, collection_dls
 from glamdebug.models import defaults_learner
 from glamdebug.fastpath import cached_dls, CachedDataLoaders
 from glamdebug.saved import load_model
+from glamdebug.debug import find_duplicates
 
 torch.set_num_threads(2)
 SIZE = 16  # the `digits` fixture (conftest.py) makes 16 px images
@@ -76,6 +78,52 @@ def test_the_table_named_by_absolute_paths_from_elsewhere(memorised, tmp_path):
         warnings.simplefilter('ignore'); check = load_model(fn, df, progress=False).model_check(progress=False)
     assert len(check.leaked) == 7 and check.gone == 0 and check.unseen_train == 0 and len(check.answers) == len(small[small.split == 'valid'])
     assert not check.answers_differ
+
+
+def test_copies_under_other_names_are_found_by_content(memorised, tmp_path):
+    "20 training digits delivered again into test under new names (10 the same bytes, 10 re-encoded a shade darker): by name nothing is found; by content all 20, and on the table as it was only what troubleshoot's leakage check finds too"
+    from PIL import Image
+    learn, small, fn = memorised
+    root = Path(small.attrs['path'])
+    tr = small[small.split == 'train']
+    rows = []
+    for i, (f, lab) in enumerate(zip(tr.fname.iloc[:20], tr.label.iloc[:20])):
+        new = tmp_path/'delivery'/f'item_{i:03d}.png'; new.parent.mkdir(exist_ok=True)
+        if i < 10: new.write_bytes((root/f).read_bytes())
+        else: Image.fromarray(np.clip(np.asarray(Image.open(root/f)).astype(int) - 3, 0, 255).astype(np.uint8)).save(new, compress_level=9)
+        rows.append(dict(fname=str(new), label=lab, split='test'))
+    table = pd.concat([small.assign(fname=[str(root/f) for f in small.fname]), pd.DataFrame(rows)], ignore_index=True)
+    table.to_csv(tmp_path/'delivered.csv', index=False)
+    df = read_collection(tmp_path/'delivered.csv', progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error'); by_name = load_model(fn, df, progress=False).model_check(progress=False)
+    assert len(by_name.leaked) == 0 and 'were not looked for' in by_name.summary    # the silent case: names alone
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always'); check = load_model(fn, df, content=True, progress=False).model_check(content=True, progress=False)
+    planted = set(range(len(small), len(small) + 20))
+    pairs, _ = find_duplicates([root/f for f in small.fname], small.split.tolist(), progress=False)  # troubleshoot's own leakage check, on the table as it was
+    also = {int(small.index.get_loc(small.index[small.fname == Path(o).relative_to(root).as_posix()][0])) for o in pairs.other_item}
+    print(f'by content: {len(check.leaked)} held-out items tied to training items ({(check.leaked.match == "same bytes").sum()} same bytes, '
+          f'{(check.leaked.match == "near copy").sum()} near copies); find_duplicates on the table as it was: {len(also)}')
+    assert set(check.leaked.index) == planted | also
+    lk = check.leaked.loc[sorted(planted)]
+    assert (lk.match.iloc[:10] == 'same bytes').all() and (lk.match.iloc[10:] == 'near copy').all()
+    assert lk.trained_as.tolist() == tr.fname.iloc[:20].tolist()
+    assert check.per_split.loc['test', 'error_trained_on'] == 0      # it knows them by heart
+    assert any(str(o.message).startswith(f'{20 + len(also)} held-out items') and 'tied by their content' in str(o.message) for o in w)
+    # the whole table renamed (files moved to numbered names): tied by content without asking, nothing leaked
+    flat = tmp_path/'flat'; flat.mkdir()
+    for i, f in enumerate(small.fname): (flat/f'{i:05d}.png').symlink_to(root/f)
+    renamed = small.assign(fname=[f'{i:05d}.png' for i in range(len(small))]); renamed.attrs = dict(small.attrs, path=flat)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); ren = load_model(fn, renamed, progress=False).model_check(progress=False)
+    assert ren.content is not None and ren.gone == 0 and ren.unseen_train == 0 and not ren.unmatched
+    assert set(ren.leaked.index) == {small.index[i] for i in also} and len(ren.answers) == len(small[small.split == 'valid'])
+    # from a shell: --copies names them; without --model it is refused
+    r = run('report', tmp_path/'delivered.csv', '--model', fn, '--copies')
+    assert r.returncode == 0 and f'{20 + len(also)} held-out items were training items' in r.stderr, r.stderr[-800:]
+    r = run('report', tmp_path/'delivered.csv', '--copies')
+    assert r.returncode == 2 and 'give --model' in r.stderr
 
 
 def test_cached_model_comes_back_on_the_cache(digits, tmp_path):
