@@ -5,10 +5,14 @@ fastai's `learn.export` / `load_learner` and loaders rebuilt from the table, sid
    and, when ../shared/data/oracle-mnist is there, 600 of its real scans (28 px): the table then re-split (a share of
    the training items moved into valid), a class dropped, the validation files re-delivered as negatives. For each,
    the valid error plain fastai reports, the error glamdebug reports on the items the model never saw, and what the
-   check says.
+   check says. Two more where names do not tell: the whole table renamed (numbered files) and re-split, and a quarter
+   of the training items delivered again into valid under new names (half the same bytes, half re-encoded 3 grey
+   levels darker), which the check finds only by content (`model_check(content=True)`).
 2. Cost, as the table grows (1,000 to 100,000 rows, files linked to the sample collection's images): export (time,
    file size), load onto the table (plain: `load_learner` + `collection_dls(df, vocab=...)`; glamdebug: `load_model`
-   with its check, which reads at most 500 validation images once, and without it).
+   with its check, which reads at most 500 validation images once, and without it). `export_model` keeps each training
+   item's fingerprint (MD5, difference hash, 8×8 thumbnail; `fingerprints=False` does not), and the check by content
+   reads every file the manifest does not name.
 `python benchmarks/bench_saved.py`; writes benchmarks/results/saved.txt.
 """
 import os, time, tempfile, warnings, shutil
@@ -78,12 +82,44 @@ def catches(name, df, size, n_train, tmp):
     c = load_model(fn, t, progress=False).model_check(progress=False)
     say(f'| valid files re-delivered as negatives, same names | {e_plain:.1%} | — | {len(c.changed)} of {len(c.answers)} '
         f'answers differ from export (median confidence change {c.answers.confidence_change.median():.2f}) |')
+    moved = rng.choice(small.index[small.split == 'train'], int(0.25*n_train), replace=False)
+    flat = tmp/f'{name}_renamed'
+    flat.mkdir(exist_ok=True)
+    names = [f'{i:05d}.png' for i in range(len(small))]
+    for n, f in zip(names, small.fname):
+        if not (flat/n).exists(): os.symlink(root/f, flat/n)
+    t = small.assign(fname=names); t.loc[moved, 'split'] = 'valid'; t.attrs = dict(small.attrs, path=flat)
+    e_plain = plain_error(fn, t, size)
+    c = load_model(fn, t, check=False).model_check(progress=False)
+    r = c.per_split.loc['valid']
+    say(f'| every file renamed, and re-split: {len(moved)} training items moved into valid | {e_plain:.1%} | {r.error_new:.1%} '
+        f'(on the moved: {r.error_trained_on:.1%}) | no name matches, so by content ({c.content["read"]:,} files, '
+        f'{c.content["seconds"]:.1f} s): {len(c.leaked)} held-out items were training items |')
+    again = tmp/f'{name}_again'
+    again.mkdir(exist_ok=True)
+    src, rows = small[small.split == 'train'].sample(int(0.25*n_train), random_state=2), []
+    for i, (f, lab) in enumerate(zip(src.fname, src.label)):
+        new = again/f'new_{i:05d}.png'
+        if i < len(src)//2: shutil.copy(root/f, new)
+        else: Image.fromarray(np.clip(np.asarray(Image.open(root/f)).astype(int) - 3, 0, 255).astype(np.uint8)).save(new)
+        rows.append((str(new), lab, 'valid'))
+    t = pd.concat([small, pd.DataFrame(rows, columns=['fname', 'label', 'split'])], ignore_index=True); t.attrs = small.attrs
+    e_plain = plain_error(fn, t, size)
+    l = load_model(fn, t, check=False)
+    c0, c = l.model_check(progress=False), l.model_check(content=True, progress=False)
+    r = c.per_split.loc['valid']
+    say(f'| {len(src)} training items delivered again into valid under new names ({len(src)//2} same bytes, the rest '
+        f're-encoded darker) | {e_plain:.1%} | {r.error_new:.1%} (on the copies: {r.error_trained_on:.1%}) | by name: '
+        f'{len(c0.leaked)}; by content ({c.content["read"]:,} files, {c.content["seconds"]:.1f} s): {len(c.leaked)} '
+        f'({(c.leaked.match == "same bytes").sum()} same bytes, {(c.leaked.match == "near copy").sum()} near copies) |')
 
 
 def cost(tmp):
-    say('\n## Cost as the table grows (sample collection images linked under new names; LeNet at 32 px; best of 1)')
-    say('| table rows | train items | plain export | export_model | file size plain → glamdebug | plain load + rebuild | load_model, no check | load_model with check | ratio |')
-    say('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    say('\n## Cost as the table grows (sample collection images linked under new names; LeNet at 32 px; one run each)')
+    say('(each of the 630 images is linked about n/630 times, so by content every held-out item is a copy of a training item: the worst case for tying them)')
+    say('| table rows | train items | plain export | export_model, fingerprints=False | export_model | file size: plain, no fingerprints, glamdebug | '
+        'plain load + rebuild | load_model, no check | with check (names) | ratio | with check by content (of which reading the files and tying them) | ratio |')
+    say('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     base = read_collection(sample_collection()/'collection.csv', progress=False)
     src = [Path(base.attrs['path'])/f for f in base.fname]
     for n in (1_000, 10_000, 100_000):
@@ -100,15 +136,17 @@ def cost(tmp):
         set_seed(0)
         learn = defaults_learner(collection_dls(df, size=32, bs=64))   # untrained: the weights do not matter here
         t0 = time.perf_counter(); learn.export(d/'plain.pkl'); t_plain = time.perf_counter() - t0
+        t0 = time.perf_counter(); learn.export_model(d/'nofp.pkl', overwrite=True, fingerprints=False); t_nofp = time.perf_counter() - t0
         t0 = time.perf_counter(); learn.export_model(d/'glam.pkl', overwrite=True); t_glam = time.perf_counter() - t0
-        s_plain, s_glam = (d/'plain.pkl').stat().st_size/1e6, (d/'glam.pkl').stat().st_size/1e6
+        s_plain, s_nofp, s_glam = [(d/f).stat().st_size/1e6 for f in ('plain.pkl', 'nofp.pkl', 'glam.pkl')]
         t0 = time.perf_counter()
         pl = load_learner(d/'plain.pkl'); pl.dls = collection_dls(df, size=32, bs=64, vocab=list(pl.dls.vocab))
         l_plain = time.perf_counter() - t0
         t0 = time.perf_counter(); load_model(d/'glam.pkl', df, check=False); l_none = time.perf_counter() - t0
         t0 = time.perf_counter(); load_model(d/'glam.pkl', df, progress=False); l_glam = time.perf_counter() - t0
-        say(f'| {n:,} | {int(0.7*n):,} | {t_plain:.2f} s | {t_glam:.2f} s | {s_plain:.2f} → {s_glam:.2f} MB | '
-            f'{l_plain:.2f} s | {l_none:.2f} s | {l_glam:.2f} s | {l_glam/l_plain:.1f}× |')
+        t0 = time.perf_counter(); c = load_model(d/'glam.pkl', df, check=False).model_check(content=True, progress=False); l_content = time.perf_counter() - t0
+        say(f'| {n:,} | {int(0.7*n):,} | {t_plain:.2f} s | {t_nofp:.2f} s | {t_glam:.2f} s | {s_plain:.2f}, {s_nofp:.2f}, {s_glam:.2f} MB | '
+            f'{l_plain:.2f} s | {l_none:.2f} s | {l_glam:.2f} s | {l_glam/l_plain:.1f}× | {l_content:.2f} s ({c.content["read"]:,} files read and tied in {c.content["seconds"]:.1f} s) | {l_content/l_plain:.0f}× |')
 
 
 if __name__ == '__main__':
