@@ -29,7 +29,7 @@ def trained(df, epochs, seed, noise=0.):
 @pytest.fixture(scope='module')
 def runs(digits):
     tmp, df = digits
-    return df, dict(e2=trained(df, 2, 0), e8=trained(df, 8, 1), e8b=trained(df, 8, 2), noisy=trained(df, 8, 1, noise=0.4))
+    return df, dict(e2=trained(df, 2, 0), e8=trained(df, 8, 1), e8b=trained(df, 8, 2), noisy=trained(df, 8, 1, noise=0.6))
 
 
 def test_better_and_worse_are_found(runs):
