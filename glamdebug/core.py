@@ -12,7 +12,7 @@ from fastcore.meta import delegates
 
 # %% auto #0
 __all__ = ['CLI_COMMANDS', 'GlamError', 'in_test', 'name_some', 'error_ci', 'Report', 'cli_command', 'collection_csv',
-           'atomic_path', 'atomic_write', 'output_path']
+           'atomic_path', 'atomic_write', 'output_path', 'SessionOnly']
 
 # %% ../nbs/00_core.ipynb #c0005
 class GlamError(ValueError):
@@ -187,3 +187,8 @@ def output_path(src, # the input file an output is made from
     except OSError: same = False
     if same and not overwrite: raise GlamError(f'refusing to overwrite the input {src}: give another output (-o) or --overwrite')
     return dst
+
+# %% ../nbs/00_core.ipynb #n0004
+class SessionOnly(dict):
+    "A dict kept for this session only: it pickles empty, so `learn.export` never carries training data or cached predictions along"
+    def __reduce__(self): return (SessionOnly, ())

@@ -658,19 +658,23 @@ def _bands(h, n_bands):
     cut = [round(i*64/n_bands) for i in range(n_bands + 1)]
     return [(i, (h >> cut[i]) & ((1 << (cut[i+1] - cut[i])) - 1)) for i in range(n_bands)]
 
-def _hash_one(fn):
-    "`image_hashes(fn)`, or a `GlamError` naming the file"
+def _hash_one(fn, skip=False):
+    "`image_hashes(fn)`, or a `GlamError` naming the file (`skip`: None) when it is missing or cannot be read"
     try: return image_hashes(fn)
-    except Exception as e: raise GlamError(f'cannot hash image {fn} ({type(e).__name__}: {e}); '
-                                           "read_collection(on_bad='drop') drops unreadable files") from None
+    except Exception as e:
+        if skip: return None
+        raise GlamError(f'cannot hash image {fn} ({type(e).__name__}: {e}); '
+                        "read_collection(on_bad='drop') drops unreadable files") from None
 
-def _hash_images(items, progress=True, workers=None):
+def _hash_images(items, progress=True, workers=None,
+                 on_error='raise'): # 'skip': None for a file that is missing or cannot be read, the others hashed once all the same
     "`image_hashes` of every file in `items`; large files (scans) in a thread pool, as PIL and hashlib release the GIL; a bar for large collections"
-    items = list(items)
+    if on_error not in ('raise', 'skip'): raise GlamError(f"on_error={on_error!r}: give 'raise' or 'skip'")
+    items, one = list(items), functools.partial(_hash_one, skip=on_error == 'skip')
     sizes = [os.path.getsize(f) for f in items[:64] if os.path.isfile(f)]
     pool = ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 1) + 2)) if sizes and np.mean(sizes) > 65536 else None
     try:  # small files: threads cost more than they save (measured: 2x slower on 28-64 px PNGs, 1.8x faster on scans)
-        it = pool.map(_hash_one, items) if pool is not None else map(_hash_one, items)
+        it = pool.map(one, items) if pool is not None else map(one, items)
         if progress and len(items) > 200 and not in_test(): it = progress_bar(it, total=len(items), leave=False)
         return list(it)
     finally:

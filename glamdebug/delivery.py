@@ -242,7 +242,7 @@ class DeliveryReport(Report):
 # %% ../nbs/20_delivery.ipynb #c0012
 def _reference_pass(learn, reference):
     "`shift._pass` over `reference` (predictions, image statistics, features, file properties), kept with `get_split_preds`' cache until the weights change"
-    store = learn.__dict__.setdefault('_glam_preds', {})   # `clear_split_preds` forgets it too
+    store = learn.__dict__.setdefault('_glam_preds', SessionOnly())   # `clear_split_preds` forgets it too; never exported
     key = ('delivery reference',) + _split_key(learn, reference)
     fp = weights_fingerprint(learn.model)
     if key not in store or store[key][0] != fp: store[key] = (fp, _pass(learn, reference))

@@ -22,8 +22,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['START_SIMPLE', 'DEFAULTS', 'ARCH_LADDER', 'StartSimple', 'init_relu_', 'init_glorot_', 'lenet_like', 'mlp_one_hidden',
-           'LSTMOneHidden', 'lstm_one_hidden', 'Defaults', 'find_pretrained', 'SessionOnly', 'defaults_learner',
-           'bigger']
+           'LSTMOneHidden', 'lstm_one_hidden', 'Defaults', 'find_pretrained', 'defaults_learner', 'bigger']
 
 # %% ../nbs/03_models.ipynb #c0005
 class StartSimple(Report):
@@ -238,10 +237,6 @@ def _timm_model(name, n_out, n_in, pretrained=False, pretrained_path=None, drop_
                                  pretrained_cfg_overlay=dict(file=str(path), source=''), **kwargs)
 
 # %% ../nbs/03_models.ipynb #c0031
-class SessionOnly(dict):
-    "A dict kept for this session only: it pickles empty, so `learn.export` never carries the training data along"
-    def __reduce__(self): return (SessionOnly, ())
-
 def _session(learn): return getattr(learn, '_glam_session', None) or SessionOnly()
 
 @patch(as_prop=True)

@@ -136,7 +136,7 @@ def get_split_preds(self:Learner, split='valid', # 'train' (validation transform
         probs, targs, losses = self.get_preds(dl=dl, with_loss=True)
     if targs.ndim != 1: raise GlamError('this learner has multi-label targets: only single-label classification is supported for now')
     p = Preds(probs, targs, list(self.dls.vocab), losses=losses, items=_items(dl), split=name)
-    if cache: self.__dict__.setdefault('_glam_preds', {})[_split_key(self, split)] = (weights_fingerprint(self.model), p)
+    if cache: self.__dict__.setdefault('_glam_preds', SessionOnly())[_split_key(self, split)] = (weights_fingerprint(self.model), p)
     return p
 
 @patch

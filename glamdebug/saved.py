@@ -14,9 +14,9 @@ from fastai.vision.augment import Resize
 from .core import *
 from .core import _jsonable
 from .data import collection_dls, collection_columns, _check_size, _DROP_BAD_ARG
-from .models import SessionOnly, _session, _model_args, _collection_learner, _fit_quietly, _save_plot
+from .models import _session, _model_args, _collection_learner, _fit_quietly, _save_plot
 from .preds import weights_fingerprint, _cached_preds  # and Learner.get_split_preds
-from .debug import image_hashes, _hash_images, _near_pairs
+from .debug import _hash_images, _near_pairs
 
 # %% auto #0
 __all__ = ['MANIFEST_FORMAT', 'ModelCheck', 'load_model', 'train_command', 'compare_command']
@@ -57,18 +57,11 @@ def _fp(h):
     t8 = t.reshape(8, 2, 8, 2).mean((1, 3)).round().astype(np.uint8)
     return (*np.frombuffer(bytes.fromhex(md5), '<u8').tolist(), dh, plain, *np.frombuffer(t8.tobytes(), '<u8').tolist())
 
-def _fingerprint(fn):
-    "`_fp` of image file `fn`, or None if it cannot be read"
-    try: return _fp(image_hashes(fn))
-    except Exception: return None
+_NO_FP = (0, 0, 0, True, *[0]*8)   # an MD5 of zeros matches nothing
 
 def _fingerprints(files, progress=True) -> pd.DataFrame:
-    "`_FP_COLS` of each of `files` (`_hash_images`: threads for scans, a bar for large collections); a missing or unreadable file gets an MD5 of zeros, which matches nothing"
-    files = [Path(f) for f in files]
-    try: hs = [_fp(h) for h in _hash_images(files, progress)] if all(f.is_file() for f in files) else None
-    except GlamError: hs = None   # one file cannot be read: each on its own
-    if hs is None: hs = [_fingerprint(f) if f.is_file() else None for f in files]
-    hs = [h if h is not None else (0, 0, 0, True, *[0]*8) for h in hs]
+    "`_FP_COLS` of each of `files` (`_hash_images`: threads for scans, a bar for large collections, each file read once); a missing or unreadable file gets an MD5 of zeros, which matches nothing"
+    hs = [_fp(h) if h is not None else _NO_FP for h in _hash_images([Path(f) for f in files], progress, on_error='skip')]
     return pd.DataFrame(hs, columns=_FP_COLS).astype({c: np.uint64 for c in _FP_COLS if c != 'plain'} | {'plain': bool})
 
 def _thumbs(d): return np.ascontiguousarray(d[_THUMB].to_numpy(np.uint64)).view(np.uint8).reshape(len(d), 64)
