@@ -2,7 +2,7 @@
 digits (their labels kept aside). The least sure picks are where it errs; with every pool image present four times
 (faint noise: a run of near-identical pages), margin spends its picks on copies and BADGE does not; the `label-next`
 command writes rows that go back into the collection, and a second run does not pick them again."""
-import json, subprocess, sys
+import json
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
@@ -77,11 +77,9 @@ def test_badge_does_not_spend_labels_on_copies(setup, tmp_path):
     assert all(learn.label_next(one, n=n, strategy=s, progress=False).picked.file.nunique() == n for s in ('margin', 'badge'))
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, '-m', 'glamdebug.cli', *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
-def test_command_rows_go_back_into_the_collection(digits, tmp_path):
+def test_command_rows_go_back_into_the_collection(digits, tmp_path, cli):
     tmp, df = digits
     root = Path(df.attrs['path'])
     test = df[df.split == 'test']
@@ -89,7 +87,7 @@ def test_command_rows_go_back_into_the_collection(digits, tmp_path):
     for f in test.fname: (tmp_path/'pool'/f.replace('/', '_')).write_bytes((root/f).read_bytes())
     (tmp_path/'pool'/'broken.png').write_bytes(b'not a png')
     out = tmp_path/'to_label.csv'
-    r = run_cli('label-next', root, tmp_path/'pool', '-n', 30, '--epochs', 3, '--size', SIZE, '-o', out, '--json')
+    r = cli('label-next', root, tmp_path/'pool', '-n', 30, '--epochs', 3, '--size', SIZE, '-o', out, '--json')
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d['picked'] == 30 and d['unreadable'] == 1 and d['candidates'] == len(test), d
@@ -105,21 +103,21 @@ def test_command_rows_go_back_into_the_collection(digits, tmp_path):
     assert (back.split == 'train').sum() == (df.split == 'train').sum() + 30
     # asked again with the grown collection: the labelled files are named, not picked twice
     out2 = tmp_path/'next.csv'
-    r = run_cli('label-next', root/'grown.csv', tmp_path/'pool', '-n', 30, '--epochs', 3, '--size', SIZE, '-o', out2, '--json')
+    r = cli('label-next', root/'grown.csv', tmp_path/'pool', '-n', 30, '--epochs', 3, '--size', SIZE, '-o', out2, '--json')
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d['in_collection'] == 30 and d['candidates'] == len(test) - 30, d
     s2 = pd.read_csv(out2, dtype={'prediction': str, 'runner_up': str})
     assert not set(s2.fname) & set(s.fname)
     # only the classes asked for: every pick is guessed as 3 or 8, or has one as runner-up
-    r = run_cli('label-next', root/'grown.csv', tmp_path/'pool', '-n', 10, '--classes', '3,8', '--epochs', 3, '--size', SIZE, '--json')
+    r = cli('label-next', root/'grown.csv', tmp_path/'pool', '-n', 10, '--classes', '3,8', '--epochs', 3, '--size', SIZE, '--json')
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d['picked'] == 10 and d['candidates'] < len(test) - 30
     assert all({row['prediction'], row['runner_up']} & {'3', '8'} for row in d['table']), d['table']
     for args, msg in [(('-n', 0), '-n must be'), (('-o', root/'grown.csv'), 'grown.csv'), (('--strategy', 'entropy'), 'entropy'),
                       (('--classes', '3,eight'), "'eight'")]:
-        r = run_cli('label-next', root/'grown.csv', tmp_path/'pool', '--epochs', 1, '--size', SIZE, *args)
+        r = cli('label-next', root/'grown.csv', tmp_path/'pool', '--epochs', 1, '--size', SIZE, *args)
         assert r.returncode != 0 and msg in r.stderr and 'Training' not in r.stdout, (args, r.stdout, r.stderr)
-    r = run_cli('label-next', root, tmp_path/'nowhere', '--epochs', 1)
+    r = cli('label-next', root, tmp_path/'nowhere', '--epochs', 1)
     assert r.returncode != 0 and 'nowhere' in r.stderr

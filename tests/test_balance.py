@@ -1,7 +1,7 @@
 """Rare classes: `balanced_dls` draws every class about as often in real training (any loader), `LogitAdjust` changes
 inference and not training, `rebalance_report` finds a planted imbalance and does not raise one on balanced classes;
 bad arguments are named; the `rebalance` command works."""
-import json, subprocess, sys
+import json
 import numpy as np, pandas as pd, pytest, torch
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
@@ -140,18 +140,15 @@ def test_no_alarm_on_balanced_classes(digits):
     assert 'nothing to rebalance' in rep.summary and 'To use it' not in rep.summary
 
 
-def test_rebalance_command(digits, tmp_path):
+def test_rebalance_command(digits, tmp_path, cli):
     tmp, df = digits
     make_rare(df)[['fname', 'label', 'split']].to_csv(tmp/'digits'/'rare.csv', index=False)
     png = tmp_path/'rebalance.png'
-    out = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'rebalance', str(tmp/'digits'/'rare.csv'), '--epochs', '1',
-                          '--methods', 'logit_adjust,oversample', '--size', str(SIZE), '--json', '--plot', str(png)],
-                         capture_output=True, text=True, timeout=600)
+    out = cli('rebalance', str(tmp/'digits'/'rare.csv'), '--epochs', '1', '--methods', 'logit_adjust,oversample', '--size', str(SIZE), '--json', '--plot', str(png))
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert [r['method'] for r in d['table']] == ['as_is', 'as_is_again', 'logit_adjust', 'oversample'] and png.stat().st_size > 1000
-    bad = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'rebalance', str(tmp/'digits'/'rare.csv'), '--methods', 'smote'],
-                         capture_output=True, text=True, timeout=600)
+    bad = cli('rebalance', str(tmp/'digits'/'rare.csv'), '--methods', 'smote')
     assert bad.returncode == 2 and 'unknown method(s) smote' in bad.stderr
 
 

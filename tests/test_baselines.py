@@ -2,7 +2,7 @@
 only training batches get) make the model lose to a thumbnail baseline and the report says so; the healthy model raises
 no such alarm; the baselines are kept between calls; plain fastai loaders and the cache work; bad input is named; the
 `baselines` command works."""
-import json, subprocess, sys
+import json
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fasttransform import Transform
@@ -111,18 +111,16 @@ def test_bad_input_is_named(digits):
     with pytest.raises(GlamError, match=f"baseline 'x' has 3 predictions for {p.n} items"): compare_baselines(p, {'x': np.zeros(3, int)})
 
 
-def test_baselines_command(digits, tmp_path):
+def test_baselines_command(digits, tmp_path, cli):
     tmp, df = digits
     png = tmp_path/'baselines.png'
     csv = tmp/'digits'/'collection.csv'
-    out = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'baselines', str(csv), '--epochs', '1', '--size', str(SIZE), '--n-train', '300',
-                          '--goal', '0.02', '--json', '--plot', str(png)], capture_output=True, text=True, timeout=600)
+    out = cli('baselines', str(csv), '--epochs', '1', '--size', str(SIZE), '--n-train', '300', '--goal', '0.02', '--json', '--plot', str(png))
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert d['n_train'] == 300 and d['goal'] == 0.02 and d['table'][0]['baseline'] == 'model' and len(d['table']) == 8
     assert d['verdict'] in ('better', 'no better', 'worse') and png.stat().st_size > 1000
-    bad = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'baselines', str(csv), '--split', 'tset', '--size', str(SIZE)],
-                         capture_output=True, text=True, timeout=600)
+    bad = cli('baselines', str(csv), '--split', 'tset', '--size', str(SIZE))
     assert bad.returncode == 2 and "no split 'tset' in the collection (before training)" in bad.stderr
-    bad = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'baselines', str(csv), '--split', 'train'], capture_output=True, text=True, timeout=600)
+    bad = cli('baselines', str(csv), '--split', 'train')
     assert bad.returncode == 2 and 'fit on training items' in bad.stderr

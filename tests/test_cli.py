@@ -1,4 +1,6 @@
-"The `glamdebug` command, run as a user runs it: a subprocess."
+"""The `glamdebug` command. Its entry point, help, a one-line error and the demo run as a user runs them, in a subprocess;
+the rest through `glamdebug.cli.main` in this process (the `cli` fixture), as each subprocess spends about 10 s importing
+torch and fastai before any work."""
 import os, subprocess, sys
 import pytest
 
@@ -15,8 +17,8 @@ def test_help_lists_subcommands():
     for c in ('demo', 'merge-labels'): assert c in r.stdout
 
 
-def test_no_subcommand_is_usage_error():
-    r = run()
+def test_no_subcommand_is_usage_error(cli):
+    r = cli()
     assert r.returncode == 2 and 'usage: glamdebug' in r.stdout
 
 
@@ -44,7 +46,7 @@ def test_demo_end_to_end():
     assert float(rows['valid'][3]) < 0.5
 
 
-def test_cache_command(tmp_path):
+def test_cache_command(tmp_path, cli):
     "`glamdebug cache`: builds the cache, names an unreadable image without failing, decodes nothing on a re-run"
     import json, shutil
     from pathlib import Path
@@ -56,23 +58,23 @@ def test_cache_command(tmp_path):
     bad = coll/lines[1].split(',')[0]
     bad.write_bytes(bad.read_bytes()[:200])  # truncated
     args = ('cache', str(coll), '--size', '32', '--cache-dir', str(tmp_path/'cache'))
-    r = run(*args)
+    r = cli(*args)
     assert r.returncode == 0, r.stderr
     assert f'{len(lines) - 2} images cached' in r.stdout and bad.name in r.stdout, r.stdout
-    r2 = run(*args, '--json')
+    r2 = cli(*args, '--json')
     d = json.loads(r2.stdout)
     assert (d['decoded'], d['reused'], len(d['bad'])) == (0, len(lines) - 2, 1)
-    r3 = run('cache', str(tmp_path/'nowhere'))
+    r3 = cli('cache', str(tmp_path/'nowhere'))
     assert r3.returncode == 2 and 'nowhere' in r3.stderr
 
 
-def test_tune_command(tmp_path):
+def test_tune_command(tmp_path, cli):
     "`glamdebug tune`: trials as JSON (baseline + trials × rounds), the best settings, a plot; bad input is one line, exit 2"
     import json
     from pathlib import Path
     coll = Path(__file__).parent.parent/'data'/'samples'
     png = tmp_path/'tune.png'
-    r = run('tune', str(coll), '--params', 'lr', 'schedule', '--trials', '2', '--rounds', '2', '--epochs', '1', '--size', '24',
+    r = cli('tune', str(coll), '--params', 'lr', 'schedule', '--trials', '2', '--rounds', '2', '--epochs', '1', '--size', '24',
             '--method', 'bayes', '--json', '--plot', str(png))
     assert r.returncode == 0, r.stderr[-3000:]
     d = json.loads(r.stdout)
@@ -81,25 +83,25 @@ def test_tune_command(tmp_path):
     assert d['table'][0]['valid_error'] <= min(t['valid_error'] for t in d['table'])
     assert png.stat().st_size > 1000
     # without --json: the report, then the command that tunes the medium settings from the best; that command runs
-    r = run('tune', str(coll), '--params', 'lr', 'schedule', '--trials', '2', '--rounds', '1', '--epochs', '1', '--size', '24')
+    r = cli('tune', str(coll), '--params', 'lr', 'schedule', '--trials', '2', '--rounds', '1', '--epochs', '1', '--size', '24')
     assert r.returncode == 0, r.stderr[-3000:]
     nxt = [l for l in r.stdout.splitlines() if l.startswith('Next, the medium settings from the best: ')]
     assert len(nxt) == 1, r.stdout[-2000:]
     import shlex
     cmd = shlex.split(nxt[0].split(': ', 1)[1])
     assert cmd[:2] == ['glamdebug', 'tune'] and '--base' in cmd and '--size' in cmd, cmd
-    r3 = run(*cmd[1:], '--json')
+    r3 = cli(*cmd[1:], '--json')
     assert r3.returncode == 0, r3.stderr[-3000:]
     d3 = json.loads(r3.stdout)
     assert set(d3['best']) == {'wd', 'drop_rate', 'depth'} and set(d3['base']) == {'lr', 'schedule'}, d3['best']
     for args, word in ((('--trials', '0'), '--trials'), (('--params', 'momentum'), 'momentum'),
                        (('--base', 'schedule=flat-cos'), 'flat-cos'), (('--base', 'lr'), 'NAME=VALUE')):
-        r2 = run('tune', str(coll), *args)
+        r2 = cli('tune', str(coll), *args)
         err = [l for l in r2.stderr.splitlines() if l.strip()]
         assert r2.returncode == 2 and len(err) == 1 and word in err[0], r2.stderr
 
 
-def test_keep_copies_command(tmp_path):
+def test_keep_copies_command(tmp_path, cli):
     "`glamdebug keep-copies`: copies planted in valid and test move to train in the written CSV; input untouched, every column kept"
     import shutil
     from pathlib import Path
@@ -115,7 +117,7 @@ def test_keep_copies_command(tmp_path):
     table = pd.concat([df, pd.DataFrame(copies)], ignore_index=True).assign(note='kept')
     table.to_csv(coll/'collection.csv', index=False)
     before = (coll/'collection.csv').read_bytes()
-    r = run('keep-copies', str(coll), '-o', str(tmp_path/'fixed.csv'))
+    r = cli('keep-copies', str(coll), '-o', str(tmp_path/'fixed.csv'))
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'moved 3 of' in r.stdout and 'test → train: 1, valid → train: 2' in r.stdout, r.stdout
     assert 'different labels' not in r.stdout                               # the copies kept their class
@@ -124,20 +126,20 @@ def test_keep_copies_command(tmp_path):
     assert (out.split_original == table.split).all() and (out.note == 'kept').all()
     assert set(out.fname[out.split != out.split_original]) == {c['fname'] for c in copies}
     assert (coll/'collection.csv').read_bytes() == before
-    r2 = run('keep-copies', str(coll))                                      # no output given: refuses, one line, exit 2
+    r2 = cli('keep-copies', str(coll))                                      # no output given: refuses, one line, exit 2
     assert r2.returncode == 2 and '-o' in r2.stderr and (coll/'collection.csv').read_bytes() == before
-    r3 = run('keep-copies', str(coll), '-o', str(coll/'collection.csv'))  # the input as output without --overwrite
+    r3 = cli('keep-copies', str(coll), '-o', str(coll/'collection.csv'))  # the input as output without --overwrite
     assert r3.returncode == 2 and 'refusing to overwrite' in r3.stderr
     other = sorted(set(df.label) - {tr.label.iloc[0]})[0]                  # one copy catalogued under another class
     table.loc[table.fname == copies[0]['fname'], 'label'] = other
     table.to_csv(coll/'collection.csv', index=False)
-    r4 = run('keep-copies', str(coll), '-o', str(tmp_path/'fixed2.csv'))
+    r4 = cli('keep-copies', str(coll), '-o', str(tmp_path/'fixed2.csv'))
     assert r4.returncode == 0 and '1 group of copies carries different labels' in r4.stdout, r4.stdout
     assert f"copy0.png ({other})" in r4.stdout and f"({tr.label.iloc[0]})" in r4.stdout
     assert (pd.read_csv(tmp_path/'fixed2.csv').label == table.label).all()  # reported, not changed
 
 
-def test_bad_rows_stop_or_are_dropped_and_named(tmp_path):
+def test_bad_rows_stop_or_are_dropped_and_named(tmp_path, cli):
     "Bad rows stop every command with one line naming them and `--drop-bad`; with it they are dropped and named, and the annotated table still has every row"
     import json, shutil
     from pathlib import Path
@@ -154,29 +156,29 @@ def test_bad_rows_stop_or_are_dropped_and_named(tmp_path):
     df.to_csv(coll/'collection.csv', index=False)
     planted = [df.fname[i] for i in tr[:4]]
     model = ('--size', '16', '--bs', '64')
-    r = run('report', str(coll), '--epochs', '1', *model)
+    r = cli('report', str(coll), '--epochs', '1', *model)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
     for s in ('4 bad rows of 630', 'missing file', Path(planted[0]).name, 'unreadable image', Path(planted[1]).name,
               'empty label', "'Valid ' (did you mean 'valid'?)", '--drop-bad'): assert s in r.stderr, s
-    r = run('report', str(coll), '--epochs', '1', '--drop-bad', '--json', *model)
+    r = cli('report', str(coll), '--epochs', '1', '--drop-bad', '--json', *model)
     assert r.returncode == 0, r.stderr[-2000:]
     assert {e['split']: e['n'] for e in json.loads(r.stdout)['Errors']}['train'] == (df.split == 'train').sum() - 3  # 'Valid ' was not train
     assert 'dropped 4 bad rows' in r.stderr and all(f in r.stderr for f in planted), r.stderr
-    r = run('troubleshoot', str(coll), '--checks', 'labels,inputs', '--drop-bad', *model)   # a folder, like the other commands
+    r = cli('troubleshoot', str(coll), '--checks', 'labels,inputs', '--drop-bad', *model)   # a folder, like the other commands
     assert r.returncode == 0 and 'dropped 4 bad rows' in r.stderr, r.stderr[-2000:]
     out = tmp_path/'review.csv'
-    r = run('label-issues', str(coll), '--folds', '2', '--epochs', '1', '--drop-bad', '--splits', 'valid,test', '-o', str(out), *model)
+    r = cli('label-issues', str(coll), '--folds', '2', '--epochs', '1', '--drop-bad', '--splits', 'valid,test', '-o', str(out), *model)
     assert r.returncode == 0, r.stderr[-2000:]
     got = pd.read_csv(out, dtype=str)
     pd.testing.assert_frame_equal(got[df.columns], df)               # every row and column of the input, as it was
     judged = got.label_suspect.notna()
     assert not judged[got.fname.isin(planted)].any() and judged[got.split.isin(['train', 'valid', 'test'])].sum() == 540 - 4
     assert not judged[got.split == 'test_shifted'].any()            # not among --splits
-    r = run('cache', str(coll), '--size', '16', '--cache-dir', str(tmp_path/'cache'))   # the cache never stops on a bad row
+    r = cli('cache', str(coll), '--size', '16', '--cache-dir', str(tmp_path/'cache'))   # the cache never stops on a bad row
     assert r.returncode == 0 and 'dropped 3 bad rows' in r.stderr and Path(planted[1]).name in r.stdout, (r.stdout, r.stderr)
 
 
-def test_label_variants_warned_then_merged(tmp_path):
+def test_label_variants_warned_then_merged(tmp_path, cli):
     "A catalogue with 'Map' and 'map ' beside 'map': every command warns in one line naming them and the merge; `merge-labels --variants` unifies them, keeps the originals, and the warning is gone"
     import shutil
     from pathlib import Path
@@ -188,15 +190,15 @@ def test_label_variants_warned_then_merged(tmp_path):
     maps = df.index[df.label == 'map']
     df.loc[maps[::10], 'label'] = 'Map'; df.loc[maps[1::10], 'label'] = 'map '
     df.to_csv(coll/'collection.csv', index=False)
-    r = run('troubleshoot', str(coll), '--checks', 'labels', '--size', '16')
+    r = cli('troubleshoot', str(coll), '--checks', 'labels', '--size', '16')
     assert r.returncode == 0, r.stderr[-2000:]
     warn = [l for l in r.stderr.splitlines() if 'warning' in l]
     assert len(warn) == 1 and "'map' (" in warn[0] and "'Map' (" in warn[0] and "'map ' (" in warn[0], r.stderr
     assert 'merge-labels' in warn[0] and '--variants' in warn[0]
     assert 'WARN' in r.stdout and 'written in more than one way' in r.stdout, r.stdout
-    r = run('merge-labels', str(coll), '--variants', '-o', str(coll/'merged.csv'))
+    r = cli('merge-labels', str(coll), '--variants', '-o', str(coll/'merged.csv'))
     assert r.returncode == 0 and "Map -> map: 11 rows" in r.stdout and "map  -> map: 11 rows" in r.stdout, (r.stdout, r.stderr)
     got = pd.read_csv(coll/'merged.csv', dtype=str, keep_default_na=False)
     assert (got.label[maps] == 'map').all() and got.label_original.tolist() == df.label.tolist()
-    r = run('troubleshoot', str(coll/'merged.csv'), '--checks', 'labels', '--size', '16')
+    r = cli('troubleshoot', str(coll/'merged.csv'), '--checks', 'labels', '--size', '16')
     assert r.returncode == 0 and 'warning' not in r.stderr and 'written in more than one way' not in r.stdout, (r.stdout, r.stderr)

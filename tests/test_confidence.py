@@ -3,7 +3,7 @@ split and is flagged on a planted shifted split (negatives, as microfilm scanner
 underconfidence are measured and undone by the temperature; triage keeps every file (unreadable ones marked) and agrees
 with the report's inference; plain fastai loaders and the cache work; the `confidence` command works and refuses bad
 arguments before training."""
-import json, subprocess, sys
+import json
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from torch import nn
@@ -138,17 +138,15 @@ def test_plain_fastai_loaders_and_the_cache(digits, tmp_path):
     assert len(tc) == 30 and np.allclose(tc.confidence, td.confidence, atol=1e-5) and (tc.decision == td.decision).all()
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, '-m', 'glamdebug.cli', *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
-def test_command(digits, tmp_path):
+def test_command(digits, tmp_path, cli):
     tmp, df = digits
     root = Path(df.attrs['path'])
     new = tmp_path/'new'; new.mkdir()
     for f in df[df.split == 'test'].fname[:25]: (new/Path(f).name).write_bytes((root/f).read_bytes())
     out = tmp_path/'triage.csv'
-    r = run_cli('confidence', root, '--goal', 0.05, '--epochs', 4, '--size', SIZE, '--new', new, '-o', out, '--json')
+    r = cli('confidence', root, '--goal', 0.05, '--epochs', 4, '--size', SIZE, '--new', new, '-o', out, '--json')
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d['threshold'] is not None and d['goal'] == 0.05 and 0 < d['coverage'] <= 1
@@ -157,5 +155,5 @@ def test_command(digits, tmp_path):
     assert ((tri.confidence >= d['threshold']) == (tri.decision == 'sorted')).all()
     for args, msg in [(('--new', new), 'needs --goal'), (('--goal', 0.05, '-o', out), 'give --new'), (('--split', 'train'), "'train'"),
                       (('--goal', 5), '5 % is 0.05'), (('--split', 'tset'), 'tset')]:
-        r = run_cli('confidence', root, '--epochs', 1, '--size', SIZE, *args)
+        r = cli('confidence', root, '--epochs', 1, '--size', SIZE, *args)
         assert r.returncode != 0 and msg in r.stderr and 'Training' not in r.stdout, (args, r.stdout, r.stderr)

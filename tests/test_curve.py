@@ -1,6 +1,6 @@
 """`learn.data_curve()`: a curve that learns falls, one whose training labels say nothing stays flat; every kind of
 learner is left as it was; the evaluation sees what training saw (normalisation); the `curve` command works."""
-import json, subprocess, sys, warnings
+import json, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch, torch.nn as nn
 from fastai.vision.all import Learner, CrossEntropyLossFlat, error_rate
@@ -94,15 +94,12 @@ def test_small_classes_keep_one_item_and_the_curve_names_classes(digits):
     assert rep.per_class.n_train.sum() == rep.runs.n_train.iloc[-1]
 
 
-def test_curve_command(digits, tmp_path):
+def test_curve_command(digits, tmp_path, cli):
     tmp, df = digits
     png = tmp_path/'curve.png'
-    out = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'curve', str(tmp/'digits'), '--fractions', '0.25,1',
-                          '--epochs', '1', '--size', str(SIZE), '--json', '--plot', str(png)],
-                         capture_output=True, text=True, timeout=600)
+    out = cli('curve', str(tmp/'digits'), '--fractions', '0.25,1', '--epochs', '1', '--size', str(SIZE), '--json', '--plot', str(png))
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert d['verdict'] in ('still falling', 'flat', 'rising') and len(d['table']) == 2 and png.stat().st_size > 1000
-    bad = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'curve', str(tmp/'digits'), '--fractions', '1,0.5'],
-                         capture_output=True, text=True, timeout=600)
+    bad = cli('curve', str(tmp/'digits'), '--fractions', '1,0.5')
     assert bad.returncode == 2 and 'must increase' in bad.stderr

@@ -1,6 +1,6 @@
 """`learn.troubleshoot()`: each planted silent bug is caught by the check that should catch it, with useful evidence;
 a clean setup passes every check; the learner is left exactly as it was; the `troubleshoot` command works."""
-import os, sys, json, time, shutil, subprocess, random
+import json, time, shutil
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch, torch.nn as nn
 import matplotlib; matplotlib.use('Agg')
@@ -12,6 +12,7 @@ from glamdebug.data import read_collection, collection_dls
 from glamdebug.models import defaults_learner, lenet_like
 from glamdebug.samples import hue_collection
 from glamdebug.debug import *
+from glamdebug.debug import _hash_images
 
 torch.set_num_threads(1)
 SIZE = 32
@@ -334,14 +335,13 @@ def test_crashing_model_is_a_failed_check(coll):
     assert all(c.status == 'fail' and 'crashed' in c.message for c in rep.checks)
 
 
-def test_cli_troubleshoot(coll, tmp_path, capsys):
-    "one real subprocess (the glob-order bug: exit 1, JSON), the clean case and a missing file through `main` in-process"
+def test_cli_troubleshoot(coll, tmp_path, capsys, cli):
+    "the glob-order bug (exit 1, JSON), the clean case and a missing file"
     from glamdebug.cli import main
     path, df = coll
     bad = df.copy(); bad['label'] = np.random.default_rng(0).permutation(df.label.values)
     bad.to_csv(path/'glob_bug.csv', index=False)
-    r = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'troubleshoot', str(path/'glob_bug.csv'), '--size', str(SIZE),
-                        '--checks', 'labels', '--json'], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=300)
+    r = cli('troubleshoot', path/'glob_bug.csv', '--size', SIZE, '--checks', 'labels', '--json')
     assert r.returncode == 1, r.stderr
     d = json.loads(r.stdout[r.stdout.index('{'):])
     assert d['checks']['labels']['status'] == 'fail' and d['verdict'] == 'fail'
@@ -396,6 +396,26 @@ def test_keep_copies_together_clean_and_bad_input(coll, tmp_path, capsys):
     with pytest.raises(GlamError, match=f"cannot hash image .*{Path(df.fname[0]).name}"):
         keep_copies_together(df, p, verbose=False)
     with pytest.raises(GlamError, match="no column 'part'"): keep_copies_together(df, path, split_col='part')
+
+
+def test_hash_images_skips_what_it_cannot_read(coll, tmp_path):
+    "`on_error='skip'`: a missing and a corrupt file give None in their places, every other file its hashes, each read once"
+    path, df = coll
+    fns = [path/f for f in df.fname[:6]]
+    (tmp_path/'bad.png').write_bytes(b'not an image')
+    items = fns[:3] + [tmp_path/'bad.png', tmp_path/'gone.png'] + fns[3:]
+    hs = _hash_images(items, progress=False, on_error='skip')
+    assert [h is None for h in hs] == [False]*3 + [True, True] + [False]*3
+    want = [image_hashes(f) for f in fns]
+    assert [h[:3] for h in hs if h is not None] == [w[:3] for w in want]
+    assert all((h[3] == w[3]).all() for h, w in zip([h for h in hs if h is not None], want))
+    with pytest.raises(GlamError, match='cannot hash image .*bad.png'): _hash_images(items, progress=False)
+    with pytest.raises(GlamError, match="on_error='ignore'"): _hash_images(items, on_error='ignore')
+    big = tmp_path/'scan.png'   # files over 64 kB go through the thread pool: the same answers
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(big)
+    assert big.stat().st_size > 65536
+    hs = _hash_images([big, tmp_path/'bad.png', big], progress=False, on_error='skip')
+    assert hs[1] is None and hs[0][:3] == hs[2][:3] == image_hashes(big)[:3]
 
 
 def test_sixteen_bit_scans_are_compared_as_seen(tmp_path):

@@ -2,7 +2,7 @@
 alarm); planted deliveries (negatives, as microfilm scanners save them; half of them negatives; three classes only) are
 told apart, each for its own reason, without their labels; the items most unlike valid are the planted ones; the cache
 and plain fastai loaders (`from_folder`, `from_df`) work; the `delivery` command writes a sample to label that goes back into the collection."""
-import json, subprocess, sys
+import json
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image, ImageOps
@@ -125,15 +125,13 @@ def test_cache_and_plain_fastai_loaders(digits, setup, tmp_path):
     with pytest.raises(GlamError, match="'train'"): learn.delivery_report(files, reference='train')
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, '-m', 'glamdebug.cli', *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
-def test_command_writes_a_sample_that_goes_back_into_the_collection(digits, setup, tmp_path):
+def test_command_writes_a_sample_that_goes_back_into_the_collection(digits, setup, tmp_path, cli):
     tmp, df = digits
     learn, root, test, neg = setup
     out = tmp_path/'to_label.csv'
-    r = run_cli('delivery', root, neg, '--epochs', 4, '--size', SIZE, '-o', out, '--sample', 25, '--json')
+    r = cli('delivery', root, neg, '--epochs', 4, '--size', SIZE, '-o', out, '--sample', 25, '--json')
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d['verdict'] == 'differs' and d['read'] == len(test) and d['auc'] > 0.9
@@ -148,13 +146,13 @@ def test_command_writes_a_sample_that_goes_back_into_the_collection(digits, setu
     assert (back.split == 'test_negatives').sum() == 25
     for args, msg in [(('--sample', 5), 'give -o'), (('--reference', 'train'), "'train'"), (('--margin', 0.7), 'margin'),
                       (('-o', root/'collection.csv'), 'collection')]:
-        r = run_cli('delivery', root, neg, '--epochs', 1, '--size', SIZE, *args)
+        r = cli('delivery', root, neg, '--epochs', 1, '--size', SIZE, *args)
         assert r.returncode != 0 and msg in r.stderr and 'Training' not in r.stdout, (args, r.stdout, r.stderr)
-    r = run_cli('delivery', root, tmp_path/'nowhere', '--epochs', 1)
+    r = cli('delivery', root, tmp_path/'nowhere', '--epochs', 1)
     assert r.returncode != 0 and 'nowhere' in r.stderr
 
 
-def test_boxes_ranked(setup, tmp_path):
+def test_boxes_ranked(setup, tmp_path, cli):
     "A delivery of boxes: the box of negatives first, the plain boxes like valid, one pass over valid; the command's --boxes"
     learn, root, test, neg = setup
     picked = test.sample(frac=1, random_state=1)
@@ -169,9 +167,9 @@ def test_boxes_ranked(setup, tmp_path):
     assert (rep.table.loc[['box_a', 'box_b'], 'verdict'] == 'like valid').all(), rep.table
     assert sum(k[0] == 'delivery reference' for k in learn._glam_preds) == 1   # valid passed over once for three boxes
     assert rep['box_c'].n_unreadable == 0 and 'box_c' in rep.summary
-    r = run_cli('delivery', root, tmp_path/'boxes', '--boxes', '--epochs', 4, '--size', SIZE, '--json')
+    r = cli('delivery', root, tmp_path/'boxes', '--boxes', '--epochs', 4, '--size', SIZE, '--json')
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert [row['verdict'] for row in d['table']][:1] == ['differs'] and len(d['table']) == 3, d['table']
-    r = run_cli('delivery', root, tmp_path/'boxes', '--boxes', '-o', tmp_path/'s.csv', '--epochs', 1, '--size', SIZE)
+    r = cli('delivery', root, tmp_path/'boxes', '--boxes', '-o', tmp_path/'s.csv', '--epochs', 1, '--size', SIZE)
     assert r.returncode != 0 and 'check that box alone' in r.stderr and 'Training' not in r.stdout

@@ -1,5 +1,5 @@
 "Tests of glamdebug.evaluate: the worked example, every diagnosis branch, the noise rule, a real learner, the CLI"
-import json, math, os, subprocess, sys
+import json, math
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from fastcore.test import test_eq as t_eq, test_close as t_close, test_fail as t_fail
@@ -229,13 +229,8 @@ def test_learner_bad_split(trained):
 
 # --- the command ----------------------------------------------------------------------------------
 
-def _cli(*args, timeout=120):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    return subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'report', *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
-
 def test_cli_bad_input(tmp_path, capsys):
-    "In process (the subprocess path is covered below): each bad input exits 2 with one line naming it"
+    "Each bad input exits 2 with one line naming it"
     from glamdebug.cli import main
     def run(*a):
         rc = main(['report', *a]); err = capsys.readouterr().err.strip().splitlines()
@@ -247,14 +242,14 @@ def test_cli_bad_input(tmp_path, capsys):
     rc, err = run(str(sample_collection()), '--test', 'test_nope'); t_eq(rc, 2); assert "no split 'test_nope'" in err
     rc, err = run(str(sample_collection()), '--epochs', '0'); t_eq(rc, 2); assert '--epochs' in err
 
-def test_cli_report(tmp_path):
+def test_cli_report(tmp_path, cli):
     from glamdebug.samples import make_sample_collection
     p = make_sample_collection(tmp_path/'s', n_per_class=6, n_valid=3, n_test=3, n_shifted=3, size=32, progress=False)
-    r = _cli(str(p), '--epochs', '1', '--size', '32', '--goal', '0.05', '--test', 'test_shifted', '--plot', str(tmp_path/'wf.png'))
+    r = cli('report', str(p), '--epochs', '1', '--size', '32', '--goal', '0.05', '--test', 'test_shifted', '--plot', str(tmp_path/'wf.png'))
     assert r.returncode == 0, r.stderr
     assert 'Error report (bias-variance)' in r.stdout and 'Diagnosis:' in r.stdout and 'avoidable bias' in r.stdout
     assert (tmp_path/'wf.png').stat().st_size > 1000
     import json
-    r = _cli(str(p), '--epochs', '1', '--size', '32', '--json')
+    r = cli('report', str(p), '--epochs', '1', '--size', '32', '--json')
     assert r.returncode == 0, r.stderr
     t_eq(json.loads(r.stdout)['title'], 'Error report (bias-variance)')  # piped: no progress bar in the JSON

@@ -1,6 +1,6 @@
 """`learn.label_issues()`: planted mislabels are found, a clean collection raises almost nothing, every kind of learner
 is left as it was, nothing in the table is changed, and the `label-issues` command writes its table safely."""
-import json, subprocess, sys, os
+import json
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch, torch.nn as nn
 from fastai.vision.all import Learner, CrossEntropyLossFlat, set_seed
@@ -12,7 +12,6 @@ from glamdebug.labels import LabelIssues, confident_suspects, fold_codes
 
 torch.set_num_threads(2)
 SIZE = 16  # the `digits` fixture (conftest.py) makes 16 px images
-ENV = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1'), 'MPLBACKEND': 'Agg'}
 
 
 def plant(df, share=0.05, seed=2):
@@ -99,15 +98,14 @@ def test_fold_codes_and_rule():
     assert not s.any() and np.isinf(t[1]) and np.isinf(t[2])
 
 
-def test_label_issues_command(digits, tmp_path):
+def test_label_issues_command(digits, tmp_path, cli):
     tmp, df = digits
     noisy, planted = plant(df, seed=4)
     root = tmp/'digits'
     csv = root/'noisy.csv'
     noisy.to_csv(csv, index=False)
     out = tmp_path/'review.csv'
-    run = lambda *a: subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'label-issues', str(csv), '--size', str(SIZE),
-                                     '--epochs', '4', *a], capture_output=True, text=True, timeout=600, env=ENV)
+    run = lambda *a: cli('label-issues', str(csv), '--size', str(SIZE), '--epochs', '4', *a)
     r = run('-o', str(out), '--json')
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)

@@ -1,6 +1,6 @@
 """`learn.where_it_looks()` beyond its notebook: the same maps from the cache as from the files, any split, the
 `looks` command (a collection with a colour target on one class flagged, the clean one not), errors at the edge."""
-import json, os, shutil, subprocess, sys
+import json, shutil
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch, torch.nn as nn
 from PIL import Image
@@ -13,7 +13,6 @@ from glamdebug.models import defaults_learner
 from glamdebug.looks import LooksReport, occlusion_maps, MaskMargins
 
 torch.set_num_threads(2)
-ENV = {**os.environ, 'OMP_NUM_THREADS': '2'}
 
 
 def stamp(fn):
@@ -91,9 +90,8 @@ def test_occlusion_batches_agree():
     torch.testing.assert_close(a[:, 2, 1], hand, atol=1e-5, rtol=0)
 
 
-def test_looks_command(planted):
-    run = lambda csv, *a: subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'looks', str(csv), '--size', '32', *a],
-                                         capture_output=True, text=True, timeout=600, env=ENV)
+def test_looks_command(planted, cli):
+    run = lambda csv, *a: cli('looks', str(csv), '--size', '32', *a)
     r = run(planted, '--epochs', '25', '--json', '--plot', str(planted.parent/'looks.png'))
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)

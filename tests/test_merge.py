@@ -1,5 +1,5 @@
-"Tests of `glamdebug.merge` that notebooks do badly: the `glamdebug merge-labels` command end to end (subprocess, exit codes, files)."
-import os, sys, json, subprocess
+"Tests of `glamdebug.merge` that notebooks do badly: the `glamdebug merge-labels` command end to end (exit codes, messages, files)."
+import os, json
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastcore.test import test_eq as t_eq, test_fail as t_fail, test_close as t_close
@@ -17,13 +17,6 @@ def _collection(d:Path, name='collection.csv', label_col='label'):
     df.to_csv(p, index=False)
     return p
 
-CMD = [sys.executable, '-c', 'import sys; from glamdebug.cli import main; sys.exit(main(sys.argv[1:]))', 'merge-labels']
-
-def _run(*args, cwd=None):
-    "Run `glamdebug merge-labels ARGS` in a fresh process, as a user would"
-    return subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=300,
-                          env={**os.environ, 'OMP_NUM_THREADS': '1'})
-
 def _error_line(r):
     "The error line of a failed run: one line, no traceback"
     assert 'Traceback' not in r.stderr, r.stderr
@@ -36,12 +29,12 @@ def _main(*args):
     from glamdebug.cli import main
     return main(['merge-labels'] + [str(a) for a in args])
 
-# ---------------------------------------------------------------- end to end, in a fresh process
+# ---------------------------------------------------------------- end to end
 
-def test_cli_merges_and_keeps_input(tmp_path):
+def test_cli_merges_and_keeps_input(tmp_path, cli):
     src = _collection(tmp_path); raw = src.read_bytes()
     out = tmp_path/'merged.csv'
-    r = _run(src, '--merge', 'cover,blank=cover_or_blank', '-o', out, '--save', tmp_path/'m.json')
+    r = cli('merge-labels', src, '--merge', 'cover,blank=cover_or_blank', '-o', out, '--save', tmp_path/'m.json')
     assert r.returncode == 0, r.stderr
     assert 'cover -> cover_or_blank: 3 rows' in r.stdout and 'blank -> cover_or_blank: 2 rows' in r.stdout, r.stdout
     assert 'relabelled 5 of 10 rows (6 labels -> 5)' in r.stdout, r.stdout
@@ -57,10 +50,10 @@ def test_cli_merges_and_keeps_input(tmp_path):
     t_eq(saved['mapping'], {'cover': 'cover_or_blank', 'blank': 'cover_or_blank'})
     assert {'created', 'glamdebug_version', 'source'} <= set(saved['provenance'])
 
-def test_cli_errors_exit_2_input_untouched(tmp_path):
+def test_cli_errors_exit_2_input_untouched(tmp_path, cli):
     src = _collection(tmp_path); raw = src.read_bytes()
     # writing over the input without --overwrite (also through another spelling of the same path)
-    r = _run('collection.csv', '--merge', 'cover,blank', '-o', './collection.csv', cwd=tmp_path)
+    r = cli('merge-labels', 'collection.csv', '--merge', 'cover,blank', '-o', './collection.csv', cwd=tmp_path)
     t_eq(r.returncode, 2)
     assert 'refusing to overwrite' in _error_line(r)
     t_eq(src.read_bytes(), raw)

@@ -2,8 +2,8 @@
 is checked against a table re-split since (the leaked items named, and the error on them apart from the rest), a model
 trained on the fast-path cache comes back on the cache with the same answers, training digits delivered again under other
 names are found by their content (and a renamed table is still checked), and the `train` command's model serves
-`report --model`, `confidence --model` and refusals from a shell."""
-import json, subprocess, sys, warnings
+`report --model`, `confidence --model` and refusals (the command run through `glamdebug.cli.main`)."""
+import json, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.torch_core import set_seed
@@ -18,8 +18,6 @@ torch.set_num_threads(2)
 SIZE = 16  # the `digits` fixture (conftest.py) makes 16 px images
 
 
-def run(*args, cwd=None):
-    return subprocess.run([sys.executable, '-m', 'glamdebug.cli', *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.fixture(scope='module')
@@ -80,7 +78,7 @@ def test_the_table_named_by_absolute_paths_from_elsewhere(memorised, tmp_path):
     assert not check.answers_differ
 
 
-def test_copies_under_other_names_are_found_by_content(memorised, tmp_path, capsys):
+def test_copies_under_other_names_are_found_by_content(memorised, tmp_path, capsys, cli):
     "20 training digits delivered again into test under new names (10 the same bytes, 10 re-encoded a shade darker): by name nothing is found; by content all 20, and on the table as it was only what troubleshoot's leakage check finds too"
     from PIL import Image
     learn, small, fn = memorised
@@ -119,8 +117,8 @@ def test_copies_under_other_names_are_found_by_content(memorised, tmp_path, caps
         warnings.simplefilter('ignore'); ren = load_model(fn, renamed, progress=False).model_check(progress=False)
     assert ren.content is not None and ren.gone == 0 and ren.unseen_train == 0 and not ren.unmatched
     assert set(ren.leaked.index) == {small.index[i] for i in also} and len(ren.answers) == len(small[small.split == 'valid'])
-    # from a shell: --copies names them; without --model it is refused
-    r = run('report', tmp_path/'delivered.csv', '--model', fn, '--copies')
+    # the command: --copies names them; without --model it is refused
+    r = cli('report', tmp_path/'delivered.csv', '--model', fn, '--copies')
     assert r.returncode == 0 and f'{20 + len(also)} held-out items were training items' in r.stderr, r.stderr[-800:]
     from glamdebug.cli import main
     assert main(['report', str(tmp_path/'delivered.csv'), '--copies']) == 2 and 'give --model' in capsys.readouterr().err
@@ -148,33 +146,33 @@ def test_cached_model_comes_back_on_the_cache(digits, tmp_path):
     assert not ch.answers_differ
 
 
-def test_train_command_and_model_everywhere(digits, tmp_path, capsys):
+def test_train_command_and_model_everywhere(digits, tmp_path, capsys, cli):
     "`glamdebug train -o` then `report --model` / `confidence --model`: no training there, the same errors; `compare` of two saved models; refusals first"
     tmp, df = digits
     root = Path(df.attrs['path'])
-    r = run('train', root, '-o', tmp_path/'m.pkl', '--size', SIZE, '--epochs', 3, '--lr', 1e-3, '--json')
+    r = cli('train', root, '-o', tmp_path/'m.pkl', '--size', SIZE, '--epochs', 3, '--lr', 1e-3, '--json')
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     errors = {e['split']: e['error'] for e in out['errors']}
     assert set(errors) == {'train', 'valid', 'test'} and errors['valid'] < 0.5
-    r = run('report', root, '--model', tmp_path/'m.pkl', '--json')
+    r = cli('report', root, '--model', tmp_path/'m.pkl', '--json')
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert 'Training' not in r.stdout and 'never trained' not in r.stderr
     got = {e['split']: e['error'] for e in rep['Errors'] if e['split'] != 'goal'}
     assert got == pytest.approx(errors)                               # the very model the train command measured
-    r = run('confidence', root, '--model', tmp_path/'m.pkl', '--goal', 0.05)
+    r = cli('confidence', root, '--model', tmp_path/'m.pkl', '--goal', 0.05)
     assert r.returncode == 0 and r.stdout.startswith(f'Using {tmp_path/"m.pkl"}, not trained again: lenet at 16×16 px, 10 classes'), r.stdout[:300] + r.stderr
     # a second model, and the two compared on the same held-out items
-    r = run('train', root, '-o', tmp_path/'m2.pkl', '--size', SIZE, '--epochs', 6, '--lr', 1e-3, '--json')
+    r = cli('train', root, '-o', tmp_path/'m2.pkl', '--size', SIZE, '--epochs', 6, '--lr', 1e-3, '--json')
     errors2 = {e['split']: e['error'] for e in json.loads(r.stdout)['errors']}
-    r = run('compare', root, tmp_path/'m.pkl', tmp_path/'m2.pkl', '--json')
+    r = cli('compare', root, tmp_path/'m.pkl', tmp_path/'m2.pkl', '--json')
     assert r.returncode == 0, r.stderr
     cmp = {row['split']: row for row in json.loads(r.stdout)['table']}
     assert set(cmp) == {'valid', 'test'}
     for s in ('valid', 'test'):
         assert cmp[s]['error m'] == pytest.approx(errors[s]) and cmp[s]['error m2'] == pytest.approx(errors2[s])
-    # refusals, each before any training or loading (in this process: each subprocess spends 10 s importing)
+    # refusals, each before any training or loading
     from glamdebug.cli import main
     for args, msg in [(('train', root, '-o', tmp_path/'m.pkl'), 'exists: give another -o, or --overwrite'),
                       (('train', root, '-o', root/'collection.csv', '--overwrite'), 'refusing to overwrite the input'),

@@ -2,7 +2,7 @@
 in the error report's notes; the same column without the bug raises nothing; a slice that only holds harder classes is called a class mix, not blamed;
 null columns stay under the false discovery rate; plain fastai loaders (`from_df`, `from_folder`) work; bad input is
 named; the `slices` command works."""
-import json, subprocess, sys
+import json
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 from fastai.torch_core import set_seed
@@ -143,19 +143,16 @@ def test_bad_input_is_named(digits):
     with pytest.raises(GlamError, match='without table rows'): slice_errors(p, pd.DataFrame(dict(y=['u', 'v', 'v']))).rows('y', 'u')
 
 
-def test_slices_command(digits, tmp_path):
+def test_slices_command(digits, tmp_path, cli):
     tmp, df = digits
     boxes(df)[['fname', 'label', 'split', 'box']].to_csv(tmp/'digits'/'boxes.csv', index=False)
     png = tmp_path/'slices.png'
-    out = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'slices', str(tmp/'digits'/'boxes.csv'), '--epochs', '1', '--by', 'box,format',
-                          '--size', str(SIZE), '--json', '--plot', str(png)], capture_output=True, text=True, timeout=600)
+    out = cli('slices', str(tmp/'digits'/'boxes.csv'), '--epochs', '1', '--by', 'box,format', '--size', str(SIZE), '--json', '--plot', str(png))
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert d['columns'] == ['box'] and d['skipped'] == {'format': 'one value'} and png.stat().st_size > 1000
     assert sorted(r['value'] for r in d['table']) == ['A', 'B']
-    bad = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'slices', str(tmp/'digits'/'boxes.csv'), '--by', 'shelf', '--epochs', '1',
-                          '--size', str(SIZE)], capture_output=True, text=True, timeout=600)
+    bad = cli('slices', str(tmp/'digits'/'boxes.csv'), '--by', 'shelf', '--epochs', '1', '--size', str(SIZE))
     assert bad.returncode == 2 and "nothing to slice by 'shelf'" in bad.stderr
-    bad = subprocess.run([sys.executable, '-m', 'glamdebug.cli', 'slices', str(tmp/'digits'/'boxes.csv'), '--split', 'tset', '--size', str(SIZE)],
-                         capture_output=True, text=True, timeout=600)
+    bad = cli('slices', str(tmp/'digits'/'boxes.csv'), '--split', 'tset', '--size', str(SIZE))
     assert bad.returncode == 2 and "no split 'tset' in the collection (before training)" in bad.stderr
