@@ -13,7 +13,10 @@ fastai's `learn.export` / `load_learner` and loaders rebuilt from the table, sid
    with its check, which reads at most 500 validation images once, and without it). `export_model` keeps each training
    item's fingerprint (MD5, difference hash, 8×8 thumbnail; `fingerprints=False` does not), and the check by content
    reads every file the manifest does not name.
-`python benchmarks/bench_saved.py`; writes benchmarks/results/saved.txt.
+3. A learner of this session (no file) checked twice by content: what it was trained on is made once for its weights
+   and loaders, where each check made it anew before.
+`python benchmarks/bench_saved.py`; writes benchmarks/results/saved.txt (`... bench_saved.py session`: section 3 alone,
+results/saved_session.txt).
 """
 import os, time, tempfile, warnings, shutil
 from pathlib import Path
@@ -121,18 +124,9 @@ def cost(tmp):
         'plain load + rebuild | load_model, no check | with check (names) | ratio | with check by content (of which reading the files and tying them) | ratio |')
     say('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     base = read_collection(sample_collection()/'collection.csv', progress=False)
-    src = [Path(base.attrs['path'])/f for f in base.fname]
     for n in (1_000, 10_000, 100_000):
         d = tmp/f'n{n}'
-        (d/'img').mkdir(parents=True, exist_ok=True)
-        rows = []
-        for i in range(n):
-            j = i % len(base)
-            f = d/'img'/f'{i:06d}.png'
-            if not f.exists(): os.symlink(src[j], f)
-            rows.append((f'img/{i:06d}.png', base.label.iloc[j], 'train' if i < 0.7*n else 'valid' if i < 0.85*n else 'test'))
-        df = pd.DataFrame(rows, columns=['fname', 'label', 'split'])
-        df.attrs = dict(path=d)
+        df = linked_table(base, d, n)
         set_seed(0)
         learn = defaults_learner(collection_dls(df, size=32, bs=64))   # untrained: the weights do not matter here
         t0 = time.perf_counter(); learn.export(d/'plain.pkl'); t_plain = time.perf_counter() - t0
@@ -149,9 +143,46 @@ def cost(tmp):
             f'{l_plain:.2f} s | {l_none:.2f} s | {l_glam:.2f} s | {l_glam/l_plain:.1f}× | {l_content:.2f} s ({c.content["read"]:,} files read and tied in {c.content["seconds"]:.1f} s) | {l_content/l_plain:.0f}× |')
 
 
+def linked_table(base, d, n):
+    "`n` rows linked to the images of `base` under new names in `d` (70 % train, 15 % valid, 15 % test)"
+    src = [Path(base.attrs['path'])/f for f in base.fname]
+    (d/'img').mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        j = i % len(base)
+        f = d/'img'/f'{i:06d}.png'
+        if not f.exists(): os.symlink(src[j], f)
+        rows.append((f'img/{i:06d}.png', base.label.iloc[j], 'train' if i < 0.7*n else 'valid' if i < 0.85*n else 'test'))
+    df = pd.DataFrame(rows, columns=['fname', 'label', 'split'])
+    df.attrs = dict(path=d)
+    return df
+
+
+def session(tmp):
+    "A learner of this session (no file) checked twice by content: what it was trained on made anew each time, as before it was cached, and made once"
+    say('\n## A learner of this session checked again: `learn.model_check(content=True)` twice (sample images linked under new names; LeNet at 32 px, untrained)')
+    say('(the first check makes what the model was trained on: the answers on up to 500 validation items and a read of every training image; '
+        '"made anew" drops it before each check, as every check did before it was cached by weights and loaders)')
+    say('| table rows | train items | first check | second check, made anew | second check, cached | ratio |')
+    say('| --- | --- | --- | --- | --- | --- |')
+    base = read_collection(sample_collection()/'collection.csv', progress=False)
+    for n in (1_000, 10_000, 30_000):
+        df = linked_table(base, tmp/f's{n}', n)
+        set_seed(0)
+        learn = defaults_learner(collection_dls(df, size=32, bs=64))
+        ts = []
+        for anew in (None, True, False):
+            if anew: learn.__dict__.pop('_glam_manifest', None)
+            t0 = time.perf_counter(); learn.model_check(content=True, progress=False); ts.append(time.perf_counter() - t0)
+        say(f'| {n:,} | {int(0.7*n):,} | {ts[0]:.2f} s | {ts[1]:.2f} s | {ts[2]:.2f} s | {ts[1]/ts[2]:.1f}× |')
+
+
 if __name__ == '__main__':
+    import sys
     header('bench_saved')
     tmp = Path(tempfile.mkdtemp())
+    if sys.argv[1:] == ['session']:   # that section alone: results/saved_session.txt
+        session(tmp); save('saved_session'); sys.exit()
     digits = read_collection(digits_collection(tmp/'digits', size=16)/'collection.csv', check_images=False, progress=False)
     catches('digits (16 px)', digits, 16, 150, tmp)
     if ORACLE.exists():
@@ -159,4 +190,5 @@ if __name__ == '__main__':
         catches('oracle-mnist (28 px)', oracle, 28, 600, tmp)
     else: say('\n(oracle-mnist not found: skipped)')
     cost(tmp)
+    session(tmp)
     save('saved')

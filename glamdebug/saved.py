@@ -158,7 +158,10 @@ def export_model(self:Learner, fname='model.pkl', # where to write it (relative 
     if fname.exists() and not overwrite: raise GlamError(f'export_model: {fname} exists: give another name, or overwrite=True')
     if not fname.parent.is_dir(): raise GlamError(f'export_model: no folder {fname.parent}')
     old = self.__dict__.get('glam_manifest')
-    self.glam_manifest = _current_manifest(self, n_answers, fingerprints, progress)
+    m = _current_manifest(self, n_answers, fingerprints, progress)
+    if m is not None and m is not _session(self).get('loaded', (None, None))[1]:
+        m = dict(m, exported=datetime.datetime.now().isoformat(timespec='seconds'))   # made earlier in this session, maybe
+    self.glam_manifest = m
     try: _export_atomic(self, fname)
     finally:
         if old is None: self.__dict__.pop('glam_manifest', None)
@@ -166,18 +169,23 @@ def export_model(self:Learner, fname='model.pkl', # where to write it (relative 
     return fname
 
 def _current_manifest(learn, n_answers=500, fingerprints=False, progress=True):
-    "What this learner's model was trained on: as loaded if not trained since, else from its loaders (with what it was loaded with)"
+    "What this learner's model was trained on: as loaded if not trained since, else from its loaders (with what it was loaded with), made once for the same weights and loaders"
+    w = weights_fingerprint(learn.model)
     loaded = _session(learn).get('loaded')
-    if loaded and loaded[0] == weights_fingerprint(learn.model): return loaded[1]   # put on a table, not trained since
+    if loaded and loaded[0] == w: return loaded[1]   # put on a table, not trained since
     if getattr(learn.dls, 'collection', None) is None and not len(getattr(learn.dls, 'train_ds', ())):
         return learn.__dict__.get('glam_manifest')   # fresh from `load_learner`: empty loaders
-    m = _manifest(learn, n_answers, fingerprints, progress)
-    before = (loaded[1] if loaded else None) or {}
-    if before.get('train') is not None and m.get('train') is not None:   # trained further after loading: it learnt both
-        both = [before['train'], m['train']]
-        if not all(_has_fp(d) for d in both): both = [d.drop(columns=_FP_COLS, errors='ignore') for d in both]
-        m['train'] = pd.concat(both).drop_duplicates('fname', keep='last').reset_index(drop=True)
-    return m
+    hit = learn.__dict__.get('_glam_manifest')
+    if hit and hit['dls'] is learn.dls and hit['key'] == (w, n_answers): m = hit['m']   # the answers pass, and training images read, once
+    else:
+        m = _manifest(learn, n_answers, False, progress)
+        before = (loaded[1] if loaded else None) or {}
+        if before.get('train') is not None and m.get('train') is not None:   # trained further after loading: it learnt both
+            both = [before['train'], m['train']]
+            if not all(_has_fp(d) for d in both): both = [d.drop(columns=_FP_COLS, errors='ignore') for d in both]
+            m['train'] = pd.concat(both).drop_duplicates('fname', keep='last').reset_index(drop=True)
+        learn.__dict__['_glam_manifest'] = SessionOnly(dls=learn.dls, key=(w, n_answers), m=m)   # never exported
+    return _add_fingerprints(m, progress) if fingerprints else m
 
 def _export_atomic(learn, fname):
     "fastai's `Learner.export` (empty `DataLoaders`, no optimizer state) to a temporary name beside `fname`, renamed into place"
