@@ -315,10 +315,17 @@ class ModelCheck(Report):
                          else f': it errs on {e_in:.1%} of them, and there is no held-out item it never saw')
             out.append(line + '. Errors measured on this table count items the model was trained on: retrain on its '
                        'train split, or evaluate on the new items only (`check.new_only(df)`).')
-        if len(self.relabelled):
-            r = self.relabelled.iloc[0]
-            out.append(f'{len(self.relabelled):,} items carry another label in the table than the model was trained with '
+        rl = self.relabelled
+        copy = rl.match.isin(['same bytes', 'near copy']) if 'match' in rl else pd.Series(False, index=rl.index)
+        if (~copy).any():   # the same file, another label: a correction
+            r = rl[~copy].iloc[0]
+            out.append(f'{int((~copy).sum()):,} items carry another label in the table than the model was trained with '
                        f'(e.g. {r.fname}: {r.label_then} → {r.label}): corrected since; retrain so that the model learns them.')
+        if copy.any():   # a copy under another name, another label: one image, two labels
+            r = rl[copy].iloc[0]
+            out.append(f'{int(copy.sum()):,} items are copies of training images under other names, with another label than the '
+                       f'image was trained with (e.g. {r.fname}, {r.match} of {r.trained_as}: {r.label} here, {r.label_then} in '
+                       'training): one image, two labels. Decide which is right, and keep the copies in one split (keep_copies_together).')
         if self.answers_differ:
             a = self.answers
             out.append(f'{len(self.changed):,} of the {len(a):,} validation items whose answers were kept at export get another '
@@ -434,14 +441,15 @@ def model_check(self:Learner, content:bool=None, # also tie files to the trainin
         seen = t.key.isin(then.index)
         t['label_then'] = t.key.map(then)
         leaked = t[seen & held].rename(columns={'key': 'trained_as'})[['fname', 'label', 'split', 'match', 'trained_as']]
-        relab = t[seen & t.label_then.notna() & (t.label_then.astype(str) != t.label)][['fname', 'split', 'label_then', 'label', 'match']]
+        relab = (t[seen & t.label_then.notna() & (t.label_then.astype(str) != t.label)].rename(columns={'key': 'trained_as'})
+                 [['fname', 'split', 'label_then', 'label', 'match', 'trained_as']])
         gone, unseen = int((~then.index.isin(t.key)).sum()), int((~seen & ~held).sum())
     else:
         if content: raise GlamError('model_check(content=True): this model was saved by plain learn.export and does not say what it was trained on')
         t['key'], t['match'] = t.fname, None
         seen = pd.Series(False, index=t.index)
         leaked = t.iloc[:0].rename(columns={'key': 'trained_as'})[['fname', 'label', 'split', 'match', 'trained_as']]
-        relab, gone, unseen = pd.DataFrame(columns=['fname', 'split', 'label_then', 'label', 'match']), 0, 0
+        relab, gone, unseen = pd.DataFrame(columns=['fname', 'split', 'label_then', 'label', 'match', 'trained_as']), 0, 0
     rows = []
     with (contextlib.nullcontext() if progress else learn.no_bar()):
         for s in dict.fromkeys(t.split):
