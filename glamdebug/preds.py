@@ -51,9 +51,11 @@ class Preds:
         if probs.shape[1] != len(vocab): raise GlamError(f'{probs.shape[1]} probability columns but {len(vocab)} labels in the vocab')
         targs = class_codes(targs, len(vocab))
         if len(probs) != len(targs): raise GlamError(f'{len(probs)} rows of probabilities but {len(targs)} targets')
+        low = probs.dtype in (torch.float16, torch.bfloat16)   # bfloat16 keeps 3 digits: its probabilities sum to 1 within about 1 %
         probs = probs.float()
-        if len(probs) and (probs.min() < 0 or not torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=1e-3)):
+        if len(probs) and (probs.min() < 0 or not torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=3e-2 if low else 1e-3)):
             probs = F.softmax(probs, dim=1)     # logits (a loss without an activation): make them probabilities
+        elif low and len(probs): probs = probs/probs.sum(1, keepdim=True)   # not a softmax over probabilities
         if losses is None: losses = nll_losses(probs, targs)
         store_attr('probs,targs,vocab,split'); self.losses = torch.as_tensor(losses).float()
         self.items = list(items) if items is not None else None
