@@ -15,15 +15,19 @@ fastai's `learn.export` / `load_learner` and loaders rebuilt from the table, sid
    reads every file the manifest does not name.
 3. A learner of this session (no file) checked twice by content: what it was trained on is made once for its weights
    and loaders, where each check made it anew before.
-`python benchmarks/bench_saved.py`; writes benchmarks/results/saved.txt (`... bench_saved.py session`: section 3 alone,
-results/saved_session.txt).
+4. The answers check: how far the answers kept at export move when the validation files are changed after export in
+   ways that keep the image (saved again, re-encoded, scanned again) and ways that do not (a negative, other files),
+   and under bfloat16 inference; what the check says of each.
+`python benchmarks/bench_saved.py`; writes benchmarks/results/saved.txt (`... bench_saved.py session` or `answers`:
+section 3 or 4 alone, results/saved_session.txt or saved_answers.txt).
 """
 import os, time, tempfile, warnings, shutil
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image, ImageOps
 warnings.filterwarnings('ignore')
-from fastai.vision.all import set_seed, load_learner
+import torch
+from fastai.vision.all import set_seed, load_learner, Callback
 from glamdebug.data import read_collection, collection_dls
 from glamdebug.samples import digits_collection, sample_collection
 from glamdebug.models import defaults_learner
@@ -177,12 +181,85 @@ def session(tmp):
         say(f'| {n:,} | {int(0.7*n):,} | {ts[0]:.2f} s | {ts[1]:.2f} s | {ts[2]:.2f} s | {ts[1]/ts[2]:.1f}× |')
 
 
+class CPUbf16(Callback):
+    "fastai's `MixedPrecision(amp_mode='bf16')` on the CPU: the forward pass under bfloat16 autocast, its output cast to float32"
+    order = 10
+    def before_batch(self): self.ac = torch.autocast('cpu', dtype=torch.bfloat16); self.ac.__enter__()
+    def after_pred(self): self.learn.pred = self.pred.float()
+    def after_loss(self): self.ac.__exit__(None, None, None)
+
+
+def _variants():
+    "What may happen to the validation files after export: `(description, change(image, path))`, None for none"
+    from PIL import ImageChops
+    def save(fmt, **kw): return lambda im, f: im.save(f, format=fmt, **kw)
+    return [('unchanged (a fresh load)', None),
+            ('saved again as PNG: the same pixels, other bytes', lambda im, f: im.save(f, format='PNG', optimize=True, compress_level=9)),
+            ('re-encoded as JPEG, quality 95', save('JPEG', quality=95)),
+            ('re-encoded as JPEG, quality 75', save('JPEG', quality=75)),
+            ('3 grey levels darker', lambda im, f: im.point(lambda v: max(v - 3, 0)).save(f, format='PNG')),
+            ('scanned at twice the resolution', lambda im, f: im.resize((im.width*2, im.height*2), Image.BILINEAR).save(f, format='PNG')),
+            ('shifted by 1 pixel', lambda im, f: ImageChops.offset(im, 1, 0).save(f, format='PNG')),
+            ('inverted (a negative)', lambda im, f: ImageOps.invert(im.convert('RGB')).save(f, format='PNG')),
+            ('each file replaced by another validation file', 'shuffle')]
+
+
+def answers(tmp):
+    "How far the answers kept at export move when the validation images stay the same, and when they change; what the check says"
+    say('\n## The answers check: what moves the answers kept at export')
+    say('(`model_check` says the images or their preparation differ from training when more than 2 % of the kept answers '
+        '(up to 500 validation items) changed, or their confidence moved by more than 0.02 (median). The validation files are '
+        'changed under the same names after export, then `load_model(fname, table)`. "bf16" is the same files, the '
+        'answers computed with the forward pass under bfloat16 autocast on the CPU, as fastai\'s MixedPrecision(amp_mode=\'bf16\') '
+        'does on a GPU, against float32.)')
+    sets = [('digits (16 px)', read_collection(digits_collection(tmp/'ans_digits', size=16)/'collection.csv', check_images=False, progress=False), 16)]
+    if ORACLE.exists(): sets.append(('oracle-mnist (28 px)', oracle_collection(tmp/'ans_oracle'), 28))
+    for name, df, size in sets:
+        set_seed(0, reproducible=True)
+        learn = defaults_learner(collection_dls(df, size=size, bs=32), lr=1e-3)
+        with learn.no_bar(), learn.no_logging(): learn.fit(8)
+        fn = learn.export_model(tmp/f'ans_{size}.pkl', overwrite=True, progress=False)
+        with learn.no_bar(): err = learn.get_split_preds('valid').error
+        say(f'\n### {name}: version-zero LeNet, 8 epochs (Adam 1e-3), valid error {err:.1%}')
+        say('| the validation files since export | answers changed | confidence change: median | largest | the check |')
+        say('| --- | --- | --- | --- | --- |')
+        root = Path(df.attrs['path'])
+        va = df[df.split == 'valid'].fname.tolist()
+        for i, (what, change) in enumerate(_variants()):
+            d = tmp/f'ans_{size}_{i}'
+            shutil.copytree(root, d)
+            if change == 'shuffle':
+                perm = np.random.default_rng(0).permutation(len(va))
+                data = [(d/f).read_bytes() for f in va]
+                for f, j in zip(va, perm): (d/f).write_bytes(data[j])
+            elif change is not None:
+                for f in va:
+                    with Image.open(d/f) as im: im.load()
+                    change(im, d/f)
+            dv = df.copy(); dv.attrs = dict(df.attrs, path=d)
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore'); c = load_model(fn, dv, check=False, progress=False).model_check(progress=False)
+            a = c.answers
+            say(f'| {what} | {len(c.changed)} of {len(a)} ({len(c.changed)/len(a):.1%}) | {a.confidence_change.median():.4f} | '
+                f'{a.confidence_change.max():.3f} | {"flags it" if c.answers_differ else "quiet"} |')
+            shutil.rmtree(d)
+        ll = load_model(fn, df, check=False, progress=False)
+        with ll.no_bar():
+            p32 = ll.get_split_preds('valid', cache=False).probs.float()
+            with ll.added_cbs(CPUbf16()): p16 = ll.get_split_preds('valid', cache=False).probs.float()
+        (c32, y32), (c16, y16) = p32.max(1), p16.max(1)
+        n_ch, dc = int((y32 != y16).sum()), (c32 - c16).abs()
+        flag = n_ch > 0.02*len(dc) or float(dc.median()) > 0.02
+        say(f'| unchanged, answers under bf16 autocast (all {len(dc)} valid items) | {n_ch} of {len(dc)} ({n_ch/len(dc):.1%}) | '
+            f'{float(dc.median()):.4f} | {float(dc.max()):.3f} | {"would flag it" if flag else "would be quiet"} |')
+
+
 if __name__ == '__main__':
     import sys
     header('bench_saved')
     tmp = Path(tempfile.mkdtemp())
-    if sys.argv[1:] == ['session']:   # that section alone: results/saved_session.txt
-        session(tmp); save('saved_session'); sys.exit()
+    if sys.argv[1:] in (['session'], ['answers']):   # that section alone: results/saved_session.txt, saved_answers.txt
+        {'session': session, 'answers': answers}[sys.argv[1]](tmp); save(f'saved_{sys.argv[1]}'); sys.exit()
     digits = read_collection(digits_collection(tmp/'digits', size=16)/'collection.csv', check_images=False, progress=False)
     catches('digits (16 px)', digits, 16, 150, tmp)
     if ORACLE.exists():
@@ -191,4 +268,5 @@ if __name__ == '__main__':
     else: say('\n(oracle-mnist not found: skipped)')
     cost(tmp)
     session(tmp)
+    answers(tmp)
     save('saved')
