@@ -303,7 +303,7 @@ def baseline_report(self:Learner, split='valid', # 'valid', a split name, or a D
     if isinstance(split, pd.DataFrame): name = split.attrs.get('split_name', 'rows')
     tr, _ = _resolve_dl(self, 'train')
     if not tr.n: raise GlamError('the training split is empty: no baselines to fit')
-    store = self.__dict__.setdefault('_glam_baselines', {})
+    store = self.__dict__.setdefault('_glam_baselines', SessionOnly())   # never exported
     key = (_split_key(self, split), id(self.dls), sizes, n_train, knn_k, C, seed)
     if key not in store:
         Xtr, ytr = thumbnail_features(tr, sizes, n=n_train, seed=seed, progress=progress)

@@ -347,7 +347,9 @@ class ErrorCurves(Callback):
         if not self._on: return
         valid = int(self._k)/self._n if self._n else float('nan')
         self.history.append(dict(epoch=self._epoch0 + self.epoch, train_error=self._train_error(), valid_error=valid))
-    def after_fit(self): self._on = False; self.learn.__dict__['_glam_error_curves'] = self
+    def after_fit(self):   # kept on the learner for its reports; its loader over training items is not (`learn.export` would carry it)
+        self._on, self._dl = False, None
+        self.learn.__dict__['_glam_error_curves'] = self
     @property
     def df(self) -> pd.DataFrame:
         "The history as a table: `epoch`, `train_error`, `valid_error`, `gap`"

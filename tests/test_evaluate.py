@@ -196,7 +196,8 @@ def test_error_curves_match_the_report(trained):
     learn, curves = trained
     d = curves.df
     t_eq(d.epoch.tolist(), [0, 1, 2, 3, 4])
-    t_eq(len(curves._dl.dataset), (learn.dls.collection.df.split == 'train').sum())   # n_train covers all of train here
+    from glamdebug.evaluate import _subset_dl   # the items its train error was measured on (its loader is dropped after fit)
+    t_eq(len(_subset_dl(learn.dls, curves.n_train, curves.seed).dataset), (learn.dls.collection.df.split == 'train').sum())   # n_train covers all of train here
     # valid error read from fastai's own validation pass = fastai's error_rate metric, epoch by epoch
     i = learn.recorder.metric_names.index('error_rate') - 1
     rec = [v[i] for v in learn.recorder.values] if len(learn.recorder.values) == 5 else None
