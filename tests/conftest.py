@@ -24,7 +24,7 @@ def cli(capsys):
         capsys.readouterr()
         with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
             try: rc = main(args)
-            except SystemExit as e: rc = e.code if isinstance(e.code, int) else 1   # argparse's usage errors
+            except SystemExit as e: rc = 0 if e.code is None else e.code if isinstance(e.code, int) else 1   # argparse: --help, usage errors
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(['glamdebug', *args], rc, out, err)
     return run
