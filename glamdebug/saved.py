@@ -95,8 +95,8 @@ def _by_content(ref:pd.DataFrame, # the manifest's items: `fname` (their key) an
     return keys, how
 
 # %% ../nbs/22_saved.ipynb #c0009
-def _manifest(learn, n_answers=500, fingerprints=False, progress=True):
-    "What `export_model` adds to the export: classes, image preparation, training items and labels (and their fingerprints), answers on valid"
+def _manifest(learn, n_answers=500):
+    "What `export_model` adds to the export: classes, image preparation, training items and labels, answers on valid (`_add_fingerprints` adds the fingerprints)"
     dls = learn.dls
     vocab = [str(v) for v in dls.vocab]
     col = getattr(dls, 'collection', None)
@@ -113,7 +113,7 @@ def _manifest(learn, n_answers=500, fingerprints=False, progress=True):
         m['train'] = (pd.DataFrame({'fname': _keys(its, root), 'label': None})
                       if isinstance(its, (list, tuple)) or type(its).__name__ == 'L' else None)
     m['answers'] = _answers_at_export(learn, col, root, vocab, n_answers) if len(getattr(dls, 'valid_ds', ())) else None
-    return _add_fingerprints(m, progress) if fingerprints else m
+    return m
 
 def _add_fingerprints(m, progress=True):
     "`m` with `_FP_COLS` beside its training items and answers, where they lack them: what `model_check(content=True)` matches copies and renamed files by"
@@ -178,7 +178,7 @@ def _current_manifest(learn, n_answers=500, fingerprints=False, progress=True):
     hit = learn.__dict__.get('_glam_manifest')
     if hit and hit['dls'] is learn.dls and hit['key'] == (w, n_answers): m = hit['m']   # the answers pass, and training images read, once
     else:
-        m = _manifest(learn, n_answers, False, progress)
+        m = _manifest(learn, n_answers)
         before = (loaded[1] if loaded else None) or {}
         if before.get('train') is not None and m.get('train') is not None:   # trained further after loading: it learnt both
             both = [before['train'], m['train']]
