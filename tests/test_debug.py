@@ -335,9 +335,8 @@ def test_crashing_model_is_a_failed_check(coll):
     assert all(c.status == 'fail' and 'crashed' in c.message for c in rep.checks)
 
 
-def test_cli_troubleshoot(coll, tmp_path, capsys, cli):
+def test_cli_troubleshoot(coll, tmp_path, cli):
     "the glob-order bug (exit 1, JSON), the clean case and a missing file"
-    from glamdebug.cli import main
     path, df = coll
     bad = df.copy(); bad['label'] = np.random.default_rng(0).permutation(df.label.values)
     bad.to_csv(path/'glob_bug.csv', index=False)
@@ -345,11 +344,12 @@ def test_cli_troubleshoot(coll, tmp_path, capsys, cli):
     assert r.returncode == 1, r.stderr
     d = json.loads(r.stdout[r.stdout.index('{'):])
     assert d['checks']['labels']['status'] == 'fail' and d['verdict'] == 'fail'
-    assert main(['troubleshoot', str(path/'collection.csv'), '--size', str(SIZE), '--checks', 'labels,inputs,loss_input']) == 0
-    out = capsys.readouterr().out
+    r = cli('troubleshoot', path/'collection.csv', '--size', SIZE, '--checks', 'labels,inputs,loss_input')
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
     assert 'Troubleshoot' in out and 'All 3 checks passed' in out
-    assert main(['troubleshoot', str(tmp_path/'missing.csv')]) == 2
-    assert 'error' in capsys.readouterr().err
+    r = cli('troubleshoot', tmp_path/'missing.csv')
+    assert r.returncode == 2 and 'error' in r.stderr
 
 
 def test_keep_copies_together(coll, tmp_path):

@@ -230,12 +230,11 @@ def test_learner_bad_split(trained):
 
 # --- the command ----------------------------------------------------------------------------------
 
-def test_cli_bad_input(tmp_path, capsys):
+def test_cli_bad_input(tmp_path, cli):
     "Each bad input exits 2 with one line naming it"
-    from glamdebug.cli import main
     def run(*a):
-        rc = main(['report', *a]); err = capsys.readouterr().err.strip().splitlines()
-        return rc, err[-1] if err else ''
+        r = cli('report', *a); err = r.stderr.strip().splitlines()
+        return r.returncode, err[-1] if err else ''
     t_eq(run(str(tmp_path/'nope.csv')), (2, f'glamdebug report: error: collection not found: {tmp_path/"nope.csv"}'))
     t_eq(run(str(tmp_path)), (2, f'glamdebug report: error: collection not found: {tmp_path/"collection.csv"}'))
     from glamdebug.samples import sample_collection

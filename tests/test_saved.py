@@ -78,7 +78,7 @@ def test_the_table_named_by_absolute_paths_from_elsewhere(memorised, tmp_path):
     assert not check.answers_differ
 
 
-def test_copies_under_other_names_are_found_by_content(memorised, tmp_path, capsys, cli):
+def test_copies_under_other_names_are_found_by_content(memorised, tmp_path, cli):
     "20 training digits delivered again into test under new names (10 the same bytes, 10 re-encoded a shade darker): by name nothing is found; by content all 20, and on the table as it was only what troubleshoot's leakage check finds too"
     from PIL import Image
     learn, small, fn = memorised
@@ -120,8 +120,8 @@ def test_copies_under_other_names_are_found_by_content(memorised, tmp_path, caps
     # the command: --copies names them; without --model it is refused
     r = cli('report', tmp_path/'delivered.csv', '--model', fn, '--copies')
     assert r.returncode == 0 and f'{20 + len(also)} held-out items were training items' in r.stderr, r.stderr[-800:]
-    from glamdebug.cli import main
-    assert main(['report', str(tmp_path/'delivered.csv'), '--copies']) == 2 and 'give --model' in capsys.readouterr().err
+    r = cli('report', tmp_path/'delivered.csv', '--copies')
+    assert r.returncode == 2 and 'give --model' in r.stderr
 
 
 def test_cached_model_comes_back_on_the_cache(digits, tmp_path):
@@ -146,7 +146,7 @@ def test_cached_model_comes_back_on_the_cache(digits, tmp_path):
     assert not ch.answers_differ
 
 
-def test_train_command_and_model_everywhere(digits, tmp_path, capsys, cli):
+def test_train_command_and_model_everywhere(digits, tmp_path, cli):
     "`glamdebug train -o` then `report --model` / `confidence --model`: no training there, the same errors; `compare` of two saved models; refusals first"
     tmp, df = digits
     root = Path(df.attrs['path'])
@@ -173,7 +173,6 @@ def test_train_command_and_model_everywhere(digits, tmp_path, capsys, cli):
     for s in ('valid', 'test'):
         assert cmp[s]['error m'] == pytest.approx(errors[s]) and cmp[s]['error m2'] == pytest.approx(errors2[s])
     # refusals, each before any training or loading
-    from glamdebug.cli import main
     for args, msg in [(('train', root, '-o', tmp_path/'m.pkl'), 'exists: give another -o, or --overwrite'),
                       (('train', root, '-o', root/'collection.csv', '--overwrite'), 'refusing to overwrite the input'),
                       (('train', root, '-o', tmp_path/'no'/'m.pkl'), 'no folder'),
@@ -182,7 +181,6 @@ def test_train_command_and_model_everywhere(digits, tmp_path, capsys, cli):
                       (('report', root, '--model', tmp_path/'m.pkl', '--size', 32), 'was trained at 16×16 px; leave --size 32 out'),
                       (('report', root, '--model', tmp_path/'m.pkl', '--arch', 'resnet18'), 'is a lenet; leave --arch resnet18 out'),
                       (('compare', root, tmp_path/'m.pkl', tmp_path/'none.pkl'), 'no model file')]:
-        assert main([str(a) for a in args]) == 2, args
-        err = capsys.readouterr().err
-        assert msg in err, (args, err[-500:])
+        r = cli(*args)
+        assert r.returncode == 2 and msg in r.stderr, (args, r.stderr[-500:])
     assert not (tmp_path/'n.pkl').exists()
