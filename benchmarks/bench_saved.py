@@ -31,7 +31,7 @@ from fastai.vision.all import set_seed, load_learner, Callback
 from glamdebug.data import read_collection, collection_dls
 from glamdebug.samples import digits_collection, sample_collection
 from glamdebug.models import defaults_learner
-from glamdebug.saved import load_model
+from glamdebug.saved import load_model, ModelCheck
 
 from common import say, header, save
 from oracle_merge import ORACLE, oracle_collection
@@ -248,10 +248,10 @@ def answers(tmp):
             p32 = ll.get_split_preds('valid', cache=False).probs.float()
             with ll.added_cbs(CPUbf16()): p16 = ll.get_split_preds('valid', cache=False).probs.float()
         (c32, y32), (c16, y16) = p32.max(1), p16.max(1)
-        n_ch, dc = int((y32 != y16).sum()), (c32 - c16).abs()
-        flag = n_ch > 0.02*len(dc) or float(dc.median()) > 0.02
-        say(f'| unchanged, answers under bf16 autocast (all {len(dc)} valid items) | {n_ch} of {len(dc)} ({n_ch/len(dc):.1%}) | '
-            f'{float(dc.median()):.4f} | {float(dc.max()):.3f} | {"would flag it" if flag else "would be quiet"} |')
+        a = pd.DataFrame({'prediction_then': y32.numpy(), 'prediction': y16.numpy(), 'confidence_change': (c32 - c16).abs().numpy()})
+        c = ModelCheck(None, None, None, a, None)   # the check's own rule on these answers
+        say(f'| unchanged, answers under bf16 autocast (all {len(a)} valid items) | {len(c.changed)} of {len(a)} ({len(c.changed)/len(a):.1%}) | '
+            f'{a.confidence_change.median():.4f} | {a.confidence_change.max():.3f} | {"would flag it" if c.answers_differ else "would be quiet"} |')
 
 
 if __name__ == '__main__':
