@@ -194,6 +194,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.core.SessionOnly.__reduce__': ('core.html#sessiononly.__reduce__', 'glamdebug/core.py'),
                                 'glamdebug.core._cut': ('core.html#_cut', 'glamdebug/core.py'),
                                 'glamdebug.core._fmt_cell': ('core.html#_fmt_cell', 'glamdebug/core.py'),
+                                'glamdebug.core._is_trained': ('core.html#_is_trained', 'glamdebug/core.py'),
                                 'glamdebug.core._jsonable': ('core.html#_jsonable', 'glamdebug/core.py'),
                                 'glamdebug.core._md_table': ('core.html#_md_table', 'glamdebug/core.py'),
                                 'glamdebug.core.atomic_path': ('core.html#atomic_path', 'glamdebug/core.py'),

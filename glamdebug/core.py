@@ -192,3 +192,9 @@ def output_path(src, # the input file an output is made from
 class SessionOnly(dict):
     "A dict kept for this session only: it pickles empty, so `learn.export` never carries training data or cached predictions along"
     def __reduce__(self): return (SessionOnly, ())
+
+# %% ../nbs/00_core.ipynb #n0007
+def _is_trained(learn) -> bool:
+    "Was `learn` fit in this session, or brought back by `load_model`?"
+    d = learn.__dict__
+    return d.get('glam_manifest') is not None or bool(d.get('_glam_loaded')) or bool(getattr(getattr(learn, 'recorder', None), 'values', None))

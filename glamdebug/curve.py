@@ -15,6 +15,7 @@ from fastai.learner import Learner
 from fastai.data.core import Datasets
 from fastai.data.transforms import ColReader, Categorize
 from .core import *
+from .core import _is_trained
 from .debug import preserved
 from .models import defaults_learner, _session, _model_args, _collection_learner, _save_plot
 from .tune import (SENSITIVITY, _check_space, _rebuild_arch, _pretrained, _rebuilt,
@@ -242,7 +243,7 @@ def _fresh_models(learn:Learner, # the learner whose model, settings and data th
     if bad: raise GlamError(f'{what}: unknown setting(s) {name_some(bad)}; known: {name_some(list(SENSITIVITY.keys()), n=20)}')
     rebuild, arch = _rebuild_arch(learn)
     _check_space({k: SENSITIVITY[k] for k in t}, rebuild, arch, _pretrained(learn))
-    if not rebuild and getattr(getattr(learn, 'recorder', None), 'values', None):
+    if not rebuild and _is_trained(learn):
         warnings.warn(f'{what}: this learner has been trained, so every run would start from weights that have seen the '
                       'whole training set; build a fresh learner (defaults_learner ones are rebuilt for each run)')
     # the DataLoaders given to `defaults_learner` (before the normalisation it may add), unless `learn.dls` was replaced since

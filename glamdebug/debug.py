@@ -16,7 +16,7 @@ from fastai.data.transforms import Normalize
 from concurrent.futures import ThreadPoolExecutor
 from fastprogress.fastprogress import progress_bar
 from .core import *
-from .core import _jsonable
+from .core import _jsonable, _is_trained
 from .data import collection_columns, to_rgb, write_collection, plot_class_counts, label_variants, _label_key, _variants_what, _variants_fix, file_properties, _prop_str
 from .models import _model_args
 
@@ -322,6 +322,7 @@ def check_loss_at_init(learn:Learner, n:int=64, # items of the valid set to aver
     if not math.isfinite(loss): return Check('loss_at_init', 'fail', ev, f'loss at init is {loss}', 'see the numerics check')
     if not k or k < 2: return Check('loss_at_init', 'skip', ev, f'{k} class(es): ln(k) gives no reference')
     msg = f'loss {loss:.3g} vs ln({k}) = {lnk:.3g} (×{ratio:.2g})'
+    if _is_trained(learn): return Check('loss_at_init', 'skip', ev, msg + ': the model is trained (fit in this session, or saved), so this is not its loss at init; the check is for a fresh model')
     if ratio > fail_ratio: return Check('loss_at_init', 'fail', ev, msg + ': far above',
         'the outputs are large at init: check the input scale (0–255?), the head init (scale the last layer down, or zero it) and what feeds the loss')
     if ratio > warn_ratio: return Check('loss_at_init', 'warn', ev, msg + ': above', 'the outputs are larger than they should be at init: check the input scale and the head init')
@@ -1177,7 +1178,7 @@ def _fig_png(check, figsize=(4.5, 3)):
 class TroubleshootReport(Report):
     "The checks of `learn.troubleshoot`: one row per check, an overall verdict, markdown/HTML with the plots, dict"
     title = 'Troubleshoot'
-    def __init__(self, checks:list): self.checks, self.extra = list(checks), {}
+    def __init__(self, checks:list, trained:bool=False): self.checks, self.trained, self.extra = list(checks), trained, {}
     def __getitem__(self, name): return next(c for c in self.checks if c.name == name)
     @property
     def verdict(self):
@@ -1190,7 +1191,7 @@ class TroubleshootReport(Report):
     @property
     def summary(self):
         n = len(self.checks); t = sum(c.seconds or 0 for c in self.checks)
-        if self.verdict == 'ok': return (f'All {n} checks' if n != 1 else 'The check') + f' passed ({t:.1f} s). Next: train the simple model, then `learn.error_report()` (the diagnosis) and `learn.baseline_report()` (does it beat the simplest models?).'
+        if self.verdict == 'ok': return (f'All {n} checks' if n != 1 else 'The check') + f' passed ({t:.1f} s). Next: ' + ('' if self.trained else 'train the simple model, then ') + '`learn.error_report()` (the diagnosis) and `learn.baseline_report()` (does it beat the simplest models?).'
         s = f'Verdict: {self.verdict.upper()}. ' + (f'Failed: {", ".join(self.failed)}. ' if self.failed else '') + \
             (f'Warnings: {", ".join(self.warned)}. ' if self.warned else '')
         first = next(c for c in self.checks if c.status == self.verdict)
@@ -1205,7 +1206,7 @@ class TroubleshootReport(Report):
         return out + ([('class balance (items per split)', bal, dict(by='train', ascending=True, order='fewest training items first',
                                                                      where="`report['labels'].balance`"))] if bal is not None else [])
     def to_dict(self):
-        d = super().to_dict(); d.update(verdict=self.verdict, checks={c.name: c.to_dict() for c in self.checks}); return d
+        d = super().to_dict(); d.update(verdict=self.verdict, trained=self.trained, checks={c.name: c.to_dict() for c in self.checks}); return d
     def _repr_html_(self):
         h = super()._repr_html_()
         imgs = [f'<figure style="display:inline-block;margin:4px"><img src="data:image/png;base64,{_fig_png(c)}"/>'
@@ -1251,15 +1252,15 @@ def troubleshoot(self:Learner, quick:bool=True, # the fast checks only (no shuff
                       'the model does not run on this data as the check uses it: fix this error first (shapes, dtypes, devices)',
                       seconds=time.perf_counter() - t0)
         res.append(c)
-    return TroubleshootReport(res)
+    return TroubleshootReport(res, _is_trained(self))
 
 # %% ../nbs/07_debug.ipynb #c0067
-@cli_command('troubleshoot', help='build the version-zero learner on a collection and print its troubleshooting report (silent bugs, before training)', args=[
+@cli_command('troubleshoot', help='build the version-zero learner on a collection and print its troubleshooting report (silent bugs, before training); --model: the checks on a saved model instead', args=[
     (('collection',), dict(help='collection CSV (fname,label,split) or a folder holding collection.csv')),
     (('--path',), dict(default=None, help="folder the file names are relative to (default: the CSV's folder)")),
     (('--full',), dict(action='store_true', help='also the slow checks (shuffled-label control, lr_find)')),
     (('--checks',), dict(default=None, help='comma-separated check names')),
-    *_model_args()])
+    *_model_args(model=True)])
 def _cli_troubleshoot(ns):
     from glamdebug.models import _collection_learner
     learn, bars = _collection_learner(ns)

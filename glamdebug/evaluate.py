@@ -10,6 +10,7 @@ import numpy as np, pandas as pd
 from fastcore.basics import store_attr, patch
 from fastcore.meta import delegates
 from .core import *
+from .core import _is_trained
 from .data import split_dl
 from .preds import *
 from .models import DEFAULTS, _model_args, _collection_learner, _save_plot, _fit_quietly
@@ -545,7 +546,7 @@ def error_report(self:Learner, goal:float, # the goal error (fraction), or `huma
                 ) -> ErrorReport:
     "Bias-variance `ErrorReport` of this learner: train (no augmentation), valid and test error, one inference pass per split"
     untrained = None
-    if getattr(self, 'opt', None) is None and not getattr(getattr(self, 'recorder', None), 'values', None):
+    if getattr(self, 'opt', None) is None and not _is_trained(self):
         untrained = 'this learner was never trained (no fit, no load): these are the errors of its initial weights'
         warnings.warn(f'error_report: {untrained}')
     stop = _early_stop_hint(self, curves)    # before inference: fastai's `get_preds` overwrites the recorder's values

@@ -484,6 +484,7 @@ def load_model(fname, # a file `learn.export_model` (or fastai's `learn.export`)
         except (AttributeError, ImportError): raise
         except Exception as e: raise GlamError(f'load_model: {fname} is not a saved learner ({type(e).__name__}: {str(e)[:200]})') from None
     if not isinstance(learn, Learner): raise GlamError(f'load_model: {fname} holds a {type(learn).__name__}, not a fastai Learner')
+    learn.__dict__['_glam_loaded'] = SessionOnly(fname=str(fname))   # trained (`_is_trained`), even from fastai's plain `export`
     if df is not None: learn.use_collection(df, **kwargs)
     return learn
 
@@ -512,7 +513,7 @@ def train_command(ns) -> int:
     else:
         with pd.option_context('display.float_format', '{:.3f}'.format): print(t.to_string(), end='\n\n')
         print(f'wrote {out} ({out.stat().st_size/1e6:.1f} MB): give it to report, baselines, confidence, delivery, label-next, '
-              'looks or slices as --model, instead of training there')
+              'looks, slices or troubleshoot as --model, instead of training there')
     return 0
 
 # %% ../nbs/22_saved.ipynb #c0051

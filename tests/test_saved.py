@@ -41,6 +41,8 @@ def test_a_resplit_table_is_caught_and_measured(memorised):
     with learn.no_bar():
         assert learn.get_split_preds('train').error == 0          # it has memorised its training digits
         e_valid = learn.get_split_preds('valid').error
+    ts = learn.troubleshoot(checks=['loss_at_init'], show_progress=False)   # fit in this session: not its loss at init
+    assert ts.trained and ts['loss_at_init'].status == 'skip' and 'Next: train' not in ts.summary
     moved = np.random.default_rng(1).choice(small.index[small.split == 'train'], 100, replace=False)
     resplit = small.copy()
     resplit.loc[moved, 'split'] = 'valid'
@@ -163,6 +165,20 @@ def test_train_command_and_model_everywhere(digits, tmp_path, cli):
     assert got == pytest.approx(errors)                               # the very model the train command measured
     r = cli('confidence', root, '--model', tmp_path/'m.pkl', '--goal', 0.05)
     assert r.returncode == 0 and r.stdout.startswith(f'Using {tmp_path/"m.pkl"}, not trained again: lenet at 16×16 px, 10 classes'), r.stdout[:300] + r.stderr
+    # troubleshoot on the saved model: the trained model's findings, then the glob-order bug in the table it is put on
+    checks = ('--checks', 'labels,loss_at_init,input_independent')
+    r = cli('troubleshoot', root, '--model', tmp_path/'m.pkl', *checks, '--json')
+    assert r.returncode == 0, r.stderr
+    ts = json.loads(r.stdout)
+    assert ts['trained'] and ts['verdict'] == 'ok' and 'Next: `learn.error_report()`' in ts['summary'], ts['summary']
+    assert ts['checks']['loss_at_init']['status'] == 'skip' and 'the model is trained' in ts['checks']['loss_at_init']['message']
+    ii = ts['checks']['input_independent']['evidence']
+    assert ii['real_accuracy'] > 1 - errors['valid'] - 0.1 and ii['real_accuracy'] > ii['zeroed_accuracy'] + 0.3, ii   # the trained model, not a fresh one
+    bad = df.copy(); bad['label'] = np.random.default_rng(0).permutation(df.label.values)
+    bad.to_csv(root/'glob_bug.csv', index=False)
+    r = cli('troubleshoot', root/'glob_bug.csv', '--model', tmp_path/'m.pkl', *checks)
+    assert r.returncode == 1 and 'Verdict: FAIL. Failed: labels, input_independent.' in r.stdout, r.stdout[-2000:]
+    assert 'head init' not in r.stdout   # a trained model's loss on wrong labels is no initialisation problem
     # a second model, and the two compared on the same held-out items
     r = cli('train', root, '-o', tmp_path/'m2.pkl', '--size', SIZE, '--epochs', 6, '--lr', 1e-3, '--json')
     errors2 = {e['split']: e['error'] for e in json.loads(r.stdout)['errors']}
