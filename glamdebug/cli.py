@@ -109,7 +109,7 @@ def demo(ns):
             from glamdebug.debug import TroubleshootReport  # noqa: registers Learner.troubleshoot
             print(learn.troubleshoot(quick=True, show_progress=bars).to_text(), end='\n\n', flush=True)
         print(f'Training {ns.arch} with the version-zero defaults for {ns.epochs} epochs at {ns.size} px…', flush=True)
-        learn.fit(ns.epochs)
+        with contextlib.nullcontext() if bars else learn.no_logging(): learn.fit(ns.epochs)   # the table below, not fastai's raw lists
         if not bars:
             hist = pd.DataFrame(learn.recorder.values, columns=learn.recorder.metric_names[1:-1])
             print(hist.rename_axis('epoch').to_string(float_format='{:.4f}'.format), end='\n\n')

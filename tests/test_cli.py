@@ -34,6 +34,8 @@ def test_demo_end_to_end():
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout
     for s in ('Collection', 'Errors per split', 'train', 'valid', 'test', 'test_shifted', 'done in'): assert s in out, s
+    hist = out.split('epochs at 32 px…')[1].split('Error report')[0]   # piped: the epochs as one table, not fastai's raw lists
+    assert hist.split()[:5] == ['train_loss', 'valid_loss', 'error_rate', 'accuracy', 'epoch'] and '[0, ' not in hist, hist
     # the "different scanner" split: what differs in its images (they are JPEGs where the others are PNGs)
     shift = out.split('Distribution shift: valid → test_shifted')[1]
     assert 'file_kb (lower on test_shifted' in shift and 'Diagnosis:' in shift
