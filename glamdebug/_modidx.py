@@ -369,6 +369,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.debug._set_rng_states': ('debug.html#_set_rng_states', 'glamdebug/debug.py'),
                                  'glamdebug.debug._split_batch': ('debug.html#_split_batch', 'glamdebug/debug.py'),
                                  'glamdebug.debug._spread': ('debug.html#_spread', 'glamdebug/debug.py'),
+                                 'glamdebug.debug._stat_key': ('debug.html#_stat_key', 'glamdebug/debug.py'),
                                  'glamdebug.debug.augment_parts': ('debug.html#augment_parts', 'glamdebug/debug.py'),
                                  'glamdebug.debug.check_augment': ('debug.html#check_augment', 'glamdebug/debug.py'),
                                  'glamdebug.debug.check_input_independent': ('debug.html#check_input_independent', 'glamdebug/debug.py'),
