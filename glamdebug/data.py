@@ -289,6 +289,14 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
     root, names = str(path), df[fn_col].to_numpy()   # plain strings: `df.at` and `Path` per row cost 50 µs a row
     files = {i: os.path.join(root, str(names[i])) for i in cand}
     exists = {i: os.path.isfile(f) for i, f in files.items()}
+    win = {i: os.path.join(root, *str(names[i]).split('\\')) for i in cand if not exists[i] and '\\' in str(names[i])}
+    win = {i: f for i, f in win.items() if os.path.isfile(f)}   # a table written on Windows: `\` between folders
+    for i, f in win.items(): files[i], exists[i] = f, True
+    if win:
+        i0 = next(iter(win)); slashed = [str(names[i]).replace('\\', '/') for i in win]
+        warnings.warn(f'{where}: {len(win)} file name{"s" if len(win) > 1 else ""} written with Windows backslashes (e.g. {names[i0]}) read '
+                      f'with / ({slashed[0]}), as the files are found so; a table written back has / (Windows reads it too)')
+        df.loc[list(win), fn_col] = slashed
     near = _near_names([files[i] for i in cand if not exists[i]])
     for i in cand:
         if not exists[i]: _add('missing file', i, files[i] + (f' ({near[files[i]]})' if files[i] in near else ''))
