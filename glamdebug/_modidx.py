@@ -258,6 +258,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._dropped_line': ('data.html#_dropped_line', 'glamdebug/data.py'),
                                 'glamdebug.data._fit_bs': ('data.html#_fit_bs', 'glamdebug/data.py'),
                                 'glamdebug.data._fold_name': ('data.html#_fold_name', 'glamdebug/data.py'),
+                                'glamdebug.data._found_as': ('data.html#_found_as', 'glamdebug/data.py'),
                                 'glamdebug.data._image_size': ('data.html#_image_size', 'glamdebug/data.py'),
                                 'glamdebug.data._jpeg_quality': ('data.html#_jpeg_quality', 'glamdebug/data.py'),
                                 'glamdebug.data._known_split': ('data.html#_known_split', 'glamdebug/data.py'),

@@ -234,6 +234,11 @@ def _near_names(missing) -> dict:
                   if nfc else f'on disk as {hit!r}: the case differs (the files came from a case-blind system?)')
     return out
 
+def _found_as(root, name):
+    "The spelling under which the file of table name `name` is found in `root` when it is not found as written: `/` for Windows' `\\` between folders, without spaces around it; None if none"
+    for alt in dict.fromkeys((name.replace('\\', '/'), name.strip(), name.strip().replace('\\', '/'))):
+        if alt != name and alt and os.path.isfile(os.path.join(root, alt)): return alt
+
 def _split_hint(s, splits):
     "' (did you mean …?)' for a split value close to a known one ('Valid ', 'validation'), else ''"
     import difflib
@@ -289,14 +294,14 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
     root, names = str(path), df[fn_col].to_numpy()   # plain strings: `df.at` and `Path` per row cost 50 µs a row
     files = {i: os.path.join(root, str(names[i])) for i in cand}
     exists = {i: os.path.isfile(f) for i, f in files.items()}
-    win = {i: os.path.join(root, *str(names[i]).split('\\')) for i in cand if not exists[i] and '\\' in str(names[i])}
-    win = {i: f for i, f in win.items() if os.path.isfile(f)}   # a table written on Windows: `\` between folders
-    for i, f in win.items(): files[i], exists[i] = f, True
-    if win:
-        i0 = next(iter(win)); slashed = [str(names[i]).replace('\\', '/') for i in win]
-        warnings.warn(f'{where}: {len(win)} file name{"s" if len(win) > 1 else ""} written with Windows backslashes (e.g. {names[i0]}) read '
-                      f'with / ({slashed[0]}), as the files are found so; a table written back has / (Windows reads it too)')
-        df.loc[list(win), fn_col] = slashed
+    found = {i: a for i in cand if not exists[i] for a in [_found_as(root, str(names[i]))] if a is not None}
+    for i, a in found.items(): files[i], exists[i] = os.path.join(root, a), True
+    if found:
+        i0 = next(iter(found))
+        warnings.warn(f'{where}: {len(found)} file name{"s" if len(found) > 1 else ""} found only as written otherwise, and read so: '
+                      f"e.g. '{names[i0]}' as '{found[i0]}' (Windows backslashes, spaces around a spreadsheet cell); "
+                      'a table written back has the names as found (Windows reads / too)')
+        df.loc[list(found), fn_col] = list(found.values())
     near = _near_names([files[i] for i in cand if not exists[i]])
     for i in cand:
         if not exists[i]: _add('missing file', i, files[i] + (f' ({near[files[i]]})' if files[i] in near else ''))
