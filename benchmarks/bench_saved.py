@@ -14,7 +14,8 @@ fastai's `learn.export` / `load_learner` and loaders rebuilt from the table, sid
    item's fingerprint (MD5, difference hash, 8×8 thumbnail; `fingerprints=False` does not), and the check by content
    reads every file the manifest does not name.
 3. A learner of this session (no file) checked twice by content: what it was trained on is made once for its weights
-   and loaders, where each check made it anew before.
+   and loaders, where each check made it anew before; the image hashes are remembered for the session by file, size and
+   mtime, where each check read every file again before.
 4. The answers check: how far the answers kept at export move when the validation files are changed after export in
    ways that keep the image (saved again, re-encoded, scanned again) and ways that do not (a negative, other files),
    and under bfloat16 inference; what the check says of each.
@@ -32,6 +33,7 @@ from glamdebug.data import read_collection, collection_dls
 from glamdebug.samples import digits_collection, sample_collection
 from glamdebug.models import defaults_learner
 from glamdebug.saved import load_model, ModelCheck
+from glamdebug.debug import _HASHES
 
 from common import say, header, save
 from oracle_merge import ORACLE, oracle_collection
@@ -167,18 +169,21 @@ def session(tmp):
     say('\n## A learner of this session checked again: `learn.model_check(content=True)` twice (sample images linked under new names; LeNet at 32 px, untrained)')
     say('(the first check makes what the model was trained on: the answers on up to 500 validation items and a read of every training image; '
         '"made anew" drops it before each check, as every check did before it was cached by weights and loaders)')
-    say('| table rows | train items | first check | second check, made anew | second check, cached | ratio |')
-    say('| --- | --- | --- | --- | --- | --- |')
+    say('(image hashes: "read again" forgets the hashes the session remembers by file, size and mtime before the check, so that '
+        'every file is read again by content, as every check did before they were remembered)')
+    say('| table rows | train items | first check | second: made anew, read again | second: cached, read again | second: cached, hashes remembered | ratio to made anew | ratio to read again |')
+    say('| --- | --- | --- | --- | --- | --- | --- | --- |')
     base = read_collection(sample_collection()/'collection.csv', progress=False)
     for n in (1_000, 10_000, 30_000):
         df = linked_table(base, tmp/f's{n}', n)
         set_seed(0)
         learn = defaults_learner(collection_dls(df, size=32, bs=64))
         ts = []
-        for anew in (None, True, False):
+        for anew, forget in ((None, True), (True, True), (False, True), (False, False)):
             if anew: learn.__dict__.pop('_glam_manifest', None)
+            if forget: _HASHES.clear()
             t0 = time.perf_counter(); learn.model_check(content=True, progress=False); ts.append(time.perf_counter() - t0)
-        say(f'| {n:,} | {int(0.7*n):,} | {ts[0]:.2f} s | {ts[1]:.2f} s | {ts[2]:.2f} s | {ts[1]/ts[2]:.1f}× |')
+        say(f'| {n:,} | {int(0.7*n):,} | {ts[0]:.2f} s | {ts[1]:.2f} s | {ts[2]:.2f} s | {ts[3]:.2f} s | {ts[1]/ts[3]:.1f}× | {ts[2]/ts[3]:.1f}× |')
 
 
 class CPUbf16(Callback):
