@@ -235,8 +235,13 @@ def _near_names(missing) -> dict:
     return out
 
 def _found_as(root, name):
-    "The spelling under which the file of table name `name` is found in `root` when it is not found as written: `/` for Windows' `\\` between folders, without spaces around it; None if none"
-    for alt in dict.fromkeys((name.replace('\\', '/'), name.strip(), name.strip().replace('\\', '/'))):
+    "The spelling under which the file of table name `name` is found in `root` when it is not found as written: `/` for Windows' `\\` between folders, without spaces around it, an absolute name from another machine as its longest tail under `root`; None if none"
+    p = name.strip().replace('\\', '/')
+    alts = [name.replace('\\', '/'), name.strip(), p]
+    if p.startswith('/') or re.match(r'[A-Za-z]:/', p):   # /mnt/share/coll/images/1.png, C:/Scans/coll/images/1.png, //server/share/…
+        parts = [x for x in p.split('/') if x][1 if p[1:2] == ':' else 0:]
+        alts += ['/'.join(parts[k:]) for k in range(len(parts))]
+    for alt in dict.fromkeys(alts):
         if alt != name and alt and os.path.isfile(os.path.join(root, alt)): return alt
 
 def _split_hint(s, splits):
@@ -299,7 +304,7 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
     if found:
         i0 = next(iter(found))
         warnings.warn(f'{where}: {len(found)} file name{"s" if len(found) > 1 else ""} found only as written otherwise, and read so: '
-                      f"e.g. '{names[i0]}' as '{found[i0]}' (Windows backslashes, spaces around a spreadsheet cell); "
+                      f"e.g. '{names[i0]}' as '{found[i0]}' (Windows backslashes, spaces around a spreadsheet cell, a path on another machine); "
                       'a table written back has the names as found (Windows reads / too)')
         df.loc[list(found), fn_col] = list(found.values())
     near = _near_names([files[i] for i in cand if not exists[i]])
