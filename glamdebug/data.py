@@ -57,11 +57,39 @@ def _reduced(im, size, scale=2):
     f = min(im.height/(size[0]*scale), im.width/(size[1]*scale))
     return im.resize((max(1, round(im.width/f)), max(1, round(im.height/f))), Image.BOX) if f >= 2 else im
 
-def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is then decoded at the smallest 1/2, 1/4, 1/8 scale still `scale`× that (libjpeg draft mode), and any image still over twice that is box-filtered down to it
+def _jp2_levels(im) -> int:
+    "The wavelet decomposition levels of JPEG 2000 image `im` (its COD marker): each a resolution it decodes at directly; 0 where they cannot be read, or the image has an offset on its canvas"
+    try:
+        fp = im.fp; pos = fp.tell(); fp.seek(0); b = fp.read(1 << 16); fp.seek(pos)
+        i = b.find(b'\xff\x4f\xff\x51')   # the codestream starts (SOC) with its size (SIZ)
+        if i < 0 or int.from_bytes(b[i+16:i+20], 'big') or int.from_bytes(b[i+20:i+24], 'big'): return 0   # XOsiz, YOsiz
+        i += 2
+        while i + 10 <= len(b):
+            m, n = b[i:i+2], int.from_bytes(b[i+2:i+4], 'big')
+            if m == b'\xff\x52': return b[i+9]   # COD: Lcod, Scod, progression, layers, MCT, then the levels
+            if m == b'\xff\x90' or n < 2: return 0   # a tile before any COD
+            i += 2 + n
+    except Exception: pass
+    return 0
+
+def _jp2_reduce(im, size, scale=2) -> int:
+    "The resolution levels JPEG 2000 image `im` can drop when decoded (`im.reduce`, set before `load`) and stay at least `scale`×`size` (h, w)"
+    tw, th = _draft_size(im, size, scale)
+    f = min(im.width/tw, im.height/th)
+    k = min(_jp2_levels(im), int(math.log2(f)) if f >= 2 else 0)
+    while k and any(-(-x//(1 << k)) != (x + (1 << k >> 1))//(1 << k) for x in im.size): k -= 1   # PIL sizes the result rounding to nearest, openjpeg rounding up: a level where both agree
+    return k
+
+def _decode_small(im, size, scale=2, mode='RGB'):
+    "Ask the decoder of `im` (before `load`) for the smallest image still `scale`×`size` (h, w): libjpeg's draft mode (1/2, 1/4, 1/8; in `mode`), JPEG 2000's resolution levels"
+    if im.format == 'JPEG': im.draft(mode, _draft_size(im, size, scale))
+    elif im.format == 'JPEG2000': im.reduce = _jp2_reduce(im, size, scale)
+
+def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is then decoded at the smallest 1/2, 1/4, 1/8 scale still `scale`× that (libjpeg draft mode), a JPEG 2000 at its smallest resolution level still that, and any image still over twice that is box-filtered down to it
              scale=2) -> Image.Image:
     "Open `fn`, decode all of it (so truncated files fail here; at a reduced scale with `draft`), apply EXIF orientation, return 8-bit RGB"
     with Image.open(fn) as im:
-        if draft is not None and im.format == 'JPEG': im.draft('RGB', _draft_size(im, draft, scale))
+        if draft is not None: _decode_small(im, draft, scale)
         im.load()
         im = to_rgb(ImageOps.exif_transpose(im))
         return _reduced(im, draft, scale) if draft is not None else im
@@ -121,7 +149,7 @@ def _readable(fn):
     "None if `fn` decodes fully, else the reason"
     try:
         with Image.open(fn) as im:
-            if im.format == 'JPEG': im.draft(im.mode, (64, 64))   # libjpeg still reads every byte, so truncation is caught
+            _decode_small(im, (64, 64), 1, im.mode)   # libjpeg and openjpeg still read every byte, so truncation is caught
             im.load()
         return None
     except Exception as e: return f'{type(e).__name__}: {e}'

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from .core import _jsonable, _is_trained
-from .data import collection_columns, to_rgb, write_collection, plot_class_counts, label_variants, _label_key, _variants_what, _variants_fix, file_properties, _prop_str
+from .data import collection_columns, to_rgb, _decode_small, write_collection, plot_class_counts, label_variants, _label_key, _variants_what, _variants_fix, file_properties, _prop_str
 from .models import _model_args
 
 # %% auto #0
@@ -648,7 +648,7 @@ def image_hashes(fn, plain_std:float=2.):
     "`(md5 of the bytes, 64-bit difference hash, plain?, 16×16 grayscale thumbnail)` of image file `fn`"
     from PIL import Image
     b = Path(fn).read_bytes()
-    im = Image.open(io.BytesIO(b)); im.draft('L', (64, 64))
+    im = Image.open(io.BytesIO(b)); _decode_small(im, (64, 64), 1, 'L')   # a JPEG or JPEG 2000 scan decoded small
     im = im if im.mode == 'L' else to_rgb(im).convert('L')  # 16-bit scans scaled, alpha on white: as the model sees them
     d = np.asarray(im.resize((9, 8), Image.BILINEAR), dtype=np.float32)
     t = np.asarray(im.resize((16, 16), Image.BILINEAR), dtype=np.uint8)
