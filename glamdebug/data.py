@@ -334,6 +334,10 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
         warnings.warn(f'{where}: {len(found)} file name{"s" if len(found) > 1 else ""} found only as written otherwise, and read so: '
                       f"e.g. '{names[i0]}' as '{found[i0]}' (Windows backslashes, spaces around a spreadsheet cell, a path on another machine); "
                       'a table written back has the names as found (Windows reads / too)')
+        seen = set(str(names[i]) for i in cand if i not in found)
+        for i, a in found.items():   # written two ways, one file: the second is a duplicate row
+            if a in seen: _add('duplicate row', i, f'{row(i)}: {names[i]} (as {a})')
+            seen.add(a)
         df.loc[list(found), fn_col] = list(found.values())
     near = _near_names([files[i] for i in cand if not exists[i]])
     for i in cand:
