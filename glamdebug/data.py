@@ -57,10 +57,25 @@ def _reduced(im, size, scale=2):
     f = min(im.height/(size[0]*scale), im.width/(size[1]*scale))
     return im.resize((max(1, round(im.width/f)), max(1, round(im.height/f))), Image.BOX) if f >= 2 else im
 
+def _jp2_codestream(fp, n=4096) -> bytes:
+    "The first `n` bytes of the JPEG 2000 codestream in file `fp`: after the boxes of a .jp2 (metadata such as XMP may come first), or from the start of a bare .j2k"
+    fp.seek(0)
+    if fp.read(12)[4:8] != b'jP  ': fp.seek(0); return fp.read(n)
+    pos = 12
+    for _ in range(1000):   # boxes: length, type, contents
+        fp.seek(pos); h = fp.read(16)
+        if len(h) < 8: break
+        size, kind, head = int.from_bytes(h[:4], 'big'), h[4:8], 8
+        if size == 1: size, head = int.from_bytes(h[8:16], 'big'), 16   # a 64-bit length
+        if kind == b'jp2c': fp.seek(pos + head); return fp.read(n)
+        if size < head: break   # 0: the last box, to the end of the file
+        pos += size
+    return b''
+
 def _jp2_levels(im) -> int:
     "The wavelet decomposition levels of JPEG 2000 image `im` (its COD marker): each a resolution it decodes at directly; 0 where they cannot be read, or the image has an offset on its canvas"
     try:
-        fp = im.fp; pos = fp.tell(); fp.seek(0); b = fp.read(1 << 16); fp.seek(pos)
+        fp = im.fp; pos = fp.tell(); b = _jp2_codestream(fp); fp.seek(pos)
         i = b.find(b'\xff\x4f\xff\x51')   # the codestream starts (SOC) with its size (SIZ)
         if i < 0 or int.from_bytes(b[i+16:i+20], 'big') or int.from_bytes(b[i+20:i+24], 'big'): return 0   # XOsiz, YOsiz
         i += 2
