@@ -160,20 +160,23 @@ def check_pairing(images, labels):
     return list(zip(images, labels))
 
 # %% ../nbs/01_data.ipynb #c0015
-def _readable(fn):
-    "None if `fn` decodes fully, else the reason"
+def _readable(fn, pages=False):
+    "None if `fn` decodes fully, else the reason; with `pages`, `(reason, pages)`: the pages of a TIFF (a document scanned as one file)"
+    n = 1
     try:
         with Image.open(fn) as im:
             _decode_small(im, (64, 64), 1, im.mode)   # libjpeg and openjpeg still read every byte, so truncation is caught
             im.load()
-        return None
-    except Exception as e: return f'{type(e).__name__}: {e}'
+            if pages and im.format == 'TIFF': n = getattr(im, 'n_frames', 1)   # not a camera's JPEG (MPO): its second frame is a preview
+        r = None
+    except Exception as e: r = f'{type(e).__name__}: {e}'
+    return (r, n) if pages else r
 
-def _check_images(fns, workers=None, show_progress=True):
-    "Reasons (or None) for each of `fns`, decoding in a thread pool (PIL releases the GIL while decoding)"
+def _check_images(fns, workers=None, show_progress=True, pages=False):
+    "Reasons (or None) for each of `fns` (with `pages`, `(reason, pages)`: `_readable`), decoding in a thread pool (PIL releases the GIL while decoding)"
     workers = workers or min(8, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(workers) as ex:
-        it = ex.map(_readable, fns, chunksize=16)
+        it = ex.map(lambda f: _readable(f, pages), fns, chunksize=16)
         if show_progress and len(fns) > 200 and not in_test(): it = progress_bar(it, total=len(fns), leave=False)
         return list(it)
 
@@ -359,8 +362,13 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
         if not exists[i]: _add('missing file', i, files[i] + (f' ({near[files[i]]})' if files[i] in near else ''))
     if check_images:
         ok = [i for i in cand if exists[i]]
-        for i, why in zip(ok, _check_images([files[i] for i in ok], show_progress=progress)):
+        multi = []
+        for i, (why, n) in zip(ok, _check_images([files[i] for i in ok], show_progress=progress, pages=True)):
             if why is not None: _add('unreadable image', i, f'{files[i]} ({why})')
+            elif n > 1: multi.append((i, n))
+        if multi: warnings.warn(f'{where}: {len(multi)} TIFF file{"s hold" if len(multi) > 1 else " holds"} more than one page '
+                                f'(e.g. {names[multi[0][0]]}: {multi[0][1]} pages): only the first page of each is read; '
+                                'to learn from the others, save one file per page')
     if problems:
         lines = [f'{len(v)} {k}{"s" if len(v) > 1 else ""}: {name_some((d for _, d in v), n=3, sep="; ")}' for k, v in problems.items()]
         bad = sorted({i for v in problems.values() for i, _ in v})
