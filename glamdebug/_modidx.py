@@ -261,6 +261,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._fold_name': ('data.html#_fold_name', 'glamdebug/data.py'),
                                 'glamdebug.data._found_as': ('data.html#_found_as', 'glamdebug/data.py'),
                                 'glamdebug.data._image_size': ('data.html#_image_size', 'glamdebug/data.py'),
+                                'glamdebug.data._jp2_cod': ('data.html#_jp2_cod', 'glamdebug/data.py'),
                                 'glamdebug.data._jp2_codestream': ('data.html#_jp2_codestream', 'glamdebug/data.py'),
                                 'glamdebug.data._jp2_levels': ('data.html#_jp2_levels', 'glamdebug/data.py'),
                                 'glamdebug.data._jp2_reduce': ('data.html#_jp2_reduce', 'glamdebug/data.py'),

@@ -72,20 +72,26 @@ def _jp2_codestream(fp, n=4096) -> bytes:
         pos += size
     return b''
 
-def _jp2_levels(im) -> int:
-    "The wavelet decomposition levels of JPEG 2000 image `im` (its COD marker): each a resolution it decodes at directly; 0 where they cannot be read, or the image has an offset on its canvas"
+def _jp2_cod(im):
+    "`(levels, reversible, offset)` of JPEG 2000 image `im` from its codestream's SIZ and COD markers: wavelet decomposition levels, the reversible 5/3 wavelet (lossless) or the 9/7, an offset on its canvas; None where they cannot be read"
     try:
         fp = im.fp; pos = fp.tell(); b = _jp2_codestream(fp); fp.seek(pos)
         i = b.find(b'\xff\x4f\xff\x51')   # the codestream starts (SOC) with its size (SIZ)
-        if i < 0 or int.from_bytes(b[i+16:i+20], 'big') or int.from_bytes(b[i+20:i+24], 'big'): return 0   # XOsiz, YOsiz
+        if i < 0: return None
+        offset = bool(int.from_bytes(b[i+16:i+20], 'big') or int.from_bytes(b[i+20:i+24], 'big'))   # XOsiz, YOsiz
         i += 2
-        while i + 10 <= len(b):
+        while i + 14 <= len(b):
             m, n = b[i:i+2], int.from_bytes(b[i+2:i+4], 'big')
-            if m == b'\xff\x52': return b[i+9]   # COD: Lcod, Scod, progression, layers, MCT, then the levels
-            if m == b'\xff\x90' or n < 2: return 0   # a tile before any COD
+            if m == b'\xff\x52': return b[i+9], b[i+13] == 1, offset   # COD: Lcod, Scod, progression, layers, MCT, levels, code-block w, h, style, wavelet
+            if m == b'\xff\x90' or n < 2: return None   # a tile before any COD
             i += 2 + n
     except Exception: pass
-    return 0
+    return None
+
+def _jp2_levels(im) -> int:
+    "The wavelet decomposition levels of JPEG 2000 image `im`: each a resolution it decodes at directly; 0 where they cannot be read, or the image has an offset on its canvas"
+    c = _jp2_cod(im)
+    return c[0] if c is not None and not c[2] else 0
 
 def _jp2_reduce(im, size, scale=2) -> int:
     "The resolution levels JPEG 2000 image `im` can drop when decoded (`im.reduce`, set before `load`) and stay at least `scale`×`size` (h, w)"
@@ -507,12 +513,14 @@ def _jpeg_quality(im):
     return int(round((200 - scale)/2 if scale <= 100 else 5000/scale))
 
 def image_properties(im) -> dict:
-    "What the digitisation set in the open PIL image `im`, from its header: `format`, `mode`, `dpi`, `compression`, `jpeg_quality`, `device`"
+    "What the digitisation set in the open PIL image `im`, from its header: `format`, `mode`, `dpi`, `compression` (a JPEG 2000's: `jp2_lossless`, the reversible 5/3 wavelet, or `jp2_lossy`), `jpeg_quality`, `device`"
     dpi = im.info.get('dpi')
+    comp = im.info.get('compression')
+    if im.format == 'JPEG2000' and (c := _jp2_cod(im)) is not None: comp = 'jp2_lossless' if c[1] else 'jp2_lossy'
     exif = im.getexif()
     dev = exif.get(0x0110) or exif.get(0x0131)   # camera or scanner model, else the software
     return dict(format=im.format, mode=im.mode, dpi=int(round(float(dpi[0]))) if dpi else None,
-                compression=im.info.get('compression'), jpeg_quality=_jpeg_quality(im) if im.format == 'JPEG' else None,
+                compression=comp, jpeg_quality=_jpeg_quality(im) if im.format == 'JPEG' else None,
                 device=str(dev).strip('\x00 ') or None if dev else None)
 
 def file_properties(fn) -> dict:
