@@ -8,10 +8,11 @@ Printed side by side in one run, on the same files, with plain fastai's way to g
 - a `;`-separated table (as Excel writes in many locales) vs the same table with commas.
 
 Collections: the sample pages rendered at 64 px PNG (many small files), the same pages as 2,400 x 1,800 px JPEG scans
-(decoding dominates), and ../shared/data/oracle-mnist's 3,000 real scans when present. Both sides see the same files;
+(decoding dominates) and as lossless JPEG 2000 masters (`read_collection` decodes them at a reduced resolution level,
+fastai's check in full), and ../shared/data/oracle-mnist's 3,000 real scans when present. Both sides see the same files;
 the file cache is warmed once before the timings, which are medians of 3 interleaved runs.
 
-Usage: python benchmarks/bench_read.py [--small 10000] [--scans 600] [--out benchmarks/results/read.txt]
+Usage: python benchmarks/bench_read.py [--small 10000] [--scans 600] [--jp2 100] [--out benchmarks/results/read.txt]
 """
 import argparse, os, sys, time, shutil, tempfile, platform, warnings
 from multiprocessing import Pool
@@ -73,6 +74,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--small', type=int, default=10000, help='64 px PNG pages')
     ap.add_argument('--scans', type=int, default=600, help='2,400 x 1,800 JPEG scans')
+    ap.add_argument('--jp2', type=int, default=100, help='2,400 x 1,800 lossless JPEG 2000 masters')
     ap.add_argument('--out', default=str(ROOT/'benchmarks'/'results'/'read.txt'))
     a = ap.parse_args()
     warnings.filterwarnings('ignore')
@@ -81,7 +83,8 @@ def main():
     try:
         cls = sorted(SAMPLE_CLASSES)
         for name, n, size, scan, ext in (('sample pages, 64 px PNG', a.small, 64, False, 'png'),
-                                         ('sample pages as 2,400 x 1,800 px JPEG scans', a.scans, 300, True, 'jpg')):
+                                         ('sample pages as 2,400 x 1,800 px JPEG scans', a.scans, 300, True, 'jpg'),
+                                         ('sample pages as 2,400 x 1,800 px lossless JPEG 2000', a.jp2, 300, True, 'jp2')):
             d = tmp/ext; d.mkdir()
             jobs = [(str(d/f'p{i}.{ext}'), cls[i % len(cls)], i, size, scan) for i in range(n)]
             with Pool(2) as p: p.map(_render, jobs, chunksize=8)
