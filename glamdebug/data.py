@@ -101,10 +101,24 @@ def _jp2_reduce(im, size, scale=2) -> int:
     while k and any(-(-x//(1 << k)) != (x + (1 << k >> 1))//(1 << k) for x in im.size): k -= 1   # PIL sizes the result rounding to nearest, openjpeg rounding up: a level where both agree
     return k
 
-def _decode_small(im, size, scale=2, mode='RGB'):
-    "Ask the decoder of `im` (before `load`) for the smallest image still `scale`×`size` (h, w): libjpeg's draft mode (1/2, 1/4, 1/8; in `mode`), JPEG 2000's resolution levels"
+def _tiff_pages(im) -> list:
+    "The `(w, h)` of every page of TIFF image `im`, from their headers (its current page kept)"
+    cur, out = im.tell(), []
+    for k in range(getattr(im, 'n_frames', 1)): im.seek(k); out.append(im.size)
+    im.seek(cur)
+    return out
+
+def _is_pyramid(sizes) -> bool:
+    "Are pages of `sizes` a pyramid: each about half the one before (as image servers keep a master), not pages of a document"
+    return len(sizes) > 1 and all(1.5 <= a[0]/b[0] <= 2.5 and 1.5 <= a[1]/b[1] <= 2.5 for a, b in zip(sizes, sizes[1:]))
+
+def _decode_small(im, size, scale=2, mode='RGB', pyramid=True):
+    "Ask the decoder of `im` (before `load`) for the smallest image still `scale`×`size` (h, w): libjpeg's draft mode (1/2, 1/4, 1/8; in `mode`), JPEG 2000's resolution levels, the smallest page of a pyramid TIFF that is still that (with `pyramid`)"
     if im.format == 'JPEG': im.draft(mode, _draft_size(im, size, scale))
     elif im.format == 'JPEG2000': im.reduce = _jp2_reduce(im, size, scale)
+    elif pyramid and im.format == 'TIFF' and getattr(im, 'n_frames', 1) > 1 and _is_pyramid(s := _tiff_pages(im)):
+        tw, th = _draft_size(im, size, scale)
+        im.seek(max(k for k, (w, h) in enumerate(s) if k == 0 or (w >= tw and h >= th)))
 
 def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is then decoded at the smallest 1/2, 1/4, 1/8 scale still `scale`× that (libjpeg draft mode), a JPEG 2000 at its smallest resolution level still that, and any image still over twice that is box-filtered down to it
              scale=2) -> Image.Image:
@@ -171,9 +185,10 @@ def _readable(fn, pages=False):
     n = 1
     try:
         with Image.open(fn) as im:
-            _decode_small(im, (64, 64), 1, im.mode)   # libjpeg and openjpeg still read every byte, so truncation is caught
+            _decode_small(im, (64, 64), 1, im.mode, pyramid=False)   # libjpeg and openjpeg still read every byte, so truncation is caught; a pyramid's full page is read
             im.load()
-            if pages and im.format == 'TIFF': n = getattr(im, 'n_frames', 1)   # not a camera's JPEG (MPO): its second frame is a preview
+            if pages and im.format == 'TIFF' and getattr(im, 'n_frames', 1) > 1:   # not a camera's JPEG (MPO): its second frame is a preview
+                s = _tiff_pages(im); n = 1 if _is_pyramid(s) else len(s)   # the pages of a pyramid are one image
         r = None
     except Exception as e: r = f'{type(e).__name__}: {e}'
     return (r, n) if pages else r
