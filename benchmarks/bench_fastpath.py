@@ -1,8 +1,8 @@
 """CPU benchmark for the fast path (issue 7): glamdebug `cached_dls` vs plain fastai `ImageDataLoaders.from_df` + `Resize`.
 
 Side by side in one run, with ratios: cache build time, epoch time and valid error, on the shipped sample collection
-(630 small PNGs), on a generated set of large scan-like JPEGs, on half as many as LZW TIFFs and on a quarter as many
-as lossless JPEG 2000 (archival masters). Same model (`defaults_learner`'s LeNet-like CNN),
+(630 small PNGs), on a generated set of large scan-like JPEGs, on half as many as LZW TIFFs, as many again as pyramid
+LZW TIFFs (4 levels) and on a quarter as many as lossless JPEG 2000 (archival masters). Same model (`defaults_learner`'s LeNet-like CNN),
 same size, same epochs. `python benchmarks/bench_fastpath.py [n_scans]`; writes benchmarks/results/fastpath.txt.
 """
 import os, sys, time, tempfile, warnings, multiprocessing as mp
@@ -27,8 +27,11 @@ def _scan(i, ext='jpg'):
     a = (r.random((h//100 + 2, w//100 + 2, 3))*255).astype(np.uint8)
     a = np.asarray(Image.fromarray(a).resize((w, h), Image.BICUBIC)).astype(np.int16)
     a = np.clip(a + r.normal(0, 5, (h, w, 1)), 0, 255).astype(np.uint8)
-    fn = tmp/f'scans_{ext}'/f'scan{i:04d}.{ext}'
+    fn = tmp/f'scans_{ext}'/f'scan{i:04d}.{"tif" if ext == "pyr" else ext}'
     if ext == 'jpg': Image.fromarray(a).save(fn, quality=90)
+    elif ext == 'pyr':   # a pyramid, as image servers keep a master: each page half the one before
+        im = Image.fromarray(a)
+        im.save(fn, compression='tiff_lzw', save_all=True, append_images=[im.resize((w >> k, h >> k), Image.BOX) for k in range(1, 5)])
     elif ext == 'jp2': Image.fromarray(a).save(fn)   # lossless (reversible 5/3 wavelet), openjpeg's default 5 levels
     else: Image.fromarray(a).save(fn, compression='tiff_lzw')
     return dict(fname=fn.name, label='ab'[i % 2] if i % 3 else 'c', split='valid' if i % 5 == 0 else 'train')
@@ -79,14 +82,14 @@ if __name__ == '__main__':
     t0 = time.perf_counter()
     rows = compare('sample collection (630 PNGs)', read_collection(ROOT/'data'/'samples'/'collection.csv'), ROOT/'data'/'samples', draft=False)
     gen = 0.
-    for ext, n in (('jpg', N_SCANS), ('tif', N_SCANS//2), ('jp2', N_SCANS//4)):
+    for ext, n in (('jpg', N_SCANS), ('tif', N_SCANS//2), ('pyr', N_SCANS//2), ('jp2', N_SCANS//4)):
         d = tmp/f'scans_{ext}'; d.mkdir()
         t = time.perf_counter()
         with mp.get_context('fork').Pool(2) as pool: recs = pool.starmap(_scan, [(i, ext) for i in range(n)])
         gen += time.perf_counter() - t
         df = pd.DataFrame(recs); df.attrs['path'] = str(d)
         mb = np.mean([(d/f).stat().st_size for f in df.fname])/1e6
-        kind = dict(jpg='JPEG', tif='LZW TIFF', jp2='JPEG 2000')[ext]
+        kind = dict(jpg='JPEG', tif='LZW TIFF', pyr='pyramid LZW TIFF', jp2='JPEG 2000')[ext]
         rows += compare(f'{n} scans, 2000x1500 {kind} ({mb:.1f} MB)', df, d, draft=True)
     res = pd.DataFrame(rows)
     res['ratio'] = res.fastai/res.glamdebug
@@ -97,6 +100,7 @@ if __name__ == '__main__':
         txt = (f'glamdebug fast path vs plain fastai on the CPU ({os.cpu_count()} cores, load average {LOAD:.1f} at start; torch threads '
                f'{torch.get_num_threads()}); fastai: ImageDataLoaders.from_df + Resize({SIZE}, squish), default workers; '
                f'glamdebug: cached_dls (draft decoding for the JPEG scans, JPEG 2000 decoded at its smallest resolution level still twice the size, '
+               f'a pyramid TIFF from its smallest page still twice the size, '
                f'TIFFs box-filtered to twice the size first). ratio = fastai / glamdebug (higher: glamdebug faster). '
                f'Uncached: collection_dls as a user gets it (the same reduced decoding, num_workers=0; fastai uses {os.cpu_count()} '
                f'workers), and with draft=False; ratio_uncached = fastai / collection_dls.\n'
