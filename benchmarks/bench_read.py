@@ -5,7 +5,10 @@ Printed side by side in one run, on the same files, with plain fastai's way to g
   mode) vs `pd.read_csv` + fastai's `verify_images` (its parallel check that every image opens);
 - the table alone (`check_images=False`: empty labels, unknown splits, duplicate rows, missing files) vs `pd.read_csv`
   alone, at 10,000 and 100,000 rows (empty placeholder files: only their existence is checked);
-- a `;`-separated table (as Excel writes in many locales) vs the same table with commas.
+- a `;`-separated table (as Excel writes in many locales) vs the same table with commas;
+- a table whose second box was renamed on disk after it was made (half its files missing): `read_collection`, which
+  walks the collection folder once to name where each missing file is and the folder change, vs `pd.read_csv` and an
+  `os.path.isfile` per row (which finds them missing, and no more).
 
 Collections: the sample pages rendered at 64 px PNG (many small files), the same pages as 2,400 x 1,800 px JPEG scans
 (decoding dominates) and as lossless JPEG 2000 masters (`read_collection` decodes them at a reduced resolution level,
@@ -70,6 +73,25 @@ def table_only(n, tmp, rows):
         print(rows[-1], flush=True)
 
 
+def moved(n, tmp, rows):
+    d = tmp/f'moved{n}'
+    fnames = [f'box{1 + (i >= n//2)}/p{i:06d}.png' for i in range(n)]
+    for f in fnames: (d/f).parent.mkdir(parents=True, exist_ok=True); (d/f).touch()
+    csv = write_table(d, fnames)
+    (d/'box2').rename(d/'box2_2024')
+    def ours():
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter('always')
+            read_collection(csv, check_images=False, progress=False, on_bad='drop')
+        return str(w[0].message)
+    msg = ours(); assert f"{n//2} of the {n//2} missing files are under other folders of the collection: 'box2/' → 'box2_2024/'" in msg, msg
+    t_plain = med(lambda: [os.path.isfile(d/f) for f in pd.read_csv(csv, dtype=str).fname])
+    t_ours = med(ours)
+    rows.append(dict(what="table alone, a box renamed on disk: where each missing file is, and the folder change", rows=n,
+                     plain='pd.read_csv + os.path.isfile', plain_s=t_plain, glamdebug_s=t_ours, ratio=t_ours/t_plain))
+    print(rows[-1], flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--small', type=int, default=10000, help='64 px PNG pages')
@@ -96,6 +118,7 @@ def main():
             with_images('oracle-mnist real scans, 28 px PNG', write_table(d, list(odf.fname)), rows)
         else: print(f'{ORACLE} is absent: oracle-mnist part skipped')
         for n in (10_000, 100_000): table_only(n, tmp, rows)
+        moved(100_000, tmp, rows)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     t = pd.DataFrame(rows)
     head = (f'read_collection vs plain fastai/pandas on the same files; {platform.machine()}, {os.cpu_count()} cores; '

@@ -257,6 +257,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._decode_small': ('data.html#_decode_small', 'glamdebug/data.py'),
                                 'glamdebug.data._draft_size': ('data.html#_draft_size', 'glamdebug/data.py'),
                                 'glamdebug.data._dropped_line': ('data.html#_dropped_line', 'glamdebug/data.py'),
+                                'glamdebug.data._elsewhere': ('data.html#_elsewhere', 'glamdebug/data.py'),
                                 'glamdebug.data._fit_bs': ('data.html#_fit_bs', 'glamdebug/data.py'),
                                 'glamdebug.data._fold_name': ('data.html#_fold_name', 'glamdebug/data.py'),
                                 'glamdebug.data._found_as': ('data.html#_found_as', 'glamdebug/data.py'),
