@@ -121,7 +121,7 @@ def _decode_small(im, size, scale=2, mode='RGB', pyramid=True):
         tw, th = _draft_size(im, size, scale)
         im.seek(max(k for k, (w, h) in enumerate(s) if k == 0 or (w >= tw and h >= th)))
 
-def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is then decoded at the smallest 1/2, 1/4, 1/8 scale still `scale`× that (libjpeg draft mode), a JPEG 2000 at its smallest resolution level still that, and any image still over twice that is box-filtered down to it
+def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is then decoded at the smallest 1/2, 1/4, 1/8 scale still `scale`× that (libjpeg draft mode), a JPEG 2000 at its smallest resolution level still that, a pyramid TIFF from its smallest page still that, and any image still over twice that is box-filtered down to it
              scale=2) -> Image.Image:
     "Open `fn`, decode all of it (so truncated files fail here; at a reduced scale with `draft`), apply EXIF orientation, return 8-bit RGB"
     with Image.open(fn) as im:
