@@ -2,8 +2,11 @@
 
 Side by side in one run, with ratios: cache build time, epoch time and valid error, on the shipped sample collection
 (630 small PNGs), on a generated set of large scan-like JPEGs, on half as many as LZW TIFFs, as many again as pyramid
-LZW TIFFs (4 levels) and on a quarter as many as lossless JPEG 2000 (archival masters). Same model (`defaults_learner`'s LeNet-like CNN),
-same size, same epochs. `python benchmarks/bench_fastpath.py [n_scans]`; writes benchmarks/results/fastpath.txt.
+LZW TIFFs (4 levels), as many as deflate TIFFs that keep their 4 levels as SubIFDs of one page (libvips' `--subifd`,
+OME-TIFF; written with tifffile) and on a quarter as many as lossless JPEG 2000 (archival masters). Same model
+(`defaults_learner`'s LeNet-like CNN), same size, same epochs.
+`python benchmarks/bench_fastpath.py [n_scans] [sets]`, sets a comma-separated choice of png,jpg,tif,pyr,sub,jp2 (all by
+default); writes benchmarks/results/fastpath.txt (fastpath_SETS.txt for a choice).
 """
 import os, sys, time, tempfile, warnings, multiprocessing as mp
 from pathlib import Path
@@ -17,6 +20,8 @@ from glamdebug.models import defaults_learner
 import glamdebug.preds
 
 N_SCANS = int(sys.argv[1]) if len(sys.argv) > 1 else 120
+ALL = 'png,jpg,tif,pyr,sub,jp2'
+SETS = sys.argv[2] if len(sys.argv) > 2 else ALL
 SIZE, BS, EPOCHS = 64, 32, 6
 ROOT = Path(__file__).parent.parent
 tmp = Path(tempfile.mkdtemp(prefix='benchfast'))
@@ -27,11 +32,16 @@ def _scan(i, ext='jpg'):
     a = (r.random((h//100 + 2, w//100 + 2, 3))*255).astype(np.uint8)
     a = np.asarray(Image.fromarray(a).resize((w, h), Image.BICUBIC)).astype(np.int16)
     a = np.clip(a + r.normal(0, 5, (h, w, 1)), 0, 255).astype(np.uint8)
-    fn = tmp/f'scans_{ext}'/f'scan{i:04d}.{"tif" if ext == "pyr" else ext}'
+    fn = tmp/f'scans_{ext}'/f'scan{i:04d}.{"tif" if ext in ("pyr", "sub") else ext}'
     if ext == 'jpg': Image.fromarray(a).save(fn, quality=90)
     elif ext == 'pyr':   # a pyramid, as image servers keep a master: each page half the one before
         im = Image.fromarray(a)
         im.save(fn, compression='tiff_lzw', save_all=True, append_images=[im.resize((w >> k, h >> k), Image.BOX) for k in range(1, 5)])
+    elif ext == 'sub':   # the same levels as SubIFDs of the one page (PIL sees one page)
+        import tifffile
+        with tifffile.TiffWriter(fn) as t:
+            t.write(a, subifds=4, photometric='rgb', compression='zlib')
+            for k in range(1, 5): t.write(np.asarray(Image.fromarray(a).resize((w >> k, h >> k), Image.BOX)), subfiletype=1, photometric='rgb', compression='zlib')
     elif ext == 'jp2': Image.fromarray(a).save(fn)   # lossless (reversible 5/3 wavelet), openjpeg's default 5 levels
     else: Image.fromarray(a).save(fn, compression='tiff_lzw')
     return dict(fname=fn.name, label='ab'[i % 2] if i % 3 else 'c', split='valid' if i % 5 == 0 else 'train')
@@ -80,16 +90,18 @@ def compare(name, df, path, draft):
 if __name__ == '__main__':
     LOAD = os.getloadavg()[0]  # other work on the machine slows fastai's worker processes most
     t0 = time.perf_counter()
-    rows = compare('sample collection (630 PNGs)', read_collection(ROOT/'data'/'samples'/'collection.csv'), ROOT/'data'/'samples', draft=False)
+    rows = (compare('sample collection (630 PNGs)', read_collection(ROOT/'data'/'samples'/'collection.csv'), ROOT/'data'/'samples', draft=False)
+            if 'png' in SETS.split(',') else [])
     gen = 0.
-    for ext, n in (('jpg', N_SCANS), ('tif', N_SCANS//2), ('pyr', N_SCANS//2), ('jp2', N_SCANS//4)):
+    for ext, n in (('jpg', N_SCANS), ('tif', N_SCANS//2), ('pyr', N_SCANS//2), ('sub', N_SCANS//2), ('jp2', N_SCANS//4)):
+        if ext not in SETS.split(','): continue
         d = tmp/f'scans_{ext}'; d.mkdir()
         t = time.perf_counter()
         with mp.get_context('fork').Pool(2) as pool: recs = pool.starmap(_scan, [(i, ext) for i in range(n)])
         gen += time.perf_counter() - t
         df = pd.DataFrame(recs); df.attrs['path'] = str(d)
         mb = np.mean([(d/f).stat().st_size for f in df.fname])/1e6
-        kind = dict(jpg='JPEG', tif='LZW TIFF', pyr='pyramid LZW TIFF', jp2='JPEG 2000')[ext]
+        kind = dict(jpg='JPEG', tif='LZW TIFF', pyr='pyramid LZW TIFF', sub='SubIFD pyramid deflate TIFF', jp2='JPEG 2000')[ext]
         rows += compare(f'{n} scans, 2000x1500 {kind} ({mb:.1f} MB)', df, d, draft=True)
     res = pd.DataFrame(rows)
     res['ratio'] = res.fastai/res.glamdebug
@@ -100,7 +112,7 @@ if __name__ == '__main__':
         txt = (f'glamdebug fast path vs plain fastai on the CPU ({os.cpu_count()} cores, load average {LOAD:.1f} at start; torch threads '
                f'{torch.get_num_threads()}); fastai: ImageDataLoaders.from_df + Resize({SIZE}, squish), default workers; '
                f'glamdebug: cached_dls (draft decoding for the JPEG scans, JPEG 2000 decoded at its smallest resolution level still twice the size, '
-               f'a pyramid TIFF from its smallest page still twice the size, '
+               f'a pyramid TIFF from its smallest page or SubIFD still twice the size, '
                f'TIFFs box-filtered to twice the size first). ratio = fastai / glamdebug (higher: glamdebug faster). '
                f'Uncached: collection_dls as a user gets it (the same reduced decoding, num_workers=0; fastai uses {os.cpu_count()} '
                f'workers), and with draft=False; ratio_uncached = fastai / collection_dls.\n'
@@ -108,4 +120,4 @@ if __name__ == '__main__':
                + res.to_string(index=False, float_format=lambda v: f'{v:.3g}'))
     print(txt)
     out = ROOT/'benchmarks'/'results'; out.mkdir(parents=True, exist_ok=True)
-    (out/'fastpath.txt').write_text(txt + '\n')
+    (out/('fastpath.txt' if SETS == ALL else f'fastpath_{SETS.replace(",", "_")}.txt')).write_text(txt + '\n')

@@ -113,19 +113,72 @@ def _is_pyramid(sizes) -> bool:
     "Are pages of `sizes` a pyramid: each about half the one before (as image servers keep a master), not pages of a document"
     return len(sizes) > 1 and all(1.5 <= a[0]/b[0] <= 2.5 and 1.5 <= a[1]/b[1] <= 2.5 for a, b in zip(sizes, sizes[1:]))
 
+class _Rebased:
+    "TIFF file object `fp` read as if its header pointed at the IFD at `offset` first: a SubIFD (a level of a pyramid) opened as the image"
+    def __init__(self, fp, offset):
+        fp.seek(0); h = bytearray(fp.read(16))
+        order = 'little' if h[:2] == b'II' else 'big'
+        if int.from_bytes(h[2:4], order) == 43: h[8:16] = offset.to_bytes(8, order)   # BigTIFF: an 8-byte offset at 8
+        else: h = h[:8]; h[4:8] = offset.to_bytes(4, order)
+        self.fp, self.head, self.pos = fp, bytes(h), 0
+    def seek(self, pos, whence=0):
+        self.pos = pos if whence == 0 else self.pos + pos if whence == 1 else self.fp.seek(0, 2) + pos
+        return self.pos
+    def tell(self): return self.pos
+    def read(self, n=-1):
+        self.fp.seek(self.pos); b = self.fp.read(n); e = min(len(self.head), self.pos + len(b))
+        if self.pos < e: b = self.head[self.pos:e] + b[e - self.pos:]
+        self.pos += len(b); return b
+
+def _subifds(fp, n=32) -> list:
+    "Offsets of the (at most `n`) SubIFDs (tag 330) of the first IFD of TIFF file `fp`, classic or BigTIFF (whose IFD8 type PIL drops)"
+    pos = fp.tell()
+    try:
+        fp.seek(0); h = fp.read(16); o = 'little' if h[:2] == b'II' else 'big'
+        u = lambda b: int.from_bytes(b, o)
+        big = u(h[2:4]) == 43
+        fp.seek(u(h[8:16]) if big else u(h[4:8])); k, es = u(fp.read(8 if big else 2)), 20 if big else 12
+        ents = fp.read(min(k, 4096)*es)
+        for e in (ents[i:i+es] for i in range(0, len(ents), es)):
+            if u(e[:2]) != 330: continue
+            sz, cnt = 8 if u(e[2:4]) in (16, 17, 18) else 4, min(u(e[4:12] if big else e[4:8]), n)   # LONG8 / IFD8, or LONG / IFD
+            val = e[12:20] if big else e[8:12]
+            if cnt*sz > len(val): fp.seek(u(val)); val = fp.read(cnt*sz)
+            return [u(val[i*sz:(i+1)*sz]) for i in range(cnt)]
+    except Exception: pass
+    finally: fp.seek(pos)
+    return []
+
+def _tiff_levels(im) -> list:
+    "The reduced levels of TIFF image `im` kept as SubIFDs (libvips' `--subifd`, OME-TIFF), each opened on the same file: those smaller than `im` with its mode, aspect and orientation (not a camera's raw data). A compressed one is decoded from the whole file read into memory (Pillow's libtiff reads so from a file object), still far less than its full page decoded"
+    o, out = im.getexif().get(0x0112, 1), []
+    for off in _subifds(im.fp):
+        try: l = Image.open(_Rebased(im.fp, off))
+        except Exception: continue
+        if (l.format == 'TIFF' and l.mode == im.mode and l.width < im.width and abs(l.width/im.width - l.height/im.height) <= 1/min(l.size)
+            and l.getexif().get(0x0112, 1) == o): out.append(l)
+    return out
+
 def _decode_small(im, size, scale=2, mode='RGB', pyramid=True):
-    "Ask the decoder of `im` (before `load`) for the smallest image still `scale`×`size` (h, w): libjpeg's draft mode (1/2, 1/4, 1/8; in `mode`), JPEG 2000's resolution levels, the smallest page of a pyramid TIFF that is still that (with `pyramid`)"
+    "Ask the decoder of `im` (before `load`) for the smallest image still `scale`×`size` (h, w): libjpeg's draft mode (1/2, 1/4, 1/8; in `mode`), JPEG 2000's resolution levels, with `pyramid` the smallest level of a pyramid TIFF still that (a page, or a SubIFD); returns the image to load: `im`, or a level of it opened on the same file"
     if im.format == 'JPEG': im.draft(mode, _draft_size(im, size, scale))
     elif im.format == 'JPEG2000': im.reduce = _jp2_reduce(im, size, scale)
-    elif pyramid and im.format == 'TIFF' and getattr(im, 'n_frames', 1) > 1 and _is_pyramid(s := _tiff_pages(im)):
+    elif pyramid and im.format == 'TIFF':
         tw, th = _draft_size(im, size, scale)
-        im.seek(max(k for k, (w, h) in enumerate(s) if k == 0 or (w >= tw and h >= th)))
+        if getattr(im, 'n_frames', 1) > 1 and _is_pyramid(s := _tiff_pages(im)):
+            o = im.getexif().get(0x0112, 1)
+            for k in sorted((k for k, (w, h) in enumerate(s) if k and w >= tw and h >= th), reverse=True):
+                im.seek(k)
+                if im.getexif().get(0x0112, 1) == o: break   # a page that would come out turned otherwise is not the image
+                im.seek(0)
+        elif (ls := [l for l in _tiff_levels(im) if l.width >= tw and l.height >= th]): return min(ls, key=lambda l: l.width)
+    return im
 
 def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is then decoded at the smallest 1/2, 1/4, 1/8 scale still `scale`× that (libjpeg draft mode), a JPEG 2000 at its smallest resolution level still that, a pyramid TIFF from its smallest page still that, and any image still over twice that is box-filtered down to it
              scale=2) -> Image.Image:
     "Open `fn`, decode all of it (so truncated files fail here; at a reduced scale with `draft`), apply EXIF orientation, return 8-bit RGB"
     with Image.open(fn) as im:
-        if draft is not None: _decode_small(im, draft, scale)
+        if draft is not None: im = _decode_small(im, draft, scale)
         im.load()
         im = to_rgb(ImageOps.exif_transpose(im))
         return _reduced(im, draft, scale) if draft is not None else im
@@ -186,7 +239,7 @@ def _readable(fn, pages=False):
     n = 1
     try:
         with Image.open(fn) as im:
-            _decode_small(im, (64, 64), 1, im.mode, pyramid=False)   # libjpeg and openjpeg still read every byte, so truncation is caught; a pyramid's full page is read
+            im = _decode_small(im, (64, 64), 1, im.mode, pyramid=False)   # libjpeg and openjpeg still read every byte, so truncation is caught; a pyramid's full page is read
             im.load()
             if pages and im.format == 'TIFF' and getattr(im, 'n_frames', 1) > 1:   # not a camera's JPEG (MPO): its second frame is a preview
                 s = _tiff_pages(im); n = 1 if _is_pyramid(s) else len(s)   # the pages of a pyramid are one image

@@ -648,7 +648,7 @@ def image_hashes(fn, plain_std:float=2.):
     "`(md5 of the bytes, 64-bit difference hash, plain?, 16×16 grayscale thumbnail)` of image file `fn`"
     from PIL import Image
     b = Path(fn).read_bytes()
-    im = Image.open(io.BytesIO(b)); _decode_small(im, (64, 64), 1, 'L')   # a JPEG or JPEG 2000 scan decoded small
+    im = _decode_small(Image.open(io.BytesIO(b)), (64, 64), 1, 'L')   # a JPEG, JPEG 2000 or pyramid TIFF scan decoded small
     im = im if im.mode == 'L' else to_rgb(im).convert('L')  # 16-bit scans scaled, alpha on white: as the model sees them
     d = np.asarray(im.resize((9, 8), Image.BILINEAR), dtype=np.float32)
     t = np.asarray(im.resize((16, 16), Image.BILINEAR), dtype=np.uint8)
