@@ -266,6 +266,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._fit_bs': ('data.html#_fit_bs', 'glamdebug/data.py'),
                                 'glamdebug.data._fold_name': ('data.html#_fold_name', 'glamdebug/data.py'),
                                 'glamdebug.data._found_as': ('data.html#_found_as', 'glamdebug/data.py'),
+                                'glamdebug.data._icc_name': ('data.html#_icc_name', 'glamdebug/data.py'),
                                 'glamdebug.data._image_size': ('data.html#_image_size', 'glamdebug/data.py'),
                                 'glamdebug.data._is_pyramid': ('data.html#_is_pyramid', 'glamdebug/data.py'),
                                 'glamdebug.data._jp2_cod': ('data.html#_jp2_cod', 'glamdebug/data.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #c0002
 from __future__ import annotations
-import os, re, math, warnings, unicodedata
+import os, io, re, math, warnings, unicodedata
 from collections import Counter
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
@@ -620,8 +620,23 @@ def _jpeg_quality(im):
     scale = 100*float(np.mean(q[0]))/_STD_LUMA_MEAN
     return int(round((200 - scale)/2 if scale <= 100 else 5000/scale))
 
+_ICC_NAMES = {}   # ICC profile bytes -> description: a collection has few profiles
+
+def _icc_name(icc:bytes):
+    "The description of ICC colour profile `icc` ('sRGB IEC61966-2.1', 'Adobe RGB (1998)', 'eciRGB v2' …), read by littlecms; None without one"
+    if not icc: return None
+    if icc not in _ICC_NAMES:
+        try:
+            from PIL import ImageCms
+            name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or 'unnamed'
+        except ImportError: name = 'embedded'   # a Pillow without littlecms: a profile, not its name
+        except Exception: name = 'unreadable'
+        if len(_ICC_NAMES) >= 1000: return name
+        _ICC_NAMES[icc] = name
+    return _ICC_NAMES[icc]
+
 def image_properties(im) -> dict:
-    "What the digitisation set in the open PIL image `im`, from its header: `format`, `mode`, `dpi`, `compression` (a JPEG 2000's: `jp2_lossless`, the reversible 5/3 wavelet, or `jp2_lossy`), `jpeg_quality`, `device`"
+    "What the digitisation set in the open PIL image `im`, from its header: `format`, `mode`, `dpi`, `compression` (a JPEG 2000's: `jp2_lossless`, the reversible 5/3 wavelet, or `jp2_lossy`), `jpeg_quality`, `device`, `colour_profile` (the embedded ICC profile's name)"
     dpi = im.info.get('dpi')
     comp = im.info.get('compression')
     if im.format == 'JPEG2000' and (c := _jp2_cod(im)) is not None: comp = 'jp2_lossless' if c[1] else 'jp2_lossy'
@@ -629,7 +644,7 @@ def image_properties(im) -> dict:
     dev = exif.get(0x0110) or exif.get(0x0131)   # camera or scanner model, else the software
     return dict(format=im.format, mode=im.mode, dpi=int(round(float(dpi[0]))) if dpi else None,
                 compression=comp, jpeg_quality=_jpeg_quality(im) if im.format == 'JPEG' else None,
-                device=str(dev).strip('\x00 ') or None if dev else None)
+                device=str(dev).strip('\x00 ') or None if dev else None, colour_profile=_icc_name(im.info.get('icc_profile')))
 
 def file_properties(fn) -> dict:
     "`image_properties` of image file `fn` (its header only); `{'format': 'unreadable'}` when it cannot be opened"

@@ -889,7 +889,7 @@ def _property_line(r):
 def check_shortcuts(learn:Learner, n:int=5000, # training items read (a seeded sample beyond that)
                     min_share:float=0.9, min_items:int=5, # as `telling_properties`
                     seed:int=0):
-    "Shortcuts: properties of the files set by how they were digitised (format, colour mode, dpi, compression, JPEG quality, device) that tell classes apart in train"
+    "Shortcuts: properties of the files set by how they were digitised (format, colour mode, dpi, compression, JPEG quality, device, colour profile) that tell classes apart in train"
     t = _label_table(learn)
     t = t[t.item.map(lambda p: p is not None) & t.label.notna()] if len(t) else t
     if not len(t): return Check('shortcuts', 'skip', message='items are not image files: no file properties to read')
@@ -901,7 +901,7 @@ def check_shortcuts(learn:Learner, n:int=5000, # training items read (a seeded s
     ev = dict(n_items=len(t), split=train, properties={c: props[c].map(_prop_str).value_counts().head(5).to_dict()
                                                       for c in props.columns}, n_found=len(found))
     if not len(found):
-        return Check('shortcuts', 'ok', ev, f'no file property (format, colour mode, dpi, compression, JPEG quality, device) tells classes apart in {train} ({len(t)} items)')
+        return Check('shortcuts', 'ok', ev, f'no file property (format, colour mode, dpi, compression, JPEG quality, device, colour profile) tells classes apart in {train} ({len(t)} items)')
     first = found.drop_duplicates('property')   # the most specific finding of each property
     msg = f'how the files were made tells classes apart in {train}: ' + name_some([_property_line(r) for r in first.itertuples()], 3, sep='; ')
     chk = Check('shortcuts', 'warn', ev, msg, 'if each class came from its own source (scanner, project, export), the model can learn '

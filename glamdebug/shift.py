@@ -271,7 +271,10 @@ _MATCH_COMPRESSION = ('match the compression', 'Train on copies saved the same w
 _FILE_REMEDY = dict(format=_MATCH_COMPRESSION, jpeg_quality=_MATCH_COMPRESSION, compression=_MATCH_COMPRESSION,
     mode=('match the colour mode', 'Convert both the same way before training (e.g. every image greyscale): colour the model never '
           'saw in a class is a shortcut it may have learnt'),
-    dpi=('match the resolution', 'Scan or resize both to the same resolution before training'))
+    dpi=('match the resolution', 'Scan or resize both to the same resolution before training'),
+    colour_profile=('match the colour profile', 'Convert both to one colour space before training (Pillow: `ImageCms.profileToProfile(im, '
+                    'io.BytesIO(im.info["icc_profile"]), ImageCms.createProfile("sRGB"))`): PIL and fastai ignore the profile, so one '
+                    'colour reaches the model as other numbers'))
 
 def _fdr(ps):
     "Benjamini-Hochberg adjusted p-values of the dict `ps` (scipy's `false_discovery_control`); a p that is not a number, as from two constant samples, counts as 1"
@@ -301,7 +304,7 @@ class ShiftReport(Report):
         return (f'({int(q.min())}, {int(q.max())})' if q.min() < q.max() else str(int(q.min()))) if len(q) else '(50, 95)'
     @property
     def files_differ(self):
-        "The file properties that differ between the splits (format, colour mode, dpi, compression, JPEG quality, device)"
+        "The file properties that differ between the splits (format, colour mode, dpi, compression, JPEG quality, device, colour profile)"
         return [] if self.files is None else list(self.files.index[self.files.verdict == 'differs'])
     def _differs_in(self, c):
         "How statistic `c` differs, in words: overall, or within classes where the class mix hides it overall"

@@ -22,7 +22,7 @@ from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, 
 __all__ = ['FILE_PROPS', 'file_table', 'cmh_pvalues', 'image_grid', 'SliceReport', 'slice_errors', 'slices_command']
 
 # %% ../nbs/16_slices.ipynb #c0006
-FILE_PROPS = ('format', 'mode', 'dpi', 'compression', 'jpeg_quality', 'device', 'long_side', 'file_kb')
+FILE_PROPS = ('format', 'mode', 'dpi', 'compression', 'jpeg_quality', 'device', 'colour_profile', 'long_side', 'file_kb')
 
 def _file_row(fn):
     "Header properties of image file `fn`, its long side in pixels, its size in kB; `format='unreadable'` when it cannot be opened"
