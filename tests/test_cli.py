@@ -204,3 +204,19 @@ def test_label_variants_warned_then_merged(tmp_path, cli):
     assert (got.label[maps] == 'map').all() and got.label_original.tolist() == df.label.tolist()
     r = cli('troubleshoot', str(coll/'merged.csv'), '--checks', 'labels', '--size', '16')
     assert r.returncode == 0 and 'warning' not in r.stderr and 'written in more than one way' not in r.stdout, (r.stdout, r.stderr)
+
+
+def test_moved_folder_named(tmp_path, cli):
+    "A box renamed on disk after the table was made: the command stops with one line that names where the files are and the folder change"
+    import shutil
+    from pathlib import Path
+    import pandas as pd
+    src = Path(__file__).parent.parent/'data'/'samples'
+    coll = tmp_path/'coll'
+    shutil.copytree(src/'images', coll/'images'); shutil.copy(src/'collection.csv', coll)
+    (coll/'images'/'test_shifted').rename(coll/'images'/'shifted_2024')
+    n = int((pd.read_csv(coll/'collection.csv').split == 'test_shifted').sum())
+    r = cli('troubleshoot', str(coll), '--checks', 'labels', '--size', '16')
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+    assert f'{n} missing files' in r.stderr and "(under images/shifted_2024/" in r.stderr, r.stderr[-2000:]
+    assert f"{n} of the {n} missing files are under other folders of the collection: 'images/test_shifted/' → 'images/shifted_2024/' ({n})" in r.stderr
