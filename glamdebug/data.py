@@ -164,7 +164,7 @@ def _decode_small(im, size, scale=2, mode='RGB', pyramid=True):
     if im.format == 'JPEG': im.draft(mode, _draft_size(im, size, scale))
     elif im.format == 'JPEG2000': im.reduce = _jp2_reduce(im, size, scale)
     elif pyramid and im.format == 'TIFF':
-        tw, th = _draft_size(im, size, scale)
+        th, tw = size[0]*scale, size[1]*scale   # PIL gives a TIFF's size as its orientation turns it: not `_draft_size`
         if getattr(im, 'n_frames', 1) > 1 and _is_pyramid(s := _tiff_pages(im)):
             o = im.getexif().get(0x0112, 1)
             for k in sorted((k for k, (w, h) in enumerate(s) if k and w >= tw and h >= th), reverse=True):
