@@ -365,16 +365,18 @@ def _found_as(root, name):
     for alt in dict.fromkeys(alts):
         if alt != name and alt and os.path.isfile(os.path.join(root, alt)): return alt
 
-def _elsewhere(root, missing, taken=(), limit=1_000_000):
-    "For table names `missing` not found under `root`: `(hints, line)`, the one other file under `root` of the same name for each (the most folders in common; none where two tie, or it is a file of the table, `taken`), and a line naming the commonest folder change; walks at most `limit` files"
+def _elsewhere(root, missing, taken=(), limit=1_000_000, seconds=20.):
+    "For table names `missing` not found under `root`: `(hints, line)`, the one other file under `root` of the same name for each (the most folders in common; none where two tie, or it is a file of the table, `taken`), and a line naming the commonest folder change; walks at most `limit` files or `seconds` (a network share)"
+    import time
     want = {}
     for n in missing: want.setdefault(os.path.basename(n.strip().replace('\\', '/')), []).append(n)
-    hits, seen, taken = {}, 0, set(taken)
+    hits, seen, taken, t0, cut = {}, 0, set(taken), time.monotonic(), ''
     for d, dirs, fs in os.walk(root):
         dirs[:] = sorted(x for x in dirs if not x.startswith('.'))
         for f in fs:
             if f in want and (r := os.path.relpath(os.path.join(d, f), root).replace(os.sep, '/')) not in taken: hits.setdefault(f, []).append(r)
-        if (seen := seen + len(fs)) > limit: break
+        if (seen := seen + len(fs)) > limit or time.monotonic() - t0 > seconds:
+            cut = f' (looked through the first {seen:,} files of the collection folder only)'; break
     def tail(a, b):   # folders in common at the end, the file's name included
         k = 0
         while k < min(len(a), len(b)) and a[-1-k] == b[-1-k]: k += 1
@@ -396,7 +398,7 @@ def _elsewhere(root, missing, taken=(), limit=1_000_000):
     top = moves.most_common(3)
     return hints, (f'{len(hints)} of the {len(missing)} missing files are under other folders of the collection: '
                    + ', '.join(f"'{o}' → '{w}' ({k})" for (o, w), k in top) + (', …' if len(moves) > 3 else '')
-                   + " (a folder renamed or moved? change the table's names so)")
+                   + " (a folder renamed or moved? change the table's names so)" + cut)
 
 def _split_hint(s, splits):
     "' (did you mean …?)' for a split value close to a known one ('Valid ', 'validation'), else ''"
