@@ -376,7 +376,7 @@ def _elsewhere(root, missing, taken=(), limit=1_000_000, seconds=20.):
         for f in fs:
             if f in want and (r := os.path.relpath(os.path.join(d, f), root).replace(os.sep, '/')) not in taken: hits.setdefault(f, []).append(r)
         if (seen := seen + len(fs)) > limit or time.monotonic() - t0 > seconds:
-            cut = f' (looked through the first {seen:,} files of the collection folder only)'; break
+            cut = f' (looked through the first {seen:,} file{"s" if seen != 1 else ""} of the collection folder only)'; break
     def tail(a, b):   # folders in common at the end, the file's name included
         k = 0
         while k < min(len(a), len(b)) and a[-1-k] == b[-1-k]: k += 1
