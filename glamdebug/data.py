@@ -22,7 +22,7 @@ from .core import *
 # %% auto #0
 __all__ = ['SPLITS', 'GLAM_MAX_PIXELS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'label_variants',
            'write_collection', 'read_collection', 'CollectionReport', 'plot_class_counts', 'check_collection',
-           'image_properties', 'file_properties', 'simplify', 'Collection', 'CollectionDataLoaders',
+           'to_srgb', 'image_properties', 'file_properties', 'simplify', 'Collection', 'CollectionDataLoaders',
            'collection_columns', 'split_rows', 'collection_dls', 'split_dl']
 
 # %% ../nbs/01_data.ipynb #c0005
@@ -175,12 +175,17 @@ def _decode_small(im, size, scale=2, mode='RGB', pyramid=True):
     return im
 
 def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is then decoded at the smallest 1/2, 1/4, 1/8 scale still `scale`× that (libjpeg draft mode), a JPEG 2000 at its smallest resolution level still that, a pyramid TIFF from its smallest page still that, and any image still over twice that is box-filtered down to it
-             scale=2) -> Image.Image:
+             scale=2,
+             srgb=False) -> Image.Image: # convert an embedded colour profile to sRGB (`to_srgb`)
     "Open `fn`, decode all of it (so truncated files fail here; at a reduced scale with `draft`), apply EXIF orientation, return 8-bit RGB"
     with Image.open(fn) as im:
+        icc = im.info.get('icc_profile') if srgb else None   # the page's: a pyramid's level need not repeat it
         if draft is not None: im = _decode_small(im, draft, scale)
         im.load()
-        im = to_rgb(ImageOps.exif_transpose(im))
+        im = ImageOps.exif_transpose(im)
+        native = icc and im.mode in ('RGB', 'RGBA', 'CMYK', 'L')   # a profile acts on the numbers as stored (CMYK ink, grey)
+        im = to_rgb(to_srgb(im, icc) if native else im)
+        if icc and not native: im = to_srgb(im, icc)   # palette, alpha with grey: on the 8-bit RGB the image becomes
         return _reduced(im, draft, scale) if draft is not None else im
 
 # %% ../nbs/01_data.ipynb #n0008
@@ -195,8 +200,8 @@ _raise_pixel_limit()
 class GlamImage(PILImage):
     "A fastai `PILImage` that opens files with `load_rgb` (any mode, 16-bit, alpha, EXIF orientation)"
     @classmethod
-    def create(cls, fn, draft=None, **kwargs): # `draft`: `(h, w)` the image will be resized to, for a reduced decode (`load_rgb`)
-        if isinstance(fn, (str, Path)): return cls(load_rgb(fn, draft))
+    def create(cls, fn, draft=None, srgb=False, **kwargs): # `draft`: `(h, w)` the image will be resized to, for a reduced decode; `srgb`: colour profile to sRGB (`load_rgb`)
+        if isinstance(fn, (str, Path)): return cls(load_rgb(fn, draft, srgb=srgb))
         return super().create(fn, **kwargs)
 
 # %% ../nbs/01_data.ipynb #c0011
@@ -511,6 +516,7 @@ def _write_png(fn, value=128, size=(16, 16)):
 
 # %% ../nbs/01_data.ipynb #n0003
 _DROP_BAD_ARG = (('--drop-bad',), dict(action='store_true', help='drop bad rows (missing or unreadable files, empty labels, unknown splits …) and name them, instead of stopping'))
+_SRGB_ARG = (('--srgb',), dict(action='store_true', help='convert embedded colour profiles (Adobe RGB, eciRGB …) to sRGB as images are decoded'))
 
 def _dropped_line(df, n=8):
     "One line naming the rows `read_collection(on_bad='drop')` dropped, with their reasons"
@@ -637,6 +643,22 @@ def _icc_name(icc:bytes):
         _ICC_NAMES[icc] = name
     return _ICC_NAMES[icc]
 
+_SRGB = {}   # (profile bytes, mode) -> a littlecms transform to sRGB, or None where there is none
+
+def to_srgb(im:Image.Image, icc:bytes=None) -> Image.Image:
+    "`im` converted from its embedded colour profile (or `icc`) to sRGB by littlecms, as a colour-managed viewer shows it; `im` itself without a profile, with an sRGB one, or where littlecms cannot apply the profile to its mode (16-bit, a colour profile on a greyscale image)"
+    icc = icc or im.info.get('icc_profile')
+    if not icc or str(_icc_name(icc)).startswith('sRGB') or im.mode not in ('RGB', 'RGBA', 'CMYK', 'L'): return im
+    from PIL import ImageCms
+    key = (icc, im.mode)
+    if key not in _SRGB:
+        try: t = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile('sRGB'), im.mode,
+                                         'RGBA' if im.mode == 'RGBA' else 'RGB', flags=ImageCms.Flags.NOCACHE)   # no pixel cache: safe to share between threads
+        except Exception: t = None
+        if len(_SRGB) >= 1000: return im if t is None else ImageCms.applyTransform(im, t)
+        _SRGB[key] = t
+    return im if _SRGB[key] is None else ImageCms.applyTransform(im, _SRGB[key])
+
 def image_properties(im) -> dict:
     "What the digitisation set in the open PIL image `im`, from its header: `format`, `mode`, `dpi`, `compression` (a JPEG 2000's: `jp2_lossless`, the reversible 5/3 wavelet, or `jp2_lossy`), `jpeg_quality`, `device`, `colour_profile` (the embedded ICC profile's name)"
     dpi = im.info.get('dpi')
@@ -755,6 +777,7 @@ def collection_dls(df, # a collection table (from `read_collection`)
                    fn_col=None, label_col=None, split_col=None, # default: as `read_collection` recorded, else fname/label/split
                    num_workers=0, vocab=None,
                    draft:bool=True, # decode JPEGs at the smallest 1/2, 1/4, 1/8 scale still twice `size` (libjpeg draft mode: about 3× faster on large scans), box-filter larger TIFFs and PNGs down to that; `False`: full decode, as plain fastai. Only with the default `item_tfms`
+                   srgb:bool=False, # convert an embedded colour profile to sRGB as each image is decoded (`to_srgb`): one colour, one set of numbers, whatever profile the scanner embedded
                    **kwargs) -> DataLoaders:
     "fastai `DataLoaders` (train/valid) for a collection table, built with `DataBlock`; `dls.collection` keeps the table"
     hw = _check_size(size) if item_tfms is None else None
@@ -765,15 +788,15 @@ def collection_dls(df, # a collection table (from `read_collection`)
     sub = pd.concat([tr, va]).reset_index(drop=True)
     vocab = vocab if vocab is not None else sorted(df[label_col].astype(str).unique())
     item_tfms = item_tfms if item_tfms is not None else Resize(size, method=ResizeMethod.Squish)
-    x_block = (TransformBlock(type_tfms=partial(GlamImage.create, draft=hw), batch_tfms=IntToFloatTensor) if hw and draft
-               else ImageBlock(cls=GlamImage))   # fastai's `ImageBlock`, with the target size known when the file is opened
+    x_block = (TransformBlock(type_tfms=partial(GlamImage.create, draft=hw if hw and draft else None, srgb=srgb), batch_tfms=IntToFloatTensor)
+               if (hw and draft) or srgb else ImageBlock(cls=GlamImage))   # fastai's `ImageBlock`, with the target size known when the file is opened
     dblock = DataBlock(blocks=(x_block, CategoryBlock(vocab=vocab)),
                        get_x=_PathReader(fn_col, path), get_y=ColReader(label_col),
                        splitter=IndexSplitter(range(len(tr), len(sub))), item_tfms=item_tfms, batch_tfms=batch_tfms)
     dls = dblock.dataloaders(sub, bs=bs, num_workers=num_workers, path=path, **kwargs)
     dls = CollectionDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
     dls.collection = Collection(df, path, fn_col, label_col, split_col, train, valid)
-    dls.prep = dict(size=hw, draft=bool(hw) and draft, method='squish' if hw else None, cached=False)   # how an image is prepared (`export_model` records it)
+    dls.prep = dict(size=hw, draft=bool(hw) and draft, method='squish' if hw else None, cached=False, srgb=bool(srgb))   # how an image is prepared (`export_model` records it)
     return dls
 
 # %% ../nbs/01_data.ipynb #c0030

@@ -21,7 +21,7 @@ from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory
                                to_concat, CancelTrainException, CancelValidException)
 from filelock import FileLock, Timeout as LockTimeout  # torch's own dependency: flock on Unix, msvcrt on Windows
 from .core import *
-from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows, _check_size, _check_bs, _fit_bs, _draft_size
+from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows, _check_size, _check_bs, _fit_bs, _draft_size, _SRGB_ARG
 from .debug import preserved
 
 # %% auto #0
@@ -40,11 +40,12 @@ def _size2(size): return _check_size(size, 'the image cache')
 def decode_resized(fn, # image file
                    size=224, # target size, an int or (h, w)
                    method=ResizeMethod.Squish, # fastai `ResizeMethod`: squish, or crop/pad as fastai does at validation
-                   draft=True # decode JPEGs in draft mode, and box-filter larger images down to twice `size`
+                   draft=True, # decode JPEGs in draft mode, and box-filter larger images down to twice `size`
+                   srgb=False # convert an embedded colour profile to sRGB (`to_srgb`)
                   ) -> np.ndarray:
     "The `(h, w, 3)` uint8 array the uncached path (`GlamImage` + fastai `Resize(size, method)`) gives for `fn`"
     size = _size2(size)
-    im = load_rgb_draft(fn, size) if draft else load_rgb(fn)
+    im = load_rgb(fn, draft=size if draft else None, srgb=srgb)
     im = Resize(size, method=method)(GlamImage.create(im), split_idx=1)
     return np.array(im, dtype=np.uint8)
 
@@ -60,9 +61,9 @@ def _worker_mmap(data_file, n, shape):
 
 def _cache_one(job):
     "Decode one image into row `i` of the data file; returns `(i, error or None)`"
-    i, fn, data_file, n, shape, method, draft = job
+    i, fn, data_file, n, shape, method, draft, srgb = job
     try:
-        a = decode_resized(fn, shape[:2], method=method, draft=draft)
+        a = decode_resized(fn, shape[:2], method=method, draft=draft, srgb=srgb)
         _worker_mmap(data_file, n, shape)[i] = a
         return i, None
     except Exception as e: return i, f'{type(e).__name__}: {e}'
@@ -139,13 +140,14 @@ class ImageCache:
                  size=224, # an int or (h, w)
                  method=ResizeMethod.Squish, # fastai `ResizeMethod` (the uncached path's `Resize` method)
                  draft=True, # JPEG draft-mode decoding, and a box filter down to twice `size` for larger images
+                 srgb=False, # embedded colour profiles converted to sRGB (`to_srgb`)
                  hash=False, # also key entries by a content hash (reads every file on each update)
                  n_workers=None, # processes for decoding (default: all cores, ≤ 16)
                  progress=True): # show a progress bar while decoding
         self.folder = Path(folder) if folder is not None else default_cache_dir()
         self.shape = (*_size2(size), 3)
-        self.method, self.draft, self.hash, self.n_workers, self.progress = str(method), draft, hash, n_workers, progress
-        self.key = f'{self.shape[0]}x{self.shape[1]}-{self.method}' + ('-draft' if draft else '') + ('-hash' if hash else '')
+        self.method, self.draft, self.srgb, self.hash, self.n_workers, self.progress = str(method), draft, bool(srgb), hash, n_workers, progress
+        self.key = f'{self.shape[0]}x{self.shape[1]}-{self.method}' + ('-draft' if draft else '') + ('-srgb' if srgb else '') + ('-hash' if hash else '')
         self.index_file = self.folder/f'index-{self.key}.json'
         self._arr, self.report = None, None
         self._read_index()
@@ -239,7 +241,7 @@ class ImageCache:
             n = start + len(todo)
             target = self.folder/data
             with open(target, 'r+b') as f: f.truncate(n*rowbytes)
-        jobs = [(start + j, f, str(target), n, self.shape, self.method, self.draft) for j, f in enumerate(todo)]
+        jobs = [(start + j, f, str(target), n, self.shape, self.method, self.draft, self.srgb) for j, f in enumerate(todo)]
         bad = {f: v for f, v in idx['bad'].items() if f not in keys}
         for (i, err), f in zip(_run_jobs(jobs, self.n_workers, self.progress), todo):
             if err is None: live[f] = [i, *keys[f]]
@@ -247,7 +249,7 @@ class ImageCache:
         with open(target, 'r+b') as f: os.fsync(f.fileno())
         if compact: os.replace(target, self.folder/data)
         old_data = idx['data']
-        new_idx = dict(version=self.version, shape=list(self.shape), method=self.method, draft=self.draft,
+        new_idx = dict(version=self.version, shape=list(self.shape), method=self.method, draft=self.draft, srgb=self.srgb,
                        data=data, n=n, files=live, bad=bad)
         atomic_write(self.index_file, lambda f: json.dump(new_idx, f))
         if compact and old_data and old_data != data:
@@ -270,10 +272,11 @@ class _Label(Transform):
 
 class DecodeResized(Transform):
     "Item transform without a cache: a file (or a table row) decoded and resized as the cache stores it; what `learn.export` keeps"
-    def __init__(self, size, method=ResizeMethod.Squish, draft=True, path=None, fn_col='fname'): store_attr()
+    def __init__(self, size, method=ResizeMethod.Squish, draft=True, path=None, fn_col='fname', srgb=False): store_attr()
     def encodes(self, o):
         fn = Path(self.path or '.')/o[self.fn_col] if isinstance(o, pd.Series) else o
-        return TensorImage(torch.from_numpy(decode_resized(fn, self.size, self.method, self.draft)).permute(2, 0, 1))
+        srgb = getattr(self, 'srgb', False)   # a model exported before `srgb` unpickles without it
+        return TensorImage(torch.from_numpy(decode_resized(fn, self.size, self.method, self.draft, srgb)).permute(2, 0, 1))
 
 # %% ../nbs/11_fastpath.ipynb #c0026
 def _prefetch(gen, n, device):
@@ -416,7 +419,7 @@ class CachedDataLoaders(DataLoaders):
         "What `learn.export` pickles: plain fastai `DataLoaders` that decode files as the cache does (`DecodeResized`), vocab, batch transforms; no cache, no table"
         c, col = self.cache, self.collection
         def dset(i):
-            x = TfmdLists([], [DecodeResized(c.shape[:2], c.method, c.draft, str(col.path), col.fn_col)], do_setup=False,
+            x = TfmdLists([], [DecodeResized(c.shape[:2], c.method, c.draft, str(col.path), col.fn_col, c.srgb)], do_setup=False,
                           types=[(str, Path, pd.Series), TensorImage], split_idx=i)
             y = TfmdLists([], [_Label(col.label_col), Categorize(vocab=self.vocab)], do_setup=False,
                           types=[pd.Series, str, TensorCategory], split_idx=i)
@@ -439,6 +442,7 @@ def cached_dls(df, # a collection table (from `read_collection`)
                device=None, # default: fastai's `default_device()` (CUDA when there is one)
                cache_dir=None, # default `default_cache_dir()`
                draft=True, # decode JPEGs in draft mode and box-filter larger images (never below twice `size`); `False`: a full decode, pixels identical to `collection_dls(draft=False)`
+               srgb=False, # convert embedded colour profiles to sRGB, as `collection_dls(srgb=True)`
                method=ResizeMethod.Squish, # fastai `ResizeMethod`; crop/pad store the validation (centre) version
                hash=False, n_workers=None, progress=True, # see `ImageCache`
                prefetch=None, # batches prepared ahead in a thread (default 2 on CUDA, 0 on CPU)
@@ -449,7 +453,7 @@ def cached_dls(df, # a collection table (from `read_collection`)
     _check_size(size, 'cached_dls'); _check_bs(bs, 'cached_dls')
     path, fn_col, label_col, split_col = collection_columns(df, path, fn_col, label_col, split_col)
     vocab = vocab if vocab is not None else sorted(df[label_col].astype(str).unique())
-    cache = ImageCache(cache_dir, size=size, method=method, draft=draft, hash=hash, n_workers=n_workers, progress=progress)
+    cache = ImageCache(cache_dir, size=size, method=method, draft=draft, srgb=srgb, hash=hash, n_workers=n_workers, progress=progress)
     report = cache.update([path/f for f in df[fn_col]])
     dsets = []
     for name in (train, valid):
@@ -814,6 +818,7 @@ def sync_audit(self:Learner,
     (('--method',), dict(default='squish', choices=['squish', 'crop', 'pad'], help='fastai resize method (default squish)')),
     (('--cache-dir',), dict(default=None, help='where the cache lives (default $GLAMDEBUG_CACHE, else ~/.cache/glamdebug)')),
     (('--no-draft',), dict(action='store_true', help='decode at full size (no JPEG draft mode, no reduction): pixels identical to the uncached path without draft')),
+    _SRGB_ARG,
     (('--hash',), dict(action='store_true', help='also key entries by a content hash (reads every file on each run)')),
     (('--workers',), dict(type=int, default=None, help='decoding processes (default: all cores, at most 16)')),
     (('--json',), dict(action='store_true', help='print the report as JSON')),
@@ -826,7 +831,7 @@ def cache_command(ns) -> int:
     bars = sys.stdout.isatty()
     df = _cli_collection(ns, drop=True, check_images=False, progress=bars)  # the cache finds the unreadable images as it decodes
     path, fn_col, _, _ = collection_columns(df)
-    c = ImageCache(ns.cache_dir, size=ns.size, method=ns.method, draft=not ns.no_draft, hash=ns.hash,
+    c = ImageCache(ns.cache_dir, size=ns.size, method=ns.method, draft=not ns.no_draft, srgb=ns.srgb, hash=ns.hash,
                    n_workers=ns.workers, progress=bars)
     r = c.update([path/f for f in df[fn_col]])
     print(r.to_json() if ns.json else r.to_text())

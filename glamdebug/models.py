@@ -312,7 +312,7 @@ def bigger(learn:Learner, # a learner from `defaults_learner` (or `bigger`)
 # %% ../nbs/03_models.ipynb #n0001
 def _model_args(plot_help=None, model=False):
     "The arguments of every command that builds the version-zero model on a collection (`_collection_learner` reads them); `--plot` with `plot_help`; `--model` with `model`"
-    from glamdebug.data import _DROP_BAD_ARG
+    from glamdebug.data import _DROP_BAD_ARG, _SRGB_ARG
     return [
         *([(('--model',), dict(default=None, metavar='PKL', help='a model saved by `glamdebug train -o` (or `learn.export_model`): report on it instead of training one, checked against the table first')),
            (('--copies',), dict(action='store_true', help="with --model: also look for copies of its training images under other names (reads each file the model's manifest does not name once)"))] if model else []),
@@ -320,6 +320,7 @@ def _model_args(plot_help=None, model=False):
         (('--size',), dict(type=int, default=None, help='image size in pixels (default 64)')),
         (('--bs',), dict(type=int, default=32, help='batch size (default 32)')),
         (('--cache',), dict(action='store_true', help='read images through the fast-path cache (glamdebug cache)')),
+        _SRGB_ARG,
         _DROP_BAD_ARG,
         (('--json',), dict(action='store_true', help='print the report as JSON')),
         *([(('--plot',), dict(default=None, metavar='PNG', help=plot_help))] if plot_help else []),
@@ -343,8 +344,8 @@ def _collection_learner(ns, positive=()):
     set_seed(ns.seed, reproducible=True)
     if ns.cache:
         from glamdebug.fastpath import cached_dls
-        dls = cached_dls(df, size=ns.size, bs=ns.bs, progress=bars)
-    else: dls = collection_dls(df, size=ns.size, bs=ns.bs)
+        dls = cached_dls(df, size=ns.size, bs=ns.bs, srgb=ns.srgb, progress=bars)
+    else: dls = collection_dls(df, size=ns.size, bs=ns.bs, srgb=ns.srgb)
     return defaults_learner(dls, ns.arch), bars
 
 def _check_split(col, split):

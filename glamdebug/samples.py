@@ -12,8 +12,9 @@ from fastprogress.fastprogress import progress_bar
 from .core import *
 
 # %% auto #0
-__all__ = ['SAMPLE_CLASSES', 'SAMPLE_SPLITS', 'PALE_COVERS', 'TINTED_BLANKS', 'render_sample', 'make_sample_collection',
-           'sample_collection', 'show_sample_grid', 'digits_collection', 'hue_collection']
+__all__ = ['SAMPLE_CLASSES', 'SAMPLE_SPLITS', 'PALE_COVERS', 'TINTED_BLANKS', 'ADOBE_RGB', 'render_sample',
+           'make_sample_collection', 'sample_collection', 'show_sample_grid', 'digits_collection', 'hue_collection',
+           'matrix_icc_profile']
 
 # %% ../nbs/02_samples.ipynb #c0005
 SAMPLE_CLASSES = ('map', 'drawing', 'photo', 'text', 'cover', 'blank')
@@ -425,3 +426,25 @@ def hue_collection(path, # folder to write into
     df = pd.DataFrame(rows, columns=['fname', 'label', 'split'])
     atomic_write(path/'collection.csv', lambda f: df.to_csv(f, index=False, lineterminator='\n'))
     return path
+
+# %% ../nbs/02_samples.ipynb #n0011
+ADOBE_RGB = dict(desc='Adobe RGB (1998)', gamma=563/256,   # its primaries, adapted to D50 as ICC profiles keep them
+                 rgb_xyz=[(0.60974, 0.31111, 0.01947), (0.20528, 0.62567, 0.06087), (0.14919, 0.06322, 0.74457)])
+
+def matrix_icc_profile(desc:str, # the profile's name (ASCII)
+                       rgb_xyz, # the D50 XYZ of its red, green and blue primaries
+                       gamma:float) -> bytes: # one tone curve for the three channels
+    "A minimal ICC v2 RGB display profile (matrix and tone curves), as bytes for Pillow's `save(..., icc_profile=)`"
+    import struct
+    s15 = lambda v: struct.pack('>i', round(v*65536))
+    xyz = lambda t: b'XYZ \0\0\0\0' + b''.join(s15(v) for v in t)
+    curv = b'curv\0\0\0\0' + struct.pack('>IH', 1, round(gamma*256)) + b'\0\0'
+    d = desc.encode('ascii') + b'\0'
+    text = b'desc\0\0\0\0' + struct.pack('>I', len(d)) + d + b'\0'*78; text += b'\0'*(-len(text) % 4)
+    tags = [(b'desc', text), (b'wtpt', xyz((0.9642, 1.0, 0.8249))), *[(c + b'XYZ', xyz(p)) for c, p in zip((b'r', b'g', b'b'), rgb_xyz)],
+            *[(c + b'TRC', curv) for c in (b'r', b'g', b'b')]]
+    off, table, data = 128 + 4 + 12*len(tags), b'', b''
+    for sig, body in tags: table += sig + struct.pack('>II', off + len(data), len(body)); data += body
+    head = (struct.pack('>I', off + len(data)) + b'\0'*4 + struct.pack('>I', 0x02100000) + b'mntrRGB XYZ ' + b'\0'*12 + b'acsp'
+            + b'\0'*28 + b''.join(s15(v) for v in (0.9642, 1.0, 0.8249)) + b'\0'*48)
+    return head + struct.pack('>I', len(tags)) + table + data

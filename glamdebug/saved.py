@@ -40,7 +40,7 @@ def _keys(fns, root=None, *others):
 def _prep(dls):
     "How `dls` prepares an image: `size` (h, w), resize `method`, JPEG `draft` decoding, read from the `cached` fast path"
     cache = getattr(dls, 'cache', None)
-    if cache is not None: return dict(size=tuple(cache.shape[:2]), method=str(cache.method), draft=bool(cache.draft), cached=True)
+    if cache is not None: return dict(size=tuple(cache.shape[:2]), method=str(cache.method), draft=bool(cache.draft), cached=True, srgb=bool(getattr(cache, 'srgb', False)))
     prep = getattr(dls, 'prep', None)   # `collection_dls` says
     if prep and prep.get('size'): return dict(prep, size=tuple(prep['size']))
     rs = [t for t in dls.valid.after_item.fs if isinstance(t, Resize)]   # plain fastai loaders: their `Resize`
@@ -235,10 +235,10 @@ def use_collection(self:Learner, df, # a collection table (from `read_collection
     cached, method = (prep.get('cached') if cache is None else cache), prep.get('method') or 'squish'
     if cached:
         from glamdebug.fastpath import cached_dls
-        dls = cached_dls(df, path, size=hw, bs=bs, batch_tfms=bt, vocab=vocab, draft=prep.get('draft', True),
+        dls = cached_dls(df, path, size=hw, bs=bs, batch_tfms=bt, vocab=vocab, draft=prep.get('draft', True), srgb=prep.get('srgb', False),
                          method=method, progress=progress, **kwargs)
-    elif method == 'squish': dls = collection_dls(df, path, size=hw, bs=bs, batch_tfms=bt, vocab=vocab, draft=prep.get('draft', True), **kwargs)
-    else: dls = collection_dls(df, path, bs=bs, item_tfms=Resize(hw, method), batch_tfms=bt, vocab=vocab, **kwargs)
+    elif method == 'squish': dls = collection_dls(df, path, size=hw, bs=bs, batch_tfms=bt, vocab=vocab, draft=prep.get('draft', True), srgb=prep.get('srgb', False), **kwargs)
+    else: dls = collection_dls(df, path, bs=bs, item_tfms=Resize(hw, method), batch_tfms=bt, vocab=vocab, srgb=prep.get('srgb', False), **kwargs)
     dls.to(_model_device(self.model))
     self.dls = dls
     if self.opt is None: self.create_opt()   # as `learn.load` leaves it: a trained learner, ready to train on
@@ -529,6 +529,7 @@ def _cli_model(ns, bars):
     if ns.arch and ns.arch != arch: raise GlamError(f'--model {fn} is a {arch}; leave --arch {ns.arch} out')
     hw = tuple(m['size']) if m.get('size') else None
     if ns.size and hw and (ns.size, ns.size) != hw: raise GlamError(f'--model {fn} was trained at {hw[1]}×{hw[0]} px; leave --size {ns.size} out')
+    if getattr(ns, 'srgb', False) and not m.get('srgb'): raise GlamError(f'--model {fn} was trained on images decoded without --srgb; leave --srgb out (the model decides)')
     df = _cli_collection(ns, progress=bars)
     set_seed(ns.seed, reproducible=True)
     if not ns.json: print(f'Using {fn}, not trained again: {_model_line(m)}', flush=True)

@@ -272,9 +272,9 @@ _FILE_REMEDY = dict(format=_MATCH_COMPRESSION, jpeg_quality=_MATCH_COMPRESSION, 
     mode=('match the colour mode', 'Convert both the same way before training (e.g. every image greyscale): colour the model never '
           'saw in a class is a shortcut it may have learnt'),
     dpi=('match the resolution', 'Scan or resize both to the same resolution before training'),
-    colour_profile=('match the colour profile', 'Convert both to one colour space before training (Pillow: `ImageCms.profileToProfile(im, '
-                    'io.BytesIO(im.info["icc_profile"]), ImageCms.createProfile("sRGB"))`): PIL and fastai ignore the profile, so one '
-                    'colour reaches the model as other numbers'))
+    colour_profile=('match the colour profile', 'Decode every image into sRGB (`collection_dls(..., srgb=True)`, `cached_dls(..., srgb=True)`, '
+                    '`--srgb`; `to_srgb` for one image) and train again: PIL and fastai ignore the profile, so one colour reaches the '
+                    'model as other numbers'))
 
 def _fdr(ps):
     "Benjamini-Hochberg adjusted p-values of the dict `ps` (scipy's `false_discovery_control`); a p that is not a number, as from two constant samples, counts as 1"

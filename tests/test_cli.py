@@ -66,6 +66,8 @@ def test_cache_command(tmp_path, cli):
     r2 = cli(*args, '--json')
     d = json.loads(r2.stdout)
     assert (d['decoded'], d['reused'], len(d['bad'])) == (0, len(lines) - 2, 1)
+    r4 = cli(*args, '--srgb', '--json')                               # images decoded into sRGB: a cache of their own
+    assert json.loads(r4.stdout)['decoded'] == len(lines) - 2 and list((tmp_path/'cache').glob('index-32x32-squish-draft-srgb.json'))
     r3 = cli('cache', str(tmp_path/'nowhere'))
     assert r3.returncode == 2 and 'nowhere' in r3.stderr
 

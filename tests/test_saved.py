@@ -148,6 +148,19 @@ def test_cached_model_comes_back_on_the_cache(digits, tmp_path):
     assert not ch.answers_differ
 
 
+def test_srgb_decoding_is_kept_with_the_model(digits, tmp_path):
+    "A model trained on images decoded to sRGB (`srgb=True`) is put back on a table decoding so, on plain loaders and on the cache"
+    tmp, df = digits
+    for cached in (False, True):
+        kw = dict(cache_dir=tmp_path/'cache', progress=False) if cached else {}
+        dls = cached_dls(df, size=SIZE, bs=64, srgb=True, **kw) if cached else collection_dls(df, size=SIZE, bs=64, srgb=True)
+        fn = defaults_learner(dls).export_model(tmp_path/f'srgb_{cached}.pkl')
+        again = load_model(fn, df, **kw)
+        assert again.glam_manifest['srgb'] is True
+        assert (again.dls.cache.srgb if cached else again.dls.prep['srgb']) is True
+        assert isinstance(again.dls, CachedDataLoaders) == cached
+
+
 def test_train_command_and_model_everywhere(digits, tmp_path, cli):
     "`glamdebug train -o` then `report --model` / `confidence --model`: no training there, the same errors; `compare` of two saved models; refusals first"
     tmp, df = digits
@@ -196,6 +209,7 @@ def test_train_command_and_model_everywhere(digits, tmp_path, cli):
                       (('report', root, '--model', tmp_path/'none.pkl'), '--model: no file'),
                       (('report', root, '--model', tmp_path/'m.pkl', '--size', 32), 'was trained at 16×16 px; leave --size 32 out'),
                       (('report', root, '--model', tmp_path/'m.pkl', '--arch', 'resnet18'), 'is a lenet; leave --arch resnet18 out'),
+                      (('report', root, '--model', tmp_path/'m.pkl', '--srgb'), 'trained on images decoded without --srgb; leave --srgb out'),
                       (('compare', root, tmp_path/'m.pkl', tmp_path/'none.pkl'), 'no model file')]:
         r = cli(*args)
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr[-500:])
