@@ -257,7 +257,7 @@ def _model_line(m):
     h, w = m['size']
     ep = f" (its last fit {m['epochs']} epochs)" if m.get('epochs') else ''
     n = f" on {len(m['train']):,} items" if m.get('train') is not None else ''
-    return f"{m['arch']} at {w}×{h} px, {len(m['vocab'])} classes, trained{n}{ep}, exported {m['exported'][:10]} from {m['path']}."
+    return f"{m['arch']} at {w}×{h} px{' decoded into sRGB' if m.get('srgb') else ''}, {len(m['vocab'])} classes, trained{n}{ep}, exported {m['exported'][:10]} from {m['path']}."
 
 class ModelCheck(Report):
     "A loaded model against a table: held-out items it trained on, labels changed since, answers changed since export"

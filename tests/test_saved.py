@@ -156,7 +156,7 @@ def test_srgb_decoding_is_kept_with_the_model(digits, tmp_path):
         dls = cached_dls(df, size=SIZE, bs=64, srgb=True, **kw) if cached else collection_dls(df, size=SIZE, bs=64, srgb=True)
         fn = defaults_learner(dls).export_model(tmp_path/f'srgb_{cached}.pkl')
         again = load_model(fn, df, **kw)
-        assert again.glam_manifest['srgb'] is True
+        assert again.glam_manifest['srgb'] is True and ' px decoded into sRGB, 10 classes' in again.model_check(progress=False)._model_line()
         assert (again.dls.cache.srgb if cached else again.dls.prep['srgb']) is True
         assert isinstance(again.dls, CachedDataLoaders) == cached
 
