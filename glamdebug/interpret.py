@@ -291,7 +291,7 @@ def plot_top_losses(self:GlamInterpretation,
     cols = min(3, len(idx)); rows = math.ceil(len(idx)/cols)
     fig, axs = plt.subplots(rows, cols, figsize=(3*cols, 3*rows), squeeze=False)
     for ax, l, i in zip(axs.flat, losses.tolist(), idx.tolist()):
-        ax.imshow(load_rgb(self.items[i], draft=(300, 300)))  # 16-bit, alpha, EXIF orientation as the model saw them; a large JPEG at a reduced scale
+        ax.imshow(load_rgb(self.items[i], draft=(300, 300), srgb=True))  # 16-bit, alpha, EXIF orientation handled; a large JPEG at a reduced scale; colours in sRGB, as a screen shows them
         p = int(self.preds[i])
         ax.set_title(f'{self.vocab[p]}/{self.vocab[int(self.targs[i])]}\n{l:.2f}/{self.probs[i, p]:.2f}', fontsize=9)
     for ax in axs.flat: ax.axis('off')

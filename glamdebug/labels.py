@@ -136,7 +136,7 @@ class LabelIssues(Report):
         for ax in axs.flat: ax.axis('off')
         for ax, r in zip(axs.flat, t.itertuples()):
             fn = Path(r.item) if self.root is None or Path(r.item).is_absolute() else Path(self.root)/r.item
-            try: ax.imshow(load_rgb(fn, draft=(260, 260)))  # a large JPEG scan decoded at a reduced scale: a thumbnail
+            try: ax.imshow(load_rgb(fn, draft=(260, 260), srgb=True))  # a large JPEG scan decoded at a reduced scale, in sRGB: a thumbnail
             except Exception: ax.text(0.5, 0.5, 'unreadable', ha='center')
             ax.set_title(f'{r.given} → {r.suggested}\n{r.p_given:.2f} / {r.p_suggested:.2f}  ({r.split})', fontsize=8)
         fig.suptitle('given → suggested, p(given) / p(suggested)', fontsize=9)

@@ -129,14 +129,14 @@ def image_grid(files, # image files, drawn in order
                titles, # a title for each (the file's name is added below it)
                colors=None, # a title colour for each (default black)
                suptitle:str='', ncols:int=4, figsize=None):
-    "A grid of image files, each read at most 256 px a side (an unreadable one says so in its cell), titled: the pictures the reports' `show` draws"
+    "A grid of image files, each read at most 256 px a side and in sRGB (an unreadable one says so in its cell), titled: the pictures the reports' `show` draws"
     import matplotlib.pyplot as plt
     files = list(files)
     nr = math.ceil(len(files)/ncols)
     fig, axs = plt.subplots(nr, ncols, figsize=figsize or (2.2*ncols, 2.4*nr), squeeze=False)
     for ax in axs.flat: ax.axis('off')
     for i, (ax, f) in enumerate(zip(axs.flat, files)):
-        try: ax.imshow(load_rgb(f, draft=(256, 256)))
+        try: ax.imshow(load_rgb(f, draft=(256, 256), srgb=True))   # in sRGB, as a screen shows colours
         except Exception as e: ax.text(0.5, 0.5, f'unreadable:\n{type(e).__name__}', ha='center', va='center', fontsize=8)
         ax.set_title(f'{titles[i]}\n{Path(str(f)).name}', fontsize=8, color=colors[i] if colors is not None else 'k')
     if suptitle: fig.suptitle(suptitle, fontsize=10)
