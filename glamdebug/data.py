@@ -14,7 +14,7 @@ from fastcore.basics import store_attr, patch, listify
 from fastcore.meta import delegates
 from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
-from functools import partial
+from functools import partial, lru_cache
 from fastai.vision.all import (PILImage, DataBlock, ImageBlock, TransformBlock, IntToFloatTensor, CategoryBlock, ColReader,
                                IndexSplitter, Resize, ResizeMethod, DataLoaders, TfmdDL)
 from .core import *
@@ -113,12 +113,16 @@ def _is_pyramid(sizes) -> bool:
     "Are pages of `sizes` a pyramid: each about half the one before (as image servers keep a master), not pages of a document"
     return len(sizes) > 1 and all(1.5 <= a[0]/b[0] <= 2.5 and 1.5 <= a[1]/b[1] <= 2.5 for a, b in zip(sizes, sizes[1:]))
 
+def _tiff_head(fp):
+    "`(header, byte order, BigTIFF?)` of TIFF file `fp`: its first 16 bytes, 'little' (II) or 'big' (MM), version 43"
+    fp.seek(0); h = fp.read(16); order = 'little' if h[:2] == b'II' else 'big'
+    return h, order, int.from_bytes(h[2:4], order) == 43
+
 class _Rebased:
     "TIFF file object `fp` read as if its header pointed at the IFD at `offset` first: a SubIFD (a level of a pyramid) opened as the image"
     def __init__(self, fp, offset):
-        fp.seek(0); h = bytearray(fp.read(16))
-        order = 'little' if h[:2] == b'II' else 'big'
-        if int.from_bytes(h[2:4], order) == 43: h[8:16] = offset.to_bytes(8, order)   # BigTIFF: an 8-byte offset at 8
+        h, order, big = _tiff_head(fp); h = bytearray(h)
+        if big: h[8:16] = offset.to_bytes(8, order)   # BigTIFF: an 8-byte offset at 8
         else: h = h[:8]; h[4:8] = offset.to_bytes(4, order)
         self.fp, self.head, self.pos = fp, bytes(h), 0
     def seek(self, pos, whence=0):
@@ -134,9 +138,8 @@ def _subifds(fp, n=32) -> list:
     "Offsets of the (at most `n`) SubIFDs (tag 330) of the first IFD of TIFF file `fp`, classic or BigTIFF (whose IFD8 type PIL drops)"
     pos = fp.tell()
     try:
-        fp.seek(0); h = fp.read(16); o = 'little' if h[:2] == b'II' else 'big'
+        h, o, big = _tiff_head(fp)
         u = lambda b: int.from_bytes(b, o)
-        big = u(h[2:4]) == 43
         fp.seek(u(h[8:16]) if big else u(h[4:8])); k, es = u(fp.read(8 if big else 2)), 20 if big else 12
         ents = fp.read(min(k, 4096)*es)
         for e in (ents[i:i+es] for i in range(0, len(ents), es)):
@@ -151,8 +154,10 @@ def _subifds(fp, n=32) -> list:
 
 def _tiff_levels(im) -> list:
     "The reduced levels of TIFF image `im` kept as SubIFDs (libvips' `--subifd`, OME-TIFF), each opened on the same file: those smaller than `im` with its mode, aspect and orientation (not a camera's raw data). A compressed one is decoded from the whole file read into memory (Pillow's libtiff reads so from a file object), still far less than its full page decoded"
+    offs = _subifds(im.fp)
+    if not offs: return []   # most TIFFs have none: nothing more read
     o, out = im.getexif().get(0x0112, 1), []
-    for off in _subifds(im.fp):
+    for off in offs:
         try: l = Image.open(_Rebased(im.fp, off))
         except Exception: continue
         if (l.format == 'TIFF' and l.mode == im.mode and l.width < im.width and abs(l.width/im.width - l.height/im.height) <= 1/min(l.size)
@@ -628,36 +633,31 @@ def _jpeg_quality(im):
     scale = 100*float(np.mean(q[0]))/_STD_LUMA_MEAN
     return int(round((200 - scale)/2 if scale <= 100 else 5000/scale))
 
-_ICC_NAMES = {}   # ICC profile bytes -> description: a collection has few profiles
-
+@lru_cache(1000)   # a collection has few profiles
 def _icc_name(icc:bytes):
     "The description of ICC colour profile `icc` ('sRGB IEC61966-2.1', 'Adobe RGB (1998)', 'eciRGB v2' …), read by littlecms; None without one"
     if not icc: return None
-    if icc not in _ICC_NAMES:
-        try:
-            from PIL import ImageCms
-            name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or 'unnamed'
-        except ImportError: name = 'embedded'   # a Pillow without littlecms: a profile, not its name
-        except Exception: name = 'unreadable'
-        if len(_ICC_NAMES) >= 1000: return name
-        _ICC_NAMES[icc] = name
-    return _ICC_NAMES[icc]
+    try:
+        from PIL import ImageCms
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or 'unnamed'
+    except ImportError: return 'embedded'   # a Pillow without littlecms: a profile, not its name
+    except Exception: return 'unreadable'
 
-_SRGB = {}   # (profile bytes, mode) -> a littlecms transform to sRGB, or None where there is none
+@lru_cache(1000)
+def _srgb_transform(icc:bytes, mode:str):
+    "A littlecms transform from profile `icc` to sRGB for images of `mode`, or None where there is none; without its pixel cache, so that threads may share it"
+    from PIL import ImageCms
+    try: return ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile('sRGB'), mode,
+                                        'RGBA' if mode == 'RGBA' else 'RGB', flags=ImageCms.Flags.NOCACHE)
+    except Exception: return None
 
 def to_srgb(im:Image.Image, icc:bytes=None) -> Image.Image:
     "`im` converted from its embedded colour profile (or `icc`) to sRGB by littlecms, as a colour-managed viewer shows it; `im` itself without a profile, with an sRGB one, or where littlecms cannot apply the profile to its mode (16-bit, a colour profile on a greyscale image)"
     icc = icc or im.info.get('icc_profile')
     if not icc or str(_icc_name(icc)).startswith('sRGB') or im.mode not in ('RGB', 'RGBA', 'CMYK', 'L'): return im
     from PIL import ImageCms
-    key = (icc, im.mode)
-    if key not in _SRGB:
-        try: t = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile('sRGB'), im.mode,
-                                         'RGBA' if im.mode == 'RGBA' else 'RGB', flags=ImageCms.Flags.NOCACHE)   # no pixel cache: safe to share between threads
-        except Exception: t = None
-        if len(_SRGB) >= 1000: return im if t is None else ImageCms.applyTransform(im, t)
-        _SRGB[key] = t
-    return im if _SRGB[key] is None else ImageCms.applyTransform(im, _SRGB[key])
+    t = _srgb_transform(icc, im.mode)
+    return im if t is None else ImageCms.applyTransform(im, t)
 
 def image_properties(im) -> dict:
     "What the digitisation set in the open PIL image `im`, from its header: `format`, `mode`, `dpi`, `compression` (a JPEG 2000's: `jp2_lossless`, the reversible 5/3 wavelet, or `jp2_lossy`), `jpeg_quality`, `device`, `colour_profile` (the embedded ICC profile's name)"
