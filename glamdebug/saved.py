@@ -40,7 +40,7 @@ def _keys(fns, root=None, *others):
 def _prep(dls):
     "How `dls` prepares an image: `size` (h, w), resize `method`, JPEG `draft` decoding, read from the `cached` fast path"
     cache = getattr(dls, 'cache', None)
-    if cache is not None: return dict(size=tuple(cache.shape[:2]), method=str(cache.method), draft=bool(cache.draft), cached=True, srgb=bool(getattr(cache, 'srgb', False)))
+    if cache is not None: return dict(size=tuple(cache.shape[:2]), method=str(cache.method), draft=bool(cache.draft), cached=True, srgb=cache.srgb)
     prep = getattr(dls, 'prep', None)   # `collection_dls` says
     if prep and prep.get('size'): return dict(prep, size=tuple(prep['size']))
     rs = [t for t in dls.valid.after_item.fs if isinstance(t, Resize)]   # plain fastai loaders: their `Resize`
@@ -233,12 +233,12 @@ def use_collection(self:Learner, df, # a collection table (from `read_collection
     if not hw: raise GlamError('the model does not say the image size it was trained at (plain learn.export, no Resize): pass size=')
     bt = [t for t in self.dls.train.after_batch.fs if not isinstance(t, IntToFloatTensor)]   # normalisation, augmentation
     cached, method = (prep.get('cached') if cache is None else cache), prep.get('method') or 'squish'
+    kw = dict(bs=bs, batch_tfms=bt, vocab=vocab, srgb=prep.get('srgb', False), **kwargs)   # as trained; a model saved before `srgb`: off
     if cached:
         from glamdebug.fastpath import cached_dls
-        dls = cached_dls(df, path, size=hw, bs=bs, batch_tfms=bt, vocab=vocab, draft=prep.get('draft', True), srgb=prep.get('srgb', False),
-                         method=method, progress=progress, **kwargs)
-    elif method == 'squish': dls = collection_dls(df, path, size=hw, bs=bs, batch_tfms=bt, vocab=vocab, draft=prep.get('draft', True), srgb=prep.get('srgb', False), **kwargs)
-    else: dls = collection_dls(df, path, bs=bs, item_tfms=Resize(hw, method), batch_tfms=bt, vocab=vocab, srgb=prep.get('srgb', False), **kwargs)
+        dls = cached_dls(df, path, size=hw, draft=prep.get('draft', True), method=method, progress=progress, **kw)
+    elif method == 'squish': dls = collection_dls(df, path, size=hw, draft=prep.get('draft', True), **kw)
+    else: dls = collection_dls(df, path, item_tfms=Resize(hw, method), **kw)
     dls.to(_model_device(self.model))
     self.dls = dls
     if self.opt is None: self.create_opt()   # as `learn.load` leaves it: a trained learner, ready to train on
