@@ -52,8 +52,8 @@ def main():
         df = pd.DataFrame(dict(fname=[Path(j[0]).name for j in jobs], label=[j[1] for j in jobs], split='train'))
         df.loc[df.index % 5 == 0, 'split'] = 'valid'
         df.attrs['path'] = tmp
-        plain = ImageDataLoaders.from_df(df[df.split == 'train'].assign(is_valid=False).pipe(lambda d: pd.concat([d, df[df.split == 'valid'].assign(is_valid=True)])),
-                                         tmp, fn_col='fname', label_col='label', valid_col='is_valid', item_tfms=Resize(SIZE, ResizeMethod.Squish), bs=BS, num_workers=0)
+        plain = ImageDataLoaders.from_df(df.assign(is_valid=df.split == 'valid'), tmp, fn_col='fname', label_col='label', valid_col='is_valid',
+                                         item_tfms=Resize(SIZE, ResizeMethod.Squish), bs=BS, num_workers=0)
         ours = {s: collection_dls(df, size=SIZE, bs=BS, srgb=s) for s in (False, True)}
         for d in (plain, *ours.values()): one_pass(d)   # warm the file cache
         rows = []
