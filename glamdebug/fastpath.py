@@ -21,7 +21,7 @@ from fastai.vision.all import (Resize, ResizeMethod, TensorImage, TensorCategory
                                to_concat, CancelTrainException, CancelValidException)
 from filelock import FileLock, Timeout as LockTimeout  # torch's own dependency: flock on Unix, msvcrt on Windows
 from .core import *
-from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows, _check_size, _check_bs, _fit_bs, _draft_size, _SRGB_ARG
+from .data import to_rgb, load_rgb, GlamImage, Collection, collection_columns, split_rows, _check_size, _check_bs, _fit_bs, _SRGB_ARG
 from .debug import preserved
 
 # %% auto #0
