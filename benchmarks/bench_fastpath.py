@@ -5,8 +5,9 @@ Side by side in one run, with ratios: cache build time, epoch time and valid err
 LZW TIFFs (4 levels), as many as deflate TIFFs that keep their 4 levels as SubIFDs of one page (libvips' `--subifd`,
 OME-TIFF; written with tifffile) and on a quarter as many as lossless JPEG 2000 (archival masters). Same model
 (`defaults_learner`'s LeNet-like CNN), same size, same epochs.
-`python benchmarks/bench_fastpath.py [n_scans] [sets]`, sets a comma-separated choice of png,jpg,tif,pyr,sub,jp2 (all by
-default); writes benchmarks/results/fastpath.txt (fastpath_SETS.txt for a choice).
+`python benchmarks/bench_fastpath.py [n_scans] [sets] [width]`, sets a comma-separated choice of png,jpg,tif,pyr,sub,jp2
+(all by default), width the scans' width in px (2000 by default; 3:4, as an A4 page scanned); writes
+benchmarks/results/fastpath.txt (fastpath_SETS.txt for a choice, fastpath_SETS_WIDTH.txt for another width).
 """
 import os, sys, time, tempfile, warnings, multiprocessing as mp
 from pathlib import Path
@@ -22,14 +23,15 @@ import glamdebug.preds
 N_SCANS = int(sys.argv[1]) if len(sys.argv) > 1 else 120
 ALL = 'png,jpg,tif,pyr,sub,jp2'
 SETS = sys.argv[2] if len(sys.argv) > 2 else ALL
+W = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
 SIZE, BS, EPOCHS = 64, 32, 6
 ROOT = Path(__file__).parent.parent
 tmp = Path(tempfile.mkdtemp(prefix='benchfast'))
 
 def _scan(i, ext='jpg'):
     r = np.random.default_rng(i)
-    w, h = 2000, 1500
-    a = (r.random((h//100 + 2, w//100 + 2, 3))*255).astype(np.uint8)
+    w, h = W, W*3//4
+    a = (r.random((17, 22, 3))*255).astype(np.uint8)   # the same picture at every width
     a = np.asarray(Image.fromarray(a).resize((w, h), Image.BICUBIC)).astype(np.int16)
     a = np.clip(a + r.normal(0, 5, (h, w, 1)), 0, 255).astype(np.uint8)
     fn = tmp/f'scans_{ext}'/f'scan{i:04d}.{"tif" if ext in ("pyr", "sub") else ext}'
@@ -102,7 +104,7 @@ if __name__ == '__main__':
         df = pd.DataFrame(recs); df.attrs['path'] = str(d)
         mb = np.mean([(d/f).stat().st_size for f in df.fname])/1e6
         kind = dict(jpg='JPEG', tif='LZW TIFF', pyr='pyramid LZW TIFF', sub='SubIFD pyramid deflate TIFF', jp2='JPEG 2000')[ext]
-        rows += compare(f'{n} scans, 2000x1500 {kind} ({mb:.1f} MB)', df, d, draft=True)
+        rows += compare(f'{n} scans, {W}x{W*3//4} {kind} ({mb:.1f} MB)', df, d, draft=True)
     res = pd.DataFrame(rows)
     res['ratio'] = res.fastai/res.glamdebug
     res['ratio_uncached'] = res.fastai/res.collection_dls
@@ -120,4 +122,5 @@ if __name__ == '__main__':
                + res.to_string(index=False, float_format=lambda v: f'{v:.3g}'))
     print(txt)
     out = ROOT/'benchmarks'/'results'; out.mkdir(parents=True, exist_ok=True)
-    (out/('fastpath.txt' if SETS == ALL else f'fastpath_{SETS.replace(",", "_")}.txt')).write_text(txt + '\n')
+    name = 'fastpath' + ('' if SETS == ALL and W == 2000 else f'_{SETS.replace(",", "_")}') + ('' if W == 2000 else f'_{W}')
+    (out/f'{name}.txt').write_text(txt + '\n')

@@ -252,6 +252,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._PathReader.__init__': ('data.html#_pathreader.__init__', 'glamdebug/data.py'),
                                 'glamdebug.data._Rebased': ('data.html#_rebased', 'glamdebug/data.py'),
                                 'glamdebug.data._Rebased.__init__': ('data.html#_rebased.__init__', 'glamdebug/data.py'),
+                                'glamdebug.data._Rebased.fileno': ('data.html#_rebased.fileno', 'glamdebug/data.py'),
                                 'glamdebug.data._Rebased.read': ('data.html#_rebased.read', 'glamdebug/data.py'),
                                 'glamdebug.data._Rebased.seek': ('data.html#_rebased.seek', 'glamdebug/data.py'),
                                 'glamdebug.data._Rebased.tell': ('data.html#_rebased.tell', 'glamdebug/data.py'),

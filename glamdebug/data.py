@@ -124,7 +124,11 @@ class _Rebased:
         h, order, big = _tiff_head(fp); h = bytearray(h)
         if big: h[8:16] = offset.to_bytes(8, order)   # BigTIFF: an 8-byte offset at 8
         else: h = h[:8]; h[4:8] = offset.to_bytes(4, order)
-        self.fp, self.head, self.pos = fp, bytes(h), 0
+        self.fp, self.head, self.pos, self.offset = fp, bytes(h), 0, offset
+    def fileno(self):
+        "The file's descriptor: Pillow then gives libtiff the file and the level's offset, and a compressed level is decoded from its own strips or tiles, not from the whole file read into memory"
+        if self.offset >= 1 << 32 or not hasattr(self.fp, 'fileno'): raise OSError('no file descriptor for this level')   # Pillow passes the offset as 32 bits
+        return self.fp.fileno()
     def seek(self, pos, whence=0):
         self.pos = pos if whence == 0 else self.pos + pos if whence == 1 else self.fp.seek(0, 2) + pos
         return self.pos
@@ -153,7 +157,7 @@ def _subifds(fp, n=32) -> list:
     return []
 
 def _tiff_levels(im) -> list:
-    "The reduced levels of TIFF image `im` kept as SubIFDs (libvips' `--subifd`, OME-TIFF), each opened on the same file: those smaller than `im` with its mode, aspect and orientation (not a camera's raw data). A compressed one is decoded from the whole file read into memory (Pillow's libtiff reads so from a file object), still far less than its full page decoded"
+    "The reduced levels of TIFF image `im` kept as SubIFDs (libvips' `--subifd`, OME-TIFF), each opened on the same file: those smaller than `im` with its mode, aspect and orientation (not a camera's raw data)"
     offs = _subifds(im.fp)
     if not offs: return []   # most TIFFs have none: nothing more read
     o, out = im.getexif().get(0x0112, 1), []
