@@ -124,10 +124,10 @@ class _Rebased:
         h, order, big = _tiff_head(fp); h = bytearray(h)
         if big: h[8:16] = offset.to_bytes(8, order)   # BigTIFF: an 8-byte offset at 8
         else: h = h[:8]; h[4:8] = offset.to_bytes(4, order)
-        self.fp, self.head, self.pos, self.offset = fp, bytes(h), 0, offset
+        self.fp, self.head, self.pos = fp, bytes(h), 0
     def fileno(self):
         "The file's descriptor: Pillow then gives libtiff the file and the level's offset, and a compressed level is decoded from its own strips or tiles, not from the whole file read into memory"
-        if self.offset >= 1 << 32 or not hasattr(self.fp, 'fileno'): raise OSError('no file descriptor for this level')   # Pillow passes the offset as 32 bits
+        if not hasattr(self.fp, 'fileno'): raise OSError('no file descriptor')   # in memory: Pillow reads through `read`
         return self.fp.fileno()
     def seek(self, pos, whence=0):
         self.pos = pos if whence == 0 else self.pos + pos if whence == 1 else self.fp.seek(0, 2) + pos
@@ -168,6 +168,49 @@ def _tiff_levels(im) -> list:
             and l.getexif().get(0x0112, 1) == o): out.append(l)
     return out
 
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+_TIFF_CHUNKS = {273: 279, 324: 325}   # StripOffsets: StripByteCounts, TileOffsets: TileByteCounts
+
+def _ifd_alone(fp, offset) -> bytes:
+    "A BigTIFF that holds only the IFD at `offset` of BigTIFF file `fp`, with its values and its strips or tiles, all near its start (its pointers to other IFDs left out)"
+    h, o, _ = _tiff_head(fp)
+    u = lambda b: int.from_bytes(b, o)
+    fp.seek(offset); n = u(fp.read(8)); raw = fp.read(20*n)
+    tags = {}
+    for e in (raw[i:i+20] for i in range(0, len(raw), 20)):
+        tag, typ, cnt = u(e[:2]), u(e[2:4]), u(e[4:12])
+        if tag in (330, 34665, 34853, 40965): continue   # SubIFDs, EXIF, GPS, interoperability: other IFDs
+        size = _TIFF_TYPE_SIZES.get(typ, 1)*cnt
+        if size > 8: fp.seek(u(e[12:20])); val = fp.read(size)
+        else: val = e[12:12+size]
+        tags[tag] = [typ, cnt, val]
+    def ints(tag):
+        typ, cnt, val = tags[tag]; s = _TIFF_TYPE_SIZES[typ]
+        return [u(val[i*s:(i+1)*s]) for i in range(cnt)]
+    chunks = {t: list(zip(ints(t), ints(c))) for t, c in _TIFF_CHUNKS.items() if t in tags and c in tags}
+    for t, cs in chunks.items(): tags[t] = [16, len(cs), bytes(8*len(cs))]   # rewritten below, as LONG8
+    pos, where = 16 + 8 + 20*len(tags) + 8, {}
+    for tag in sorted(tags):
+        if len(v := tags[tag][2]) > 8: where[tag] = pos; pos += len(v) + len(v) % 2   # each value on a word boundary
+    data = bytearray()
+    for t, cs in chunks.items():
+        offs = []
+        for off, k in cs: fp.seek(off); offs.append(pos + len(data)); data += fp.read(k)
+        tags[t][2] = b''.join(x.to_bytes(8, o) for x in offs)
+    out = bytearray(h[:2] + (43).to_bytes(2, o) + (8).to_bytes(2, o) + bytes(2) + (16).to_bytes(8, o) + len(tags).to_bytes(8, o))
+    for tag in sorted(tags):
+        typ, cnt, val = tags[tag]
+        out += tag.to_bytes(2, o) + typ.to_bytes(2, o) + cnt.to_bytes(8, o) + (where[tag].to_bytes(8, o) if tag in where else val.ljust(8, b'\0'))
+    out += bytes(8)   # no next IFD
+    for tag in sorted(where): out += tags[tag][2] + bytes(len(tags[tag][2]) % 2)
+    return bytes(out + data)
+
+def _loadable(im):
+    "`im`, or where it is a compressed page of a BigTIFF whose IFD lies beyond 4 GB, that page alone rebuilt in memory (`_ifd_alone`): Pillow hands libtiff an IFD's offset in 32 bits, and would decode another place of the file without a word"
+    off = getattr(getattr(im, 'tag_v2', None), 'offset', None)
+    if im.format != 'TIFF' or off is None or off < 1 << 32 or not getattr(im, 'use_load_libtiff', False): return im
+    return Image.open(io.BytesIO(_ifd_alone(im.fp, off)))
+
 def _decode_small(im, size, scale=2, mode='RGB', pyramid=True):
     "Ask the decoder of `im` (before `load`) for the smallest image still `scale`×`size` (h, w): libjpeg's draft mode (1/2, 1/4, 1/8; in `mode`), JPEG 2000's resolution levels, with `pyramid` the smallest level of a pyramid TIFF still that (a page, or a SubIFD); returns the image to load: `im`, or a level of it opened on the same file"
     if im.format == 'JPEG': im.draft(mode, _draft_size(im, size, scale))
@@ -180,8 +223,8 @@ def _decode_small(im, size, scale=2, mode='RGB', pyramid=True):
                 im.seek(k)
                 if im.getexif().get(0x0112, 1) == o: break   # a page that would come out turned otherwise is not the image
                 im.seek(0)
-        elif (ls := [l for l in _tiff_levels(im) if l.width >= tw and l.height >= th]): return min(ls, key=lambda l: l.width)
-    return im
+        elif (ls := [l for l in _tiff_levels(im) if l.width >= tw and l.height >= th]): return _loadable(min(ls, key=lambda l: l.width))
+    return _loadable(im)
 
 def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is then decoded at the smallest 1/2, 1/4, 1/8 scale still `scale`× that (libjpeg draft mode), a JPEG 2000 at its smallest resolution level still that, a pyramid TIFF from its smallest page still that, and any image still over twice that is box-filtered down to it
              scale=2,
@@ -189,7 +232,7 @@ def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is 
     "Open `fn`, decode all of it (so truncated files fail here; at a reduced scale with `draft`), apply EXIF orientation, return 8-bit RGB"
     with Image.open(fn) as im:
         icc = im.info.get('icc_profile') if srgb else None   # the page's: a pyramid's level need not repeat it
-        if draft is not None: im = _decode_small(im, draft, scale)
+        im = _decode_small(im, draft, scale) if draft is not None else _loadable(im)
         im.load()
         im = ImageOps.exif_transpose(im)
         native = icc and im.mode in ('RGB', 'RGBA', 'CMYK', 'L')   # a profile acts on the numbers as stored (CMYK ink, grey)
