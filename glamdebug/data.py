@@ -58,20 +58,45 @@ def _reduced(im, size, scale=2):
     f = min(im.height/(size[0]*scale), im.width/(size[1]*scale))
     return im.resize((max(1, round(im.width/f)), max(1, round(im.height/f))), Image.BOX) if f >= 2 else im
 
+def _jp2_boxes(fp, pos=12, end=None):
+    "`(type, start of contents, end)` of each JPEG 2000 box of file `fp` from `pos` (after a .jp2's signature) to `end` (a superbox's)"
+    for _ in range(1000):   # boxes: length, type, contents
+        if end is not None and pos + 8 > end: return
+        fp.seek(pos); h = fp.read(16)
+        if len(h) < 8: return
+        size, kind, head = int.from_bytes(h[:4], 'big'), h[4:8], 8
+        if size == 1: size, head = int.from_bytes(h[8:16], 'big'), 16   # a 64-bit length
+        if size == 0: yield kind, pos + head, end if end is not None else fp.seek(0, 2); return   # the last box, to the end
+        if size < head: return
+        yield kind, pos + head, pos + size
+        pos += size
+
 def _jp2_codestream(fp, n=4096) -> bytes:
     "The first `n` bytes of the JPEG 2000 codestream in file `fp`: after the boxes of a .jp2 (metadata such as XMP may come first), or from the start of a bare .j2k"
     fp.seek(0)
     if fp.read(12)[4:8] != b'jP  ': fp.seek(0); return fp.read(n)
-    pos = 12
-    for _ in range(1000):   # boxes: length, type, contents
-        fp.seek(pos); h = fp.read(16)
-        if len(h) < 8: break
-        size, kind, head = int.from_bytes(h[:4], 'big'), h[4:8], 8
-        if size == 1: size, head = int.from_bytes(h[8:16], 'big'), 16   # a 64-bit length
-        if kind == b'jp2c': fp.seek(pos + head); return fp.read(n)
-        if size < head: break   # 0: the last box, to the end of the file
-        pos += size
+    for kind, start, _ in _jp2_boxes(fp):
+        if kind == b'jp2c': fp.seek(start); return fp.read(n)
     return b''
+
+def _jp2_icc(fp):
+    "The ICC profile of .jp2 file `fp`, which Pillow does not read: its first colour specification box's ('colr' in 'jp2h'), where that holds one (methods 2 and 3); None otherwise"
+    pos = fp.tell()
+    try:
+        fp.seek(0)
+        if fp.read(12)[4:8] != b'jP  ': return None
+        for kind, start, end in _jp2_boxes(fp):
+            if kind == b'jp2c': return None
+            if kind != b'jp2h': continue
+            for k, s, e in _jp2_boxes(fp, start, end):
+                if k == b'colr': fp.seek(s); c = fp.read(min(e - s, 1 << 24)); return c[3:] if c[:1] in (b'\x02', b'\x03') and len(c) > 3 else None
+            return None
+    except Exception: return None
+    finally: fp.seek(pos)
+
+def _icc_of(im):
+    "The ICC profile embedded in open image `im` (bytes), or None: Pillow's, and a JPEG 2000's, which Pillow does not read"
+    return im.info.get('icc_profile') or (_jp2_icc(im.fp) if im.format == 'JPEG2000' and getattr(im, 'fp', None) else None)
 
 def _jp2_cod(im):
     "`(levels, reversible, offset)` of JPEG 2000 image `im` from its codestream's SIZ and COD markers: wavelet decomposition levels, the reversible 5/3 wavelet (lossless) or the 9/7, an offset on its canvas; None where they cannot be read"
@@ -231,7 +256,7 @@ def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is 
              srgb=False) -> Image.Image: # convert an embedded colour profile to sRGB (`to_srgb`)
     "Open `fn`, decode all of it (so truncated files fail here; at a reduced scale with `draft`), apply EXIF orientation, return 8-bit RGB"
     with Image.open(fn) as im:
-        icc = im.info.get('icc_profile') if srgb else None   # the page's: a pyramid's level need not repeat it
+        icc = _icc_of(im) if srgb else None   # the page's: a pyramid's level need not repeat it
         im = _decode_small(im, draft, scale) if draft is not None else _loadable(im)
         im.load()
         im = ImageOps.exif_transpose(im)
@@ -715,7 +740,7 @@ def image_properties(im) -> dict:
     dev = exif.get(0x0110) or exif.get(0x0131)   # camera or scanner model, else the software
     return dict(format=im.format, mode=im.mode, dpi=int(round(float(dpi[0]))) if dpi else None,
                 compression=comp, jpeg_quality=_jpeg_quality(im) if im.format == 'JPEG' else None,
-                device=str(dev).strip('\x00 ') or None if dev else None, colour_profile=_icc_name(im.info.get('icc_profile')))
+                device=str(dev).strip('\x00 ') or None if dev else None, colour_profile=_icc_name(_icc_of(im)))
 
 def file_properties(fn) -> dict:
     "`image_properties` of image file `fn` (its header only); `{'format': 'unreadable'}` when it cannot be opened"

@@ -135,7 +135,7 @@ class CacheReport(Report):
 # %% ../nbs/11_fastpath.ipynb #c0013
 class ImageCache:
     "Decoded, resized uint8 images `(N, H, W, 3)` in one memmap file beside a JSON index keyed by path, size, mtime"
-    version = 5  # 5: a compressed BigTIFF page or level beyond 4 GB decoded from its own place (Pillow alone decodes another); 4: with `draft`, pyramid TIFFs' SubIFD levels used too; 3: JPEG 2000 decoded at a reduced resolution level too; 2: images of any format over twice the size box-filtered down to it before the resize (1: JPEG only)
+    version = 5  # 5: a compressed BigTIFF page or level beyond 4 GB decoded from its own place (Pillow alone decodes another), and with `srgb` a JPEG 2000's colour profile applied; 4: with `draft`, pyramid TIFFs' SubIFD levels used too; 3: JPEG 2000 decoded at a reduced resolution level too; 2: images of any format over twice the size box-filtered down to it before the resize (1: JPEG only)
     def __init__(self, folder=None, # where the cache files live (default `default_cache_dir()`)
                  size=224, # an int or (h, w)
                  method=ResizeMethod.Squish, # fastai `ResizeMethod` (the uncached path's `Resize` method)
