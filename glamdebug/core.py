@@ -157,7 +157,9 @@ def collection_csv(p):
     "The collection CSV a command-line argument names (the file, or `collection.csv` in the folder); a `GlamError` naming it when missing"
     p = Path(p)
     csv = p/'collection.csv' if p.is_dir() else p
-    if not csv.exists(): raise GlamError(f'collection not found: {csv}')
+    if not csv.exists():
+        sub = p.is_dir() and any(x.is_dir() and not x.name.startswith('.') for x in p.iterdir())
+        raise GlamError(f'collection not found: {csv}' + (f' (a folder of class folders? `glamdebug table {p}` writes its table)' if sub else ''))
     return csv
 
 # %% ../nbs/00_core.ipynb #c0019

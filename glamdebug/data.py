@@ -21,9 +21,9 @@ from .core import *
 
 # %% auto #0
 __all__ = ['SPLITS', 'GLAM_MAX_PIXELS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'label_variants',
-           'write_collection', 'read_collection', 'CollectionReport', 'plot_class_counts', 'check_collection',
-           'to_srgb', 'image_properties', 'file_properties', 'simplify', 'Collection', 'CollectionDataLoaders',
-           'collection_columns', 'split_rows', 'collection_dls', 'split_dl']
+           'write_collection', 'read_collection', 'folder_collection', 'CollectionReport', 'plot_class_counts',
+           'check_collection', 'to_srgb', 'image_properties', 'file_properties', 'simplify', 'Collection',
+           'CollectionDataLoaders', 'collection_columns', 'split_rows', 'collection_dls', 'split_dl']
 
 # %% ../nbs/01_data.ipynb #c0005
 SPLITS = ('train', 'valid', 'test', 'test_shifted', 'train_valid')
@@ -615,6 +615,92 @@ def _cli_collection(ns, # parsed arguments: `collection`, and `drop_bad`, `path`
                              progress=progress, **kwargs)
     if df.attrs.get('dropped'): print(f"glamdebug {getattr(ns, 'command', '')}: {_dropped_line(df)}", file=sys.stderr, flush=True)
     return df
+
+# %% ../nbs/01_data.ipynb #f0002
+_SPLIT_ALIASES = {'val': 'valid', 'validation': 'valid'}
+_SYSTEM_FILES = {'thumbs.db', 'desktop.ini', 'icon\r', 'collection.csv'}   # Windows' and the Mac's own, and the table itself
+
+@lru_cache(1)
+def _image_exts():
+    "Extensions of the image files PIL opens (fastai's `image_extensions` also names SVG, DjVu, camera raw …, which it cannot)"
+    Image.init()
+    return frozenset(e for e, f in Image.registered_extensions().items() if f in Image.OPEN)
+
+def _folder_split(name, splits):
+    "The split folder `name` holds ('val' and 'validation' hold 'valid'), or None"
+    s = _SPLIT_ALIASES.get(name.casefold(), name.casefold())
+    return s if _known_split(s, splits) else None
+
+def _counts(c): return ', '.join(f'{k} ({v})' for k, v in c.most_common())
+def _many(n, one, more): return f'{n} {one if n == 1 else more}'
+
+def folder_collection(path, # a folder of class folders (`map/`, `photo/` …), or of split folders (`train/`, `valid/`, `test/` …) that hold them
+                      valid_pct:float=0.2, # without split folders: the share of each class put in 'valid', drawn within the class
+                      seed:int=0, # of that draw
+                      splits=None, # split values (default `SPLITS` and any `test_*`; folders 'val' and 'validation' hold 'valid')
+                     ) -> pd.DataFrame:
+    "The collection table (`fname`, `label`, `split`) of a folder tree, for `read_collection`: an image's label is its class folder, however deep below it the image lies; hidden files and folders skipped, and what is left out named in a warning"
+    root = Path(path)
+    if not root.is_dir(): raise GlamError(f'folder not found: {root}')
+    if not 0 <= valid_pct < 1: raise GlamError(f'valid_pct must be at least 0 and below 1, got {valid_pct}')
+    root, splits, exts = root.resolve(), tuple(splits) if splits is not None else SPLITS, _image_exts()
+    from fastai.data.transforms import image_extensions
+    found, unread, other = [], Counter(), Counter()
+    for d, dirs, files in os.walk(root):
+        dirs[:] = sorted(x for x in dirs if not x.startswith('.') and x != '__MACOSX')   # hidden, and a Mac's zip leftovers
+        rel = Path(d).relative_to(root).parts
+        for f in sorted(files):
+            if f.startswith('.') or f.casefold() in _SYSTEM_FILES: continue   # hidden, a Mac's ._ copies
+            ext = os.path.splitext(f)[1].lower()
+            if ext in exts: found.append(rel + (f,))
+            else: (unread if ext in image_extensions else other)[ext or 'no extension'] += 1
+    tops = {p[0]: _folder_split(p[0], splits) for p in found if len(p) > 1}
+    by_split, out, outside, loose, deep = any(tops.values()), [], Counter(), [], []
+    for p in found:
+        s, k = (tops.get(p[0]) if len(p) > 1 else None, 1) if by_split else ('train', 0)
+        if s is None: outside['the folder itself' if len(p) == 1 else f"'{p[0]}/'"] += 1; continue
+        if len(p) < k + 2: loose.append('/'.join(p)); continue
+        if len(p) > k + 2: deep.append(p)
+        out.append(('/'.join(p), p[k], s))
+    if not out: raise GlamError(f'no image in class folders under {root}' + (f'; other files: {_counts(other + unread)}' if other or unread else ''))
+    df = pd.DataFrame(out, columns=['fname', 'label', 'split'])
+    if not by_split:   # the validation share of each class, drawn within it; every class keeps a training item
+        rng, split = np.random.default_rng(seed), df.split.to_numpy(dtype=object).copy()
+        for idx in df.groupby('label', sort=True).indices.values():
+            k = min(max(int(round(len(idx)*valid_pct)), 1 if valid_pct > 0 else 0), len(idx) - 1)
+            split[rng.permutation(idx)[:k]] = 'valid'
+        df['split'] = split
+    if outside: warnings.warn(f"{_many(sum(outside.values()), 'image', 'images')} outside the split folders left out: {_counts(outside)} "
+                              f"(split folders: {', '.join(splits)}, test_*, val; `splits=` or --splits names others)")
+    if loose: warnings.warn(f"{_many(len(loose), 'image', 'images')} with no class folder left out: {name_some(loose, n=3)}")
+    if deep:
+        p = deep[0]; k = 1 if by_split else 0
+        warnings.warn(f"{_many(len(deep), 'image lies in a sub-folder', 'images lie in sub-folders')} of their class folder (e.g. {'/'.join(p)}): labelled by the class "
+                      f"folder ('{p[k]}'), where fastai's `parent_label` would call them by the folder they are in ('{p[-2]}')")
+    if unread: warnings.warn(f"{_many(sum(unread.values()), 'file', 'files')} fastai counts as images but PIL cannot open left out: {_counts(unread)} (convert them to TIFF, JPEG or PNG first)")
+    if other: warnings.warn(f"{_many(sum(other.values()), 'file that is not an image', 'files that are not images')} left out: {_counts(other)}")
+    df.attrs['path'] = root
+    return df
+
+@cli_command('table', help="write the collection table (collection.csv) of a folder of class folders, or of split folders that hold them, as fastai's from_folder reads them", args=[
+    (('folder',), dict(help='the folder: class folders (map/, photo/ …), or split folders (train/, valid/, test/ …) that hold them')),
+    (('-o', '--output'), dict(metavar='CSV', help='where to write the table (default: collection.csv in the folder); file names are relative to its folder')),
+    (('--valid-pct',), dict(type=float, default=0.2, help='without split folders: the share of each class put in valid (default 0.2)')),
+    (('--seed',), dict(type=int, default=0, help='seed of that draw (default 0)')),
+    (('--splits',), dict(default='', metavar='A,B', help='more split folder names (beside train, valid, val, test, test_*)')),
+    (('--overwrite',), dict(action='store_true', help='allow writing over an existing table'))])
+def _cli_table(ns):
+    dst = Path(ns.output) if ns.output else Path(ns.folder)/'collection.csv'
+    if dst.exists() and not ns.overwrite: raise GlamError(f'{dst} exists: give another output (-o), or --overwrite to replace it')
+    more = tuple(s.strip() for s in ns.splits.split(',') if s.strip())
+    df = folder_collection(ns.folder, valid_pct=ns.valid_pct, seed=ns.seed, splits=SPLITS + more)
+    try: rel = Path(os.path.relpath(df.attrs['path'], dst.resolve().parent)).as_posix()
+    except ValueError: raise GlamError(f'{dst} is on another drive than {ns.folder}: write the table beside the images') from None
+    write_collection(df.assign(fname=df.fname if rel == '.' else rel + '/' + df.fname), dst)
+    n = df.split.value_counts()
+    print(f"wrote {dst}: {len(df)} images, {df.label.nunique()} classes; " + ', '.join(f'{s} {n[s]}' for s in sorted(n.index, key=lambda s: (s not in SPLITS, SPLITS.index(s) if s in SPLITS else 0, s)))
+          + f'\nnext: glamdebug troubleshoot {dst}')
+    return 0
 
 # %% ../nbs/01_data.ipynb #c0021
 def _image_size(fn):

@@ -222,3 +222,27 @@ def test_moved_folder_named(tmp_path, cli):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
     assert f'{n} missing files' in r.stderr and "(under images/shifted_2024/" in r.stderr, r.stderr[-2000:]
     assert f"{n} of the {n} missing files are under other folders of the collection: 'images/test_shifted/' → 'images/shifted_2024/' ({n})" in r.stderr
+
+
+def test_table_from_class_folders(tmp_path, cli):
+    "Split folders holding class folders (fastai's from_folder layout), no table: the command that needs one names `glamdebug table`, which writes it; the commands then read it"
+    import shutil
+    from pathlib import Path
+    import pandas as pd
+    src = Path(__file__).parent.parent/'data'/'samples'
+    imgs = tmp_path/'images'
+    shutil.copytree(src/'images', imgs)
+    r = cli('troubleshoot', str(imgs), '--checks', 'labels', '--size', '16')
+    assert r.returncode == 2 and f'`glamdebug table {imgs}` writes its table' in r.stderr, r.stderr[-2000:]
+    r = cli('table', str(imgs))
+    assert r.returncode == 0 and 'wrote' in r.stdout and '630 images, 6 classes' in r.stdout, (r.stdout, r.stderr)
+    got, want = pd.read_csv(imgs/'collection.csv'), pd.read_csv(src/'collection.csv')
+    assert sorted(zip('images/' + got.fname, got.label, got.split)) == sorted(zip(want.fname, want.label, want.split))
+    r = cli('table', str(imgs))                                       # an existing table is never written over
+    assert r.returncode == 2 and 'exists' in r.stderr and '--overwrite' in r.stderr, r.stderr
+    r = cli('table', str(imgs), '-o', str(tmp_path/'collection.csv'))   # beside the folder: names relative to the table
+    assert r.returncode == 0, r.stderr
+    assert pd.read_csv(tmp_path/'collection.csv').fname.str.startswith('images/').all()
+    for where in (imgs, tmp_path):
+        r = cli('troubleshoot', str(where), '--checks', 'labels', '--size', '16')
+        assert r.returncode == 0 and '630 labels agree with their paths' in r.stdout, (r.stdout[-2000:], r.stderr[-2000:])
