@@ -3,7 +3,8 @@ it decodes anything in `ImageDataLoaders.from_folder`: `get_image_files`, `paren
 
 A tree as collections are sorted: split folders (train, valid, test) holding class folders, a third of the classes' files
 in box sub-folders of their class folder (`train/map/box_07/…`), and one XML sidecar per ten images. Files are empty: both
-sides only list and name them. Also counted: the images fastai's `parent_label` labels by their box instead of their class.
+sides only list and name them. Also counted: the images fastai's `parent_label` labels by their box instead of their class,
+and those `GrandparentSplitter` puts in no split (a boxed image has no split folder right above its class folder).
 
 Usage: python benchmarks/bench_table.py [--n 100000] [--classes 20]
 """
@@ -46,7 +47,8 @@ if __name__ == '__main__':
     tg, df = best(glam_side)
     by_box = sum(l.startswith('box_') for l in labels)
     say(f'plain fastai (get_image_files + parent_label + GrandparentSplitter): {tf:.2f} s, {len(files):,} images, '
-        f'{len(set(labels))} labels, of which {by_box:,} images labelled by their box; test images: in neither split')
+        f'{len(set(labels))} labels ({by_box:,} images labelled by their box), train {len(tr):,}, valid {len(va):,}: '
+        f'{len(files) - len(tr) - len(va):,} in neither split (the test folder, and every boxed image: no split folder above it)')
     say(f'glamdebug folder_collection: {tg:.2f} s, {len(df):,} images, {df.label.nunique()} labels, splits '
         + ', '.join(f'{s} {n:,}' for s, n in df.split.value_counts().items()))
     say(f'ratio fastai / glamdebug: {tf/tg:.2f}x (above 1: glamdebug faster)')

@@ -5,6 +5,7 @@
 # %% ../nbs/07_debug.ipynb #c0002
 from __future__ import annotations
 import os, time, math, hashlib, re, io, base64, random, contextlib, functools, html as _html
+from collections import Counter
 from pathlib import Path
 from copy import deepcopy
 import numpy as np, pandas as pd
@@ -295,6 +296,17 @@ def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose 
     if len(present) > 1 and ratio > imbalance:
         status = max(status, 'warn', key=_RANK.get); msgs.append(f'train classes are imbalanced ({ratio:.0f}:1)')
         adv.append('once under- and over-fitting are dealt with, rebalance: `learn.rebalance_report()` compares oversampling (`balanced_dls`), a weighted loss (`weighted_loss`) and adjusted logits (`LogitAdjust`) on your data, per class')
+    nested = {}   # a class whose items all lie in a folder of its name inside another class's folder: a box read as a class
+    for c, its in t.groupby('label').item:
+        up = Counter(p.parent.parent.name for p in its if p is not None and p.parent.name == c)
+        if up and (top := up.most_common(1)[0])[0] in classes - {c} and top[1] >= 0.9*len(its): nested[c] = (top[0], len(its))
+    ev['nested'] = {c: o for c, (o, _) in nested.items()}
+    if nested:
+        status = max(status, 'warn', key=_RANK.get)
+        msgs.append(f'{len(nested)} class{"es are folders" if len(nested) > 1 else " is a folder"} inside another class\'s folder: '
+                    + name_some([f"'{c}' in '{o}/' ({n} items)" for c, (o, n) in nested.items()], 3))
+        adv.append("a box or sub-folder read as a class (fastai's `parent_label` labels an image by the folder it is in): label by "
+                   "the class folder (`folder_collection`, `glamdebug table`), or merge the two (`LabelMerge`)")
     var = label_variants(t.label)
     ev['variants'] = var.to_dict('records')
     if len(var):
