@@ -654,13 +654,16 @@ def folder_collection(path, # a folder of class folders (`map/`, `photo/` …), 
             ext = os.path.splitext(f)[1].lower()
             if ext in exts: found.append(rel + (f,))
             else: (unread if ext in image_extensions else other)[ext or 'no extension'] += 1
-    tops = {p[0]: _folder_split(p[0], splits) for p in found if len(p) > 1}
+    w = 0   # folders that only wrap the split folders (`images/` in `images/train/map/…`): the names keep them
+    while (found and all(len(p) > w + 2 for p in found) and len({p[w] for p in found}) == 1
+           and any(_folder_split(p[w + 1], splits) for p in found)): w += 1
+    tops = {p[w]: _folder_split(p[w], splits) for p in found if len(p) > w + 1}
     by_split, out, outside, loose, deep = any(tops.values()), [], Counter(), [], []
     for p in found:
-        s, k = (tops.get(p[0]) if len(p) > 1 else None, 1) if by_split else ('train', 0)
-        if s is None: outside['the folder itself' if len(p) == 1 else f"'{p[0]}/'"] += 1; continue
+        s, k = (tops.get(p[w]) if len(p) > w + 1 else None, w + 1) if by_split else ('train', w)
+        if s is None: outside['the folder itself' if len(p) == w + 1 else f"'{'/'.join(p[:w + 1])}/'"] += 1; continue
         if len(p) < k + 2: loose.append('/'.join(p)); continue
-        if len(p) > k + 2: deep.append(p)
+        if len(p) > k + 2: deep.append((p, k))
         out.append(('/'.join(p), p[k], s))
     if not out: raise GlamError(f'no image in class folders under {root}' + (f'; other files: {_counts(other + unread)}' if other or unread else ''))
     df = pd.DataFrame(out, columns=['fname', 'label', 'split'])
@@ -674,7 +677,7 @@ def folder_collection(path, # a folder of class folders (`map/`, `photo/` …), 
                               f"(split folders: {', '.join(splits)}, test_*, val; `splits=` or --splits names others)")
     if loose: warnings.warn(f"{_many(len(loose), 'image', 'images')} with no class folder left out: {name_some(loose, n=3)}")
     if deep:
-        p = deep[0]; k = 1 if by_split else 0
+        p, k = deep[0]
         warnings.warn(f"{_many(len(deep), 'image lies in a sub-folder', 'images lie in sub-folders')} of their class folder (e.g. {'/'.join(p)}): labelled by the class "
                       f"folder ('{p[k]}'), where fastai's `parent_label` would call them by the folder they are in ('{p[-2]}')")
     if unread: warnings.warn(f"{_many(sum(unread.values()), 'file', 'files')} fastai counts as images but PIL cannot open left out: {_counts(unread)} (convert them to TIFF, JPEG or PNG first)")
