@@ -296,17 +296,17 @@ def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose 
     if len(present) > 1 and ratio > imbalance:
         status = max(status, 'warn', key=_RANK.get); msgs.append(f'train classes are imbalanced ({ratio:.0f}:1)')
         adv.append('once under- and over-fitting are dealt with, rebalance: `learn.rebalance_report()` compares oversampling (`balanced_dls`), a weighted loss (`weighted_loss`) and adjusted logits (`LogitAdjust`) on your data, per class')
-    nested = {}   # a class whose items all lie in a folder of its name inside another class's folder: a box read as a class
+    nested = {}   # a class whose items lie in folders of its name inside other classes' folders: a box read as a class
     for c, its in t.groupby('label').item:
-        up = Counter(p.parent.parent.name for p in its if p is not None and p.parent.name == c)
-        if up and (top := up.most_common(1)[0])[0] in classes - {c} and top[1] >= 0.9*len(its): nested[c] = (top[0], len(its))
+        up = Counter(p.parent.parent.name for p in its if p is not None and p.parent.name == c and p.parent.parent.name in classes - {c})
+        if up and up.total() >= 0.9*len(its): nested[c] = (sorted(up), len(its))
     ev['nested'] = {c: o for c, (o, _) in nested.items()}
     if nested:
         status = max(status, 'warn', key=_RANK.get)
-        msgs.append(f'{len(nested)} class{"es are folders" if len(nested) > 1 else " is a folder"} inside another class\'s folder: '
-                    + name_some([f"'{c}' in '{o}/' ({n} items)" for c, (o, n) in nested.items()], 3))
+        msgs.append(f'{len(nested)} class{"es are folders" if len(nested) > 1 else " is a folder"} inside other classes\' folders: '
+                    + name_some([f"'{c}' in {', '.join(repr(o + '/') for o in os)} ({n} items)" for c, (os, n) in nested.items()], 3))
         adv.append("a box or sub-folder read as a class (fastai's `parent_label` labels an image by the folder it is in): label by "
-                   "the class folder (`folder_collection`, `glamdebug table`), or merge the two (`LabelMerge`)")
+                   "the class folder (`folder_collection`, `glamdebug table`); a box inside one class's folder only can also be merged into it (`LabelMerge`)")
     var = label_variants(t.label)
     ev['variants'] = var.to_dict('records')
     if len(var):
