@@ -645,9 +645,11 @@ def folder_collection(path, # a folder of class folders (`map/`, `photo/` …), 
     if not 0 <= valid_pct < 1: raise GlamError(f'valid_pct must be at least 0 and below 1, got {valid_pct}')
     root, splits, exts = root.resolve(), tuple(splits) if splits is not None else SPLITS, _image_exts()
     from fastai.data.transforms import image_extensions
-    found, unread, other = [], Counter(), Counter()
-    for d, dirs, files in os.walk(root):
+    found, unread, other, seen = [], Counter(), Counter(), {os.path.realpath(root)}
+    for d, dirs, files in os.walk(root, followlinks=True):   # linked folders too, as fastai's `get_files`; each real folder once
         dirs[:] = sorted(x for x in dirs if not x.startswith('.') and x != '__MACOSX')   # hidden, and a Mac's zip leftovers
+        real = [os.path.realpath(os.path.join(d, x)) for x in dirs]
+        dirs[:] = [x for x, r in zip(dirs, real) if r not in seen and not seen.add(r)]
         rel = Path(d).relative_to(root).parts
         for f in sorted(files):
             if f.startswith('.') or f.casefold() in _SYSTEM_FILES: continue   # hidden, a Mac's ._ copies
