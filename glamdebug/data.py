@@ -507,7 +507,8 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
     else:
         src = Path(src)
         if not src.exists(): raise GlamError(f'collection file not found: {src}')
-        if src.is_dir(): raise GlamError(f'{src} is a folder; give the collection CSV inside it (e.g. {src/"collection.csv"})')
+        if src.is_dir(): raise GlamError(f'{src} is a folder; give the collection CSV inside it (e.g. {src/"collection.csv"})'
+                                         + ('' if (src/'collection.csv').exists() else f', or the table of its class folders: `read_collection(folder_collection({str(src)!r}))`'))
         df = _read_table(src, encoding)
         if path is None: path = src.parent
         where = str(src)
