@@ -304,7 +304,7 @@ def check_labels(learn:Learner, min_structure:float=0.8, # share of items whose 
     if nested:
         status = max(status, 'warn', key=_RANK.get)
         msgs.append(f'{len(nested)} class{"es are folders" if len(nested) > 1 else " is a folder"} inside other classes\' folders: '
-                    + name_some([f"'{c}' in {', '.join(repr(o + '/') for o in os)} ({n} items)" for c, (os, n) in nested.items()], 3))
+                    + name_some([f"'{c}' in {', '.join(repr(o + '/') for o in where)} ({n} items)" for c, (where, n) in nested.items()], 3))
         adv.append("a box or sub-folder read as a class (fastai's `parent_label` labels an image by the folder it is in): label by "
                    "the class folder (`folder_collection`, `glamdebug table`); a box inside one class's folder only can also be merged into it (`LabelMerge`)")
     var = label_variants(t.label)
