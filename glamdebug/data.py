@@ -636,7 +636,7 @@ def _counts(c): return ', '.join(f'{k} ({v})' for k, v in c.most_common())
 def _many(n, one, more): return f'{n} {one if n == 1 else more}'
 
 def folder_collection(path, # a folder of class folders (`map/`, `photo/` …), or of split folders (`train/`, `valid/`, `test/` …) that hold them
-                      valid_pct:float=0.2, # without split folders: the share of each class put in 'valid', drawn within the class
+                      valid_pct:float=0.2, # without split folders, or without a valid one: the share of each class's training images put in 'valid'
                       seed:int=0, # of that draw
                       splits=None, # split values (default `SPLITS` and any `test_*`; folders 'val' and 'validation' hold 'valid')
                      ) -> pd.DataFrame:
@@ -670,12 +670,13 @@ def folder_collection(path, # a folder of class folders (`map/`, `photo/` …), 
         out.append(('/'.join(p), p[k], s))
     if not out: raise GlamError(f'no image in class folders under {root}' + (f'; other files: {_counts(other + unread)}' if other or unread else ''))
     df = pd.DataFrame(out, columns=['fname', 'label', 'split'])
-    if not by_split:   # the validation share of each class, drawn within it; every class keeps a training item
-        rng, split = np.random.default_rng(seed), df.split.to_numpy(dtype=object).copy()
-        for idx in df.groupby('label', sort=True).indices.values():
-            k = min(max(int(round(len(idx)*valid_pct)), 1 if valid_pct > 0 else 0), len(idx) - 1)
-            split[rng.permutation(idx)[:k]] = 'valid'
+    if 'valid' not in set(df.split) and valid_pct > 0:   # the validation share of each class, drawn within its training items; each keeps one
+        rng, split, tr = np.random.default_rng(seed), df.split.to_numpy(dtype=object).copy(), df[df.split == 'train']
+        for idx in tr.groupby('label', sort=True).indices.values():
+            k = min(max(int(round(len(idx)*valid_pct)), 1), len(idx) - 1)
+            split[tr.index[rng.permutation(idx)[:k]]] = 'valid'
         df['split'] = split
+        if by_split: warnings.warn(f'no valid folder: valid drawn from train, {valid_pct:.0%} of each class (seed {seed}; `valid_pct=`, --valid-pct)')
     if outside: warnings.warn(f"{_many(sum(outside.values()), 'image', 'images')} outside the split folders left out: {_counts(outside)} "
                               f"(split folders: {', '.join(splits)}, test_*, val; `splits=` or --splits names others)")
     if loose: warnings.warn(f"{_many(len(loose), 'image', 'images')} with no class folder left out: {name_some(loose, n=3)}")
@@ -691,7 +692,7 @@ def folder_collection(path, # a folder of class folders (`map/`, `photo/` …), 
 @cli_command('table', help="write the collection table (collection.csv) of a folder of class folders, or of split folders that hold them, as fastai's from_folder reads them", args=[
     (('folder',), dict(help='the folder: class folders (map/, photo/ …), or split folders (train/, valid/, test/ …) that hold them')),
     (('-o', '--output'), dict(metavar='CSV', help='where to write the table (default: collection.csv in the folder); file names are relative to its folder')),
-    (('--valid-pct',), dict(type=float, default=0.2, help='without split folders: the share of each class put in valid (default 0.2)')),
+    (('--valid-pct',), dict(type=float, default=0.2, help='without split folders, or without a valid one: the share of each class put in valid, from train (default 0.2)')),
     (('--seed',), dict(type=int, default=0, help='seed of that draw (default 0)')),
     (('--splits',), dict(default='', metavar='A,B', help='more split folder names (beside train, valid, val, test, test_*)')),
     (('--overwrite',), dict(action='store_true', help='allow writing over an existing table'))])
