@@ -163,23 +163,36 @@ class _Rebased:
         if self.pos < e: b = self.head[self.pos:e] + b[e - self.pos:]
         self.pos += len(b); return b
 
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+
+def _ifd_tags(fp, offset, order, big, want=None) -> dict:
+    "`{tag: [type, count, value bytes]}` of the IFD at `offset` of TIFF file `fp` (classic, or BigTIFF with `big`), a value kept elsewhere in the file read in; only the tags in `want`, where given"
+    u = lambda b: int.from_bytes(b, order)
+    es, vs = (20, 8) if big else (12, 4)   # an entry: tag, type, count, then its value or where it is
+    fp.seek(offset); n = u(fp.read(8 if big else 2)); raw = fp.read(min(n, 4096)*es)
+    out = {}
+    for e in (raw[i:i+es] for i in range(0, len(raw), es)):
+        tag, typ, cnt, val = u(e[:2]), u(e[2:4]), u(e[4:es-vs]), e[es-vs:]
+        if want is not None and tag not in want: continue
+        size = _TIFF_TYPE_SIZES.get(typ, 1)*cnt
+        if size > vs: fp.seek(u(val)); val = fp.read(size)
+        out[tag] = [typ, cnt, val[:size]]
+    return out
+
+def _tiff_ints(tags, tag, order) -> list:
+    "The numbers of `tag` in `tags` (`_ifd_tags`)"
+    typ, cnt, val = tags[tag]; s = _TIFF_TYPE_SIZES[typ]
+    return [int.from_bytes(val[i*s:(i+1)*s], order) for i in range(cnt)]
+
 def _subifds(fp, n=32) -> list:
     "Offsets of the (at most `n`) SubIFDs (tag 330) of the first IFD of TIFF file `fp`, classic or BigTIFF (whose IFD8 type PIL drops)"
     pos = fp.tell()
     try:
         h, o, big = _tiff_head(fp)
-        u = lambda b: int.from_bytes(b, o)
-        fp.seek(u(h[8:16]) if big else u(h[4:8])); k, es = u(fp.read(8 if big else 2)), 20 if big else 12
-        ents = fp.read(min(k, 4096)*es)
-        for e in (ents[i:i+es] for i in range(0, len(ents), es)):
-            if u(e[:2]) != 330: continue
-            sz, cnt = 8 if u(e[2:4]) in (16, 17, 18) else 4, min(u(e[4:12] if big else e[4:8]), n)   # LONG8 / IFD8, or LONG / IFD
-            val = e[12:20] if big else e[8:12]
-            if cnt*sz > len(val): fp.seek(u(val)); val = fp.read(cnt*sz)
-            return [u(val[i*sz:(i+1)*sz]) for i in range(cnt)]
-    except Exception: pass
+        tags = _ifd_tags(fp, int.from_bytes(h[8:16] if big else h[4:8], o), o, big, want={330})
+        return _tiff_ints(tags, 330, o)[:n] if 330 in tags else []
+    except Exception: return []
     finally: fp.seek(pos)
-    return []
 
 def _tiff_levels(im) -> list:
     "The reduced levels of TIFF image `im` kept as SubIFDs (libvips' `--subifd`, OME-TIFF), each opened on the same file: those smaller than `im` with its mode, aspect and orientation (not a camera's raw data)"
@@ -193,26 +206,13 @@ def _tiff_levels(im) -> list:
             and l.getexif().get(0x0112, 1) == o): out.append(l)
     return out
 
-_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
 _TIFF_CHUNKS = {273: 279, 324: 325}   # StripOffsets: StripByteCounts, TileOffsets: TileByteCounts
 
 def _ifd_alone(fp, offset) -> bytes:
     "A BigTIFF that holds only the IFD at `offset` of BigTIFF file `fp`, with its values and its strips or tiles, all near its start (its pointers to other IFDs left out)"
     h, o, _ = _tiff_head(fp)
-    u = lambda b: int.from_bytes(b, o)
-    fp.seek(offset); n = u(fp.read(8)); raw = fp.read(20*n)
-    tags = {}
-    for e in (raw[i:i+20] for i in range(0, len(raw), 20)):
-        tag, typ, cnt = u(e[:2]), u(e[2:4]), u(e[4:12])
-        if tag in (330, 34665, 34853, 40965): continue   # SubIFDs, EXIF, GPS, interoperability: other IFDs
-        size = _TIFF_TYPE_SIZES.get(typ, 1)*cnt
-        if size > 8: fp.seek(u(e[12:20])); val = fp.read(size)
-        else: val = e[12:12+size]
-        tags[tag] = [typ, cnt, val]
-    def ints(tag):
-        typ, cnt, val = tags[tag]; s = _TIFF_TYPE_SIZES[typ]
-        return [u(val[i*s:(i+1)*s]) for i in range(cnt)]
-    chunks = {t: list(zip(ints(t), ints(c))) for t, c in _TIFF_CHUNKS.items() if t in tags and c in tags}
+    tags = {t: v for t, v in _ifd_tags(fp, offset, o, True).items() if t not in (330, 34665, 34853, 40965)}   # not SubIFDs, EXIF, GPS, interoperability: other IFDs
+    chunks = {t: list(zip(_tiff_ints(tags, t, o), _tiff_ints(tags, c, o))) for t, c in _TIFF_CHUNKS.items() if t in tags and c in tags}
     for t, cs in chunks.items(): tags[t] = [16, len(cs), bytes(8*len(cs))]   # rewritten below, as LONG8
     pos, where = 16 + 8 + 20*len(tags) + 8, {}
     for tag in sorted(tags):
