@@ -296,6 +296,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._reduced': ('data.html#_reduced', 'glamdebug/data.py'),
                                 'glamdebug.data._singulars': ('data.html#_singulars', 'glamdebug/data.py'),
                                 'glamdebug.data._split_hint': ('data.html#_split_hint', 'glamdebug/data.py'),
+                                'glamdebug.data._split_order': ('data.html#_split_order', 'glamdebug/data.py'),
                                 'glamdebug.data._srgb_transform': ('data.html#_srgb_transform', 'glamdebug/data.py'),
                                 'glamdebug.data._stem': ('data.html#_stem', 'glamdebug/data.py'),
                                 'glamdebug.data._subifds': ('data.html#_subifds', 'glamdebug/data.py'),

@@ -30,6 +30,11 @@ SPLITS = ('train', 'valid', 'test', 'test_shifted', 'train_valid')
 
 def _known_split(s, splits): return s in splits or (isinstance(s, str) and s.startswith('test_'))
 
+def _split_order(names) -> list:
+    "Split `names` in reading order: those of `SPLITS` as listed there, then the others as given"
+    names = list(names)
+    return [s for s in SPLITS if s in names] + [s for s in names if s not in SPLITS]
+
 # %% ../nbs/01_data.ipynb #c0007
 def to_rgb(im:Image.Image) -> Image.Image:
     "Convert a PIL image of any mode to 8-bit RGB: 16/32-bit scaled, alpha composited onto white"
@@ -705,7 +710,7 @@ def _cli_table(ns):
     except ValueError: raise GlamError(f'{dst} is on another drive than {ns.folder}: write the table beside the images') from None
     write_collection(df.assign(fname=df.fname if rel == '.' else rel + '/' + df.fname), dst)
     n = df.split.value_counts()
-    print(f"wrote {dst}: {len(df)} images, {df.label.nunique()} classes; " + ', '.join(f'{s} {n[s]}' for s in sorted(n.index, key=lambda s: (s not in SPLITS, SPLITS.index(s) if s in SPLITS else 0, s)))
+    print(f"wrote {dst}: {len(df)} images, {df.label.nunique()} classes; " + ', '.join(f'{s} {n[s]}' for s in _split_order(sorted(n.index)))
           + f'\nnext: glamdebug troubleshoot {dst}')
     return 0
 
@@ -775,7 +780,7 @@ def check_collection(df, path=None, fn_col='fname', label_col='label', split_col
     splits = df[split_col] if split_col in df else pd.Series('all', index=df.index)
     counts = pd.crosstab(df[label_col], splits, margins=True, margins_name='total')
     counts.index.name, counts.columns.name = label_col, None
-    order = [s for s in SPLITS if s in counts.columns] + [s for s in counts.columns if s not in SPLITS and s != 'total'] + ['total']
+    order = _split_order(s for s in counts.columns if s != 'total') + ['total']
     counts = counts[order]
     labels = [l for l in counts.index if l != 'total']
     missing = {s: [l for l in labels if counts.at[l, s] == 0] for s in order if s != 'total'}
