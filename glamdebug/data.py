@@ -265,7 +265,7 @@ def load_rgb(fn, draft=None, # `(h, w)` the image will be resized to: a JPEG is 
         im = _decode_small(im, draft, scale) if draft is not None else _loadable(im)
         im.load()
         im = ImageOps.exif_transpose(im)
-        native = icc and im.mode in ('RGB', 'RGBA', 'CMYK', 'L')   # a profile acts on the numbers as stored (CMYK ink, grey)
+        native = icc and im.mode in _ICC_MODES   # a profile acts on the numbers as stored (CMYK ink, grey)
         im = to_rgb(to_srgb(im, icc) if native else im)
         if icc and not native: im = to_srgb(im, icc)   # palette, alpha with grey: on the 8-bit RGB the image becomes
         return _reduced(im, draft, scale) if draft is not None else im
@@ -813,6 +813,8 @@ def _icc_name(icc:bytes):
     except ImportError: return 'embedded'   # a Pillow without littlecms: a profile, not its name
     except Exception: return 'unreadable'
 
+_ICC_MODES = ('RGB', 'RGBA', 'CMYK', 'L')   # the modes littlecms converts as they are stored
+
 @lru_cache(1000)
 def _srgb_transform(icc:bytes, mode:str):
     "A littlecms transform from profile `icc` to sRGB for images of `mode`, or None where there is none; without its pixel cache, so that threads may share it"
@@ -824,7 +826,7 @@ def _srgb_transform(icc:bytes, mode:str):
 def to_srgb(im:Image.Image, icc:bytes=None) -> Image.Image:
     "`im` converted from its embedded colour profile (or `icc`) to sRGB by littlecms, as a colour-managed viewer shows it; `im` itself without a profile, with an sRGB one, or where littlecms cannot apply the profile to its mode (16-bit, a colour profile on a greyscale image)"
     icc = icc or im.info.get('icc_profile')
-    if not icc or str(_icc_name(icc)).startswith('sRGB') or im.mode not in ('RGB', 'RGBA', 'CMYK', 'L'): return im
+    if not icc or str(_icc_name(icc)).startswith('sRGB') or im.mode not in _ICC_MODES: return im
     from PIL import ImageCms
     t = _srgb_transform(icc, im.mode)
     return im if t is None else ImageCms.applyTransform(im, t)
