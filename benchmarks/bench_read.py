@@ -8,14 +8,18 @@ Printed side by side in one run, on the same files, with plain fastai's way to g
 - a `;`-separated table (as Excel writes in many locales) vs the same table with commas;
 - a table whose second box was renamed on disk after it was made (half its files missing): `read_collection`, which
   walks the collection folder once to name where each missing file is and the folder change, vs `pd.read_csv` and an
-  `os.path.isfile` per row (which finds them missing, and no more).
+  `os.path.isfile` per row (which finds them missing, and no more);
+- a table whose names are a catalogue's identifiers, without the extension (`box3/p000123` for `box3/p000123.tif`):
+  `read_collection`, which finds the one image file of each name, vs fastai's `get_image_files` and a dict from each
+  file's name without its extension, by hand.
 
 Collections: the sample pages rendered at 64 px PNG (many small files), the same pages as 2,400 x 1,800 px JPEG scans
 (decoding dominates) and as lossless JPEG 2000 masters (`read_collection` decodes them at a reduced resolution level,
 fastai's check in full), and ../shared/data/oracle-mnist's 3,000 real scans when present. Both sides see the same files;
 the file cache is warmed once before the timings, which are medians of 3 interleaved runs.
 
-Usage: python benchmarks/bench_read.py [--small 10000] [--scans 600] [--jp2 100] [--out benchmarks/results/read.txt]
+Usage: python benchmarks/bench_read.py [--small 10000] [--scans 600] [--jp2 100] [--parts images,table,moved,noext]
+       [--out benchmarks/results/read.txt]
 """
 import argparse, os, sys, time, shutil, tempfile, platform, warnings
 from multiprocessing import Pool
@@ -92,19 +96,39 @@ def moved(n, tmp, rows):
     print(rows[-1], flush=True)
 
 
+def no_extension(n, tmp, rows):
+    from fastai.data.transforms import get_image_files
+    d = tmp/f'noext{n}'
+    stems = [f'box{i % 20}/p{i:06d}' for i in range(n)]
+    for f in stems: (d/f).parent.mkdir(parents=True, exist_ok=True); (d/f'{f}.tif').touch()
+    csv = write_table(d, stems)
+    def ours():
+        with warnings.catch_warnings(): warnings.simplefilter('ignore'); return read_collection(csv, check_images=False, progress=False)
+    def plain():
+        by = {str(p.relative_to(d).with_suffix('')): p for p in get_image_files(d)}
+        return pd.read_csv(csv, dtype=str).fname.map(by)
+    assert list(ours().fname) == [f'{f}.tif' for f in stems] and plain().notna().all()
+    t_plain, t_ours = med(plain), med(ours)
+    rows.append(dict(what="table alone, names without their extension (a catalogue's identifiers): each one's file", rows=n,
+                     plain='get_image_files + a dict by name', plain_s=t_plain, glamdebug_s=t_ours, ratio=t_ours/t_plain))
+    print(rows[-1], flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--small', type=int, default=10000, help='64 px PNG pages')
     ap.add_argument('--scans', type=int, default=600, help='2,400 x 1,800 JPEG scans')
     ap.add_argument('--jp2', type=int, default=100, help='2,400 x 1,800 lossless JPEG 2000 masters')
+    ap.add_argument('--parts', default='images,table,moved,noext', help='which parts to run, comma separated')
     ap.add_argument('--out', default=str(ROOT/'benchmarks'/'results'/'read.txt'))
     a = ap.parse_args()
+    parts = set(a.parts.split(','))
     warnings.filterwarnings('ignore')
     t0 = time.perf_counter(); rows = []
     tmp = Path(tempfile.mkdtemp(prefix='read_'))
     try:
         cls = sorted(SAMPLE_CLASSES)
-        for name, n, size, scan, ext in (('sample pages, 64 px PNG', a.small, 64, False, 'png'),
+        for name, n, size, scan, ext in () if 'images' not in parts else (('sample pages, 64 px PNG', a.small, 64, False, 'png'),
                                          ('sample pages as 2,400 x 1,800 px JPEG scans', a.scans, 300, True, 'jpg'),
                                          ('sample pages as 2,400 x 1,800 px lossless JPEG 2000', a.jp2, 300, True, 'jp2')):
             d = tmp/ext; d.mkdir()
@@ -112,13 +136,15 @@ def main():
             with Pool(2) as p: p.map(_render, jobs, chunksize=8)
             with_images(name, write_table(d, [f'p{i}.{ext}' for i in range(n)]), rows)
         from oracle_merge import ORACLE, oracle_collection
-        if ORACLE.exists():
+        if 'images' not in parts: pass
+        elif ORACLE.exists():
             d = tmp/'oracle'; d.mkdir()
             odf = oracle_collection(d)
             with_images('oracle-mnist real scans, 28 px PNG', write_table(d, list(odf.fname)), rows)
         else: print(f'{ORACLE} is absent: oracle-mnist part skipped')
-        for n in (10_000, 100_000): table_only(n, tmp, rows)
-        moved(100_000, tmp, rows)
+        for n in (10_000, 100_000) if 'table' in parts else (): table_only(n, tmp, rows)
+        if 'moved' in parts: moved(100_000, tmp, rows)
+        if 'noext' in parts: no_extension(100_000, tmp, rows)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     t = pd.DataFrame(rows)
     head = (f'read_collection vs plain fastai/pandas on the same files; {platform.machine()}, {os.cpu_count()} cores; '

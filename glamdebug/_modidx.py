@@ -256,6 +256,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._Rebased.read': ('data.html#_rebased.read', 'glamdebug/data.py'),
                                 'glamdebug.data._Rebased.seek': ('data.html#_rebased.seek', 'glamdebug/data.py'),
                                 'glamdebug.data._Rebased.tell': ('data.html#_rebased.tell', 'glamdebug/data.py'),
+                                'glamdebug.data._by_stem': ('data.html#_by_stem', 'glamdebug/data.py'),
                                 'glamdebug.data._check_bs': ('data.html#_check_bs', 'glamdebug/data.py'),
                                 'glamdebug.data._check_images': ('data.html#_check_images', 'glamdebug/data.py'),
                                 'glamdebug.data._check_size': ('data.html#_check_size', 'glamdebug/data.py'),

@@ -427,23 +427,47 @@ def write_collection(df:pd.DataFrame, # the table to write
 
 def _fold_name(s): return unicodedata.normalize('NFC', s).casefold()
 
-def _near_names(missing) -> dict:
-    "For each missing path, the file in its folder whose name differs only in case or in how accents are encoded (NFC/NFD): a hint"
-    by_dir, out = {}, {}
+@lru_cache(1)
+def _image_exts():
+    "Extensions of the image files PIL opens (fastai's `image_extensions` also names SVG, DjVu, camera raw …, which it cannot)"
+    Image.init()
+    return frozenset(e for e, f in Image.registered_extensions().items() if f in Image.OPEN)
+
+def _by_stem(d, cache:dict) -> dict:
+    "The image files in folder `d` by their names without the extension (`{'0001': ['0001.tif', '0001.jpg']}`), listed once per folder in `cache`"
+    if d not in cache:
+        exts, m = _image_exts(), {}
+        try: names = sorted(os.listdir(d or '.'))
+        except OSError: names = []
+        for e in names:
+            s, x = os.path.splitext(e)
+            if x.lower() in exts: m.setdefault(s, []).append(e)
+        cache[d] = m
+    return cache[d]
+
+def _near_names(missing, stems:dict=None) -> dict:
+    "For each missing path, a hint: the file in its folder whose name differs only in case or in how accents are encoded (NFC/NFD), or only in its extension (another format; or several files, for a name written without one)"
+    by_dir, out, stems = {}, {}, {} if stems is None else stems
     for f in missing:
         d, name = os.path.split(str(f))
         if d not in by_dir:
             try: by_dir[d] = {_fold_name(e): e for e in os.listdir(d or '.')}
             except OSError: by_dir[d] = {}
         hit = by_dir[d].get(_fold_name(name))
-        if hit is None or hit == name: continue
+        if hit is None or hit == name:
+            s, x = os.path.splitext(name)
+            has = x.lower() in _image_exts()
+            other = [e for e in _by_stem(d, stems).get(s if has else name, []) if e != name]
+            if other: out[f] = (f"on disk as {name_some(map(repr, other))}: " + ('another format (a derivative of the master, or the master of an access copy?)' if has
+                                else 'the name has no extension and fits several files: give the extension'))
+            continue
         nfc = unicodedata.normalize('NFC', hit) == unicodedata.normalize('NFC', name)
         out[f] = (f'on disk as {ascii(hit)}: the same name with its accents encoded differently (Unicode NFC/NFD, e.g. from a Mac)'
                   if nfc else f'on disk as {hit!r}: the case differs (the files came from a case-blind system?)')
     return out
 
-def _found_as(root, name):
-    "The spelling under which the file of table name `name` is found in `root` when it is not found as written: `/` for Windows' `\\` between folders, without spaces around it, an absolute name from another machine as its longest tail under `root`; None if none"
+def _found_as(root, name, stems:dict=None):
+    "The spelling under which the file of table name `name` is found in `root` when it is not found as written: `/` for Windows' `\\` between folders, without spaces around it, an absolute name from another machine as its longest tail under `root`, a name without its extension (a catalogue's identifier) as the one image file of that name (folders listed once in `stems`); None if none"
     p = name.strip().replace('\\', '/')
     alts = [name.replace('\\', '/'), name.strip(), p]
     if p.startswith('/') or re.match(r'[A-Za-z]:/', p):   # /mnt/share/coll/images/1.png, C:/Scans/coll/images/1.png, //server/share/…
@@ -451,6 +475,11 @@ def _found_as(root, name):
         alts += ['/'.join(parts[k:]) for k in range(len(parts))]
     for alt in dict.fromkeys(alts):
         if alt != name and alt and os.path.isfile(os.path.join(root, alt)): return alt
+    for alt in dict.fromkeys(alts):
+        d, b = alt.rpartition('/')[::2]
+        if b and os.path.splitext(b)[1].lower() not in _image_exts():
+            hit = _by_stem(os.path.join(root, d) if d else root, {} if stems is None else stems).get(b, [])
+            if len(hit) == 1: return d + '/' + hit[0] if d else hit[0]
 
 def _elsewhere(root, missing, taken=(), limit=1_000_000, seconds=20.):
     "For table names `missing` not found under `root`: `(hints, line)`, the one other file under `root` of the same name for each (the most folders in common; none where two tie, or it is a file of the table, `taken`), and a line naming the commonest folder change; walks at most `limit` files or `seconds` (a network share)"
@@ -543,19 +572,20 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
     root, names = str(path), df[fn_col].to_numpy()   # plain strings: `df.at` and `Path` per row cost 50 µs a row
     files = {i: os.path.join(root, str(names[i])) for i in cand}
     exists = {i: os.path.isfile(f) for i, f in files.items()}
-    found = {i: a for i in cand if not exists[i] for a in [_found_as(root, str(names[i]))] if a is not None}
+    stems = {}   # folders listed for names without their extension, once each
+    found = {i: a for i in cand if not exists[i] for a in [_found_as(root, str(names[i]), stems)] if a is not None}
     for i, a in found.items(): files[i], exists[i] = os.path.join(root, a), True
     if found:
         i0 = next(iter(found))
         warnings.warn(f'{where}: {len(found)} file name{"s" if len(found) > 1 else ""} found only as written otherwise, and read so: '
-                      f"e.g. '{names[i0]}' as '{found[i0]}' (Windows backslashes, spaces around a spreadsheet cell, a path on another machine); "
+                      f"e.g. '{names[i0]}' as '{found[i0]}' (Windows backslashes, spaces around a spreadsheet cell, a path on another machine, no extension); "
                       'a table written back has the names as found (Windows reads / too)')
         seen = set(str(names[i]) for i in cand if i not in found)
         for i, a in found.items():   # written two ways, one file: the second is a duplicate row
             if a in seen: _add('duplicate row', i, f'{row(i)}: {names[i]} (as {a})')
             seen.add(a)
         df.loc[list(found), fn_col] = list(found.values())
-    near = _near_names([files[i] for i in cand if not exists[i]])
+    near = _near_names([files[i] for i in cand if not exists[i]], stems)
     gone = [str(names[i]) for i in cand if not exists[i] and files[i] not in near]
     moved, moved_line = _elsewhere(root, gone, (os.path.relpath(files[i], root).replace(os.sep, '/') for i in cand if exists[i])) if gone else ({}, '')
     for i in cand:
@@ -625,12 +655,6 @@ def _cli_collection(ns, # parsed arguments: `collection`, and `drop_bad`, `path`
 # %% ../nbs/01_data.ipynb #f0002
 _SPLIT_ALIASES = {'val': 'valid', 'validation': 'valid'}
 _SYSTEM_FILES = {'thumbs.db', 'desktop.ini', 'icon\r', 'collection.csv'}   # Windows' and the Mac's own, and the table itself
-
-@lru_cache(1)
-def _image_exts():
-    "Extensions of the image files PIL opens (fastai's `image_extensions` also names SVG, DjVu, camera raw …, which it cannot)"
-    Image.init()
-    return frozenset(e for e, f in Image.registered_extensions().items() if f in Image.OPEN)
 
 def _folder_split(name, splits):
     "The split folder `name` holds ('val' and 'validation' hold 'valid'), or None"
