@@ -21,9 +21,10 @@ from .core import *
 
 # %% auto #0
 __all__ = ['SPLITS', 'GLAM_MAX_PIXELS', 'to_rgb', 'load_rgb', 'GlamImage', 'pair_by_stem', 'check_pairing', 'label_variants',
-           'write_collection', 'read_collection', 'folder_collection', 'CollectionReport', 'plot_class_counts',
-           'check_collection', 'to_srgb', 'image_properties', 'file_properties', 'simplify', 'Collection',
-           'CollectionDataLoaders', 'collection_columns', 'split_rows', 'collection_dls', 'split_dl']
+           'write_collection', 'read_collection', 'folder_collection', 'groups_across_splits', 'split_collection',
+           'CollectionReport', 'plot_class_counts', 'check_collection', 'to_srgb', 'image_properties',
+           'file_properties', 'simplify', 'Collection', 'CollectionDataLoaders', 'collection_columns', 'split_rows',
+           'collection_dls', 'split_dl']
 
 # %% ../nbs/01_data.ipynb #c0005
 SPLITS = ('train', 'valid', 'test', 'test_shifted', 'train_valid')
@@ -550,7 +551,8 @@ def read_collection(src, # a CSV file or a DataFrame, one row per image
     if not path.is_dir(): raise GlamError(f'collection folder not found: {path}')
     need = [c for c in (fn_col, label_col, split_col) if c is not None]
     missing = [c for c in need if c not in df.columns]
-    if missing: raise GlamError(f'{where} has no column {name_some(repr(c) for c in missing)}; its columns are {name_some(map(repr, df.columns), n=12)}')
+    if missing: raise GlamError(f'{where} has no column {name_some(repr(c) for c in missing)}; its columns are {name_some(map(repr, df.columns), n=12)}'
+                                + ('; to draw a split (whole volumes or boxes at a time: `group=`): `split_collection(read_collection(table, split_col=None))`, or `glamdebug split TABLE -o OUT [--group COLUMN]`' if missing == [split_col] else ''))
     df = df.reset_index(drop=True)
     row = lambda i: f'line {i+2}' if where != 'the DataFrame' else f'row {i}'
     splits = tuple(splits) if splits is not None else SPLITS
@@ -661,6 +663,26 @@ def _folder_split(name, splits):
     s = _SPLIT_ALIASES.get(name.casefold(), name.casefold())
     return s if _known_split(s, splits) else None
 
+def _draw_splits(labels, groups, pcts:dict, rng) -> np.ndarray:
+    "The split drawn for each row: 'train' or a key of `pcts` (`{'test': .1, 'valid': .2}`, drawn in that order), whole groups at a time, within the class most of each group's rows hold; each class keeps a training group, and one in valid when it has two"
+    t = pd.DataFrame(dict(label=np.asarray(labels, dtype=object), group=np.asarray(groups, dtype=object)))
+    gid, uniq = pd.factorize(t.group, sort=False)   # groups in the order they first appear
+    n = np.bincount(gid)
+    lab = (pd.DataFrame(dict(g=gid, label=t.label)).groupby(['g', 'label'], sort=True).size().rename('k').reset_index()
+           .sort_values(['g', 'k'], ascending=[True, False], kind='stable').drop_duplicates('g').set_index('g').label.sort_index())   # each group's class: most of its rows
+    where = np.full(len(n), 'train', dtype=object)
+    for _, idx in sorted(pd.Series(lab.index.to_numpy()).groupby(lab.to_numpy()).indices.items()):
+        p = idx[rng.permutation(len(idx))]
+        s = n[p]; centre = np.cumsum(s) - s/2
+        w, lo = np.full(len(p), 'train', dtype=object), 0.
+        for name, pct in pcts.items():   # a group goes where its middle row falls
+            hi = lo + pct*s.sum()
+            w[(centre >= lo) & (centre < hi)] = name; lo = hi
+        if pcts.get('valid', 0) > 0 and len(p) > 1 and 'valid' not in w: w[np.flatnonzero(w == 'train')[0] if 'train' in w else 0] = 'valid'
+        if 'train' not in w: w[np.flatnonzero(w != 'valid')[-1] if (w != 'valid').any() else -1] = 'train'
+        where[p] = w
+    return where[gid]
+
 def _counts(c): return ', '.join(f'{k} ({v})' for k, v in c.most_common())
 def _many(n, one, more): return f'{n} {one if n == 1 else more}'
 
@@ -700,10 +722,8 @@ def folder_collection(path, # a folder of class folders (`map/`, `photo/` …), 
     if not out: raise GlamError(f'no image in class folders under {root}' + (f'; other files: {_counts(other + unread)}' if other or unread else ''))
     df = pd.DataFrame(out, columns=['fname', 'label', 'split'])
     if 'valid' not in set(df.split) and valid_pct > 0:   # the validation share of each class, drawn within its training items; each keeps one
-        rng, split, tr = np.random.default_rng(seed), df.split.to_numpy(dtype=object).copy(), df[df.split == 'train']
-        for idx in tr.groupby('label', sort=True).indices.values():
-            k = min(max(int(round(len(idx)*valid_pct)), 1), len(idx) - 1)
-            split[tr.index[rng.permutation(idx)[:k]]] = 'valid'
+        split, tr = df.split.to_numpy(dtype=object).copy(), (df.split == 'train').to_numpy()
+        split[tr] = _draw_splits(df.label.to_numpy()[tr], np.flatnonzero(tr), {'valid': valid_pct}, np.random.default_rng(seed))
         df['split'] = split
         if by_split: warnings.warn(f'no valid folder: valid drawn from train, {valid_pct:.0%} of each class (seed {seed}; `valid_pct=`, --valid-pct)')
     if outside: warnings.warn(f"{_many(sum(outside.values()), 'image', 'images')} outside the split folders left out: {_counts(outside)} "
@@ -736,6 +756,87 @@ def _cli_table(ns):
     n = df.split.value_counts()
     print(f"wrote {dst}: {len(df)} images, {df.label.nunique()} classes; " + ', '.join(f'{s} {n[s]}' for s in _split_order(sorted(n.index)))
           + f'\nnext: glamdebug troubleshoot {dst}')
+    return 0
+
+# %% ../nbs/01_data.ipynb #s0001
+def groups_across_splits(df:pd.DataFrame, # a collection table
+                         group:str, # the column whose rows belong together (a volume, an album, a box)
+                         split_col:str=None) -> pd.DataFrame: # default: as `read_collection` recorded, else 'split'
+    "The groups with rows in more than one split (`group`, `rows`, `splits`: how many in each), most rows first: their items are not independent, so valid and test errors on them flatter the model"
+    split_col = split_col or df.attrs.get('split_col') or 'split'
+    for c in (group, split_col):
+        if c not in df: raise GlamError(f'the table has no column {c!r}; its columns are {name_some(map(repr, df.columns), n=12)}')
+    t = pd.DataFrame(dict(group=df[group].to_numpy(), split=df[split_col].astype(str).to_numpy())).dropna(subset=['group'])
+    c = t.groupby(['group', 'split'], sort=False).size()
+    span = c.groupby(level=0).size() > 1
+    c = c[c.index.get_level_values(0).isin(span[span].index)]
+    if not len(c): return pd.DataFrame(columns=['group', 'rows', 'splits'])
+    out = c.groupby(level=0, sort=False).agg(rows='sum', splits=lambda s: ', '.join(f'{k} {v}' for (_, k), v in s.sort_values(ascending=False).items()))
+    return out.reset_index().sort_values('rows', ascending=False, kind='stable').reset_index(drop=True)
+
+def split_collection(df:pd.DataFrame, # a collection table (`read_collection`, `folder_collection`), with or without a split column
+                     valid_pct:float=0.2, # the share of the drawn rows put in 'valid', within each class
+                     test_pct:float=0., # the share put in 'test'
+                     group:str=None, # a column whose rows stay together (a volume's pages, an album's photos, a box, a donor): whole groups are drawn; rows without a value are each their own
+                     seed:int=0, # of the draw
+                     redraw=('train', 'valid'), # when the table has a split: the splits drawn again; the others (test sets) stay as they are
+                     label_col:str=None, split_col:str=None, # default: as `read_collection` recorded, else 'label', 'split'
+                     verbose:bool=True) -> pd.DataFrame: # print what was drawn
+    "A copy of `df` with its split drawn again, or for the first time: valid (and test) within each class, whole groups at a time; an old split kept in `<split_col>_original`"
+    label_col = label_col or df.attrs.get('label_col') or 'label'
+    split_col = split_col or df.attrs.get('split_col') or 'split'
+    for c in [label_col] + ([group] if group is not None else []):
+        if c not in df: raise GlamError(f'the table has no column {c!r}; its columns are {name_some(map(repr, df.columns), n=12)}')
+    for k, v in dict(valid_pct=valid_pct, test_pct=test_pct).items():
+        if not 0 <= v < 1: raise GlamError(f'{k} must be at least 0 and below 1, got {v}')
+    if valid_pct + test_pct >= 1: raise GlamError(f'valid_pct + test_pct must be below 1 (training needs rows), got {valid_pct + test_pct:g}')
+    if df[label_col].isna().any(): raise GlamError(f"{int(df[label_col].isna().sum())} rows have no label (e.g. row {df.index[df[label_col].isna()][0]}): read the table with `read_collection` first")
+    old = df[split_col].astype(str).to_numpy() if split_col in df else None
+    drawn = np.ones(len(df), bool) if old is None else np.isin(old, list(redraw))
+    if not drawn.any(): raise GlamError(f'no row is in the splits to draw again ({name_some(map(repr, redraw))}); its splits are {name_some(map(repr, sorted(set(old))))}')
+    rows = np.arange(len(df))
+    gs = rows if group is None else pd.factorize(df[group])[0]   # a row without a group value (-1) is a group of its own
+    if group is not None: gs[gs < 0] = gs.max() + 1 + np.arange((gs < 0).sum())
+    new = old.astype(object).copy() if old is not None else np.full(len(df), 'train', dtype=object)
+    new[drawn] = _draw_splits(df[label_col].astype(str).to_numpy()[drawn], gs[drawn], {'test': test_pct, 'valid': valid_pct}, np.random.default_rng(seed))
+    out = df.copy(); out.attrs = dict(df.attrs)
+    if old is not None and f'{split_col}_original' not in out: out[f'{split_col}_original'] = df[split_col]   # drawn twice, the first original stays
+    out[split_col] = new
+    out.attrs['split_col'] = split_col
+    if verbose:
+        n = pd.Series(new).value_counts()
+        what = f'{len(df)} rows, {df[label_col].nunique()} classes' + (f', {df[group].nunique()} {group} groups' if group else '')
+        line = f"split_collection: {what}: " + ', '.join(f'{s} {n[s]}' + ('' if drawn[new == s].all() else ' (kept)' if not drawn[new == s].any() else '') for s in _split_order(sorted(n.index)))
+        share = pd.crosstab(df[label_col].astype(str).to_numpy()[drawn], new[drawn], normalize='columns')
+        if 'valid' in share and 'train' in share: line += f"; each class's share of valid within {100*(share.valid - share.train).abs().max():.1f} points of its share of train"
+        print(line)
+        if group and old is not None:
+            a = groups_across_splits(df.assign(**{split_col: old}), group, split_col)
+            if len(a): print(f"split_collection: the old split had {len(a)} of {df[group].nunique()} {group} groups in more than one split ({name_some(map(str, a.group), n=3)}): their valid and test errors flattered the model")
+        if group and old is not None and (~drawn).any():
+            a = groups_across_splits(out, group, split_col)
+            if len(a): print(f"split_collection: {len(a)} {group} groups have rows in a kept split and in a drawn one ({name_some(map(str, a.group), n=3)}): move them by hand, or draw those splits too (`redraw=`)")
+    return out
+
+@cli_command('split', help='draw the split column of a collection table: valid (and test) within each class, whole groups (volumes, albums, boxes) at a time; an old split kept in split_original', args=[
+    (('collection',), dict(help='the collection CSV (fname, label; split if it has one), or the folder holding collection.csv')),
+    (('--path',), dict(default=None, help="folder the file names are relative to (default: the CSV's folder)")),
+    (('-o', '--output'), dict(metavar='CSV', help='where to write the new CSV')),
+    (('--overwrite',), dict(action='store_true', help='allow writing over the input CSV (the old split is kept in split_original)')),
+    (('--valid-pct',), dict(type=float, default=0.2, help='share of each class put in valid (default 0.2)')),
+    (('--test-pct',), dict(type=float, default=0., help='share of each class put in test (default 0)')),
+    (('--group',), dict(default=None, metavar='COLUMN', help="a column whose rows stay in one split (a volume's pages, an album, a box)")),
+    (('--seed',), dict(type=int, default=0, help='seed of the draw (default 0)')),
+    (('--redraw',), dict(default='train,valid', metavar='A,B', help='when the table has a split: the splits drawn again (default train,valid); test sets stay'))])
+def _cli_split(ns):
+    csv = collection_csv(ns.collection)
+    if ns.output is None and not ns.overwrite: raise GlamError(f'give an output CSV (-o split.csv), or --overwrite to write over {csv} (its split kept in split_original)')
+    dst = output_path(csv, ns.output, ns.overwrite)
+    df = read_collection(csv, path=ns.path, split_col=None, check_images=False)   # names only: the split is what is drawn
+    out = split_collection(df, valid_pct=ns.valid_pct, test_pct=ns.test_pct, group=ns.group, seed=ns.seed,
+                           redraw=tuple(s.strip() for s in ns.redraw.split(',') if s.strip()))
+    write_collection(out, dst, like=df)
+    print(f'wrote {dst}\nnext: glamdebug troubleshoot {dst}')
     return 0
 
 # %% ../nbs/01_data.ipynb #c0021
