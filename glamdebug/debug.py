@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from .core import _jsonable, _is_trained
-from .data import collection_columns, to_rgb, _decode_small, write_collection, plot_class_counts, label_variants, _label_key, _variants_what, _variants_fix, file_properties, _prop_str
+from .data import collection_columns, groups_across_splits, to_rgb, _decode_small, write_collection, plot_class_counts, label_variants, _label_key, _variants_what, _variants_fix, file_properties, _prop_str
 from .models import _model_args
 
 # %% auto #0
@@ -800,11 +800,26 @@ def _conflicts_line(conf, n=3):
     ex = [' = '.join(f'{Path(r.item).name} ({r.label})' for r in g.itertuples()) for _, g in conf.groupby('group', sort=False)]
     return f'{len(ex)} group{"s" if len(ex) > 1 else ""} of copies carr{"y" if len(ex) > 1 else "ies"} different labels ({name_some(ex, n, sep="; ")})'
 
+def _group_leaks(learn, group) -> dict:
+    "The valid/test items of the collection table whose `group` value train also holds, and the groups across splits (`groups_across_splits`)"
+    col = getattr(learn.dls, 'collection', None)
+    if col is None: raise GlamError(f'check_leakage: group={group!r} needs DataLoaders built from a collection table (`collection_dls`, `cached_dls`)')
+    df = col.df
+    if group not in df: raise GlamError(f'check_leakage: the collection table has no column {group!r}; its columns are {name_some(map(repr, df.columns), n=12)}')
+    g, s = df[group].to_numpy(dtype=object), df[col.split_col].astype(str).to_numpy()
+    train = 'train' if 'train' in s else s[0]
+    held = pd.notna(g) & (s == train)
+    hit = (s != train) & pd.Series(g).isin(set(g[held])).to_numpy() & pd.notna(g)
+    a = groups_across_splits(df, group, col.split_col)
+    return dict(n_items=int(hit.sum()), n_other=int((s != train).sum()), groups=a, n_groups=int(pd.Series(g).nunique()), train=train)
+
 @_guarded
 def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that still count as a near duplicate
                   tol:float=0.015, # mean absolute thumbnail difference (0–1) that still counts as a near duplicate
-                  fail_frac:float=0.01): # share of valid/test items with a near copy in train above which it fails
-    "Leakage: exact (content hash) and near (difference + average hash) duplicates between train and valid/test, pairs listed; and copies that carry different labels"
+                  fail_frac:float=0.01, # share of valid/test items with a near copy in train above which it fails
+                  group:str=None): # a column of the collection table whose rows belong together (a volume, an album, a box): valid/test items of a group train also holds are named
+    "Leakage: exact (content hash) and near (difference + average hash) duplicates between train and valid/test, pairs listed; copies that carry different labels; with `group=`, valid/test items whose volume (album, box) train also holds"
+    gl = _group_leaks(learn, group) if group is not None else None   # before hashing: a wrong column is named at once
     t = _label_table(learn)
     t = t[t.item.map(lambda p: p is not None and Path(p).is_file())] if len(t) else t
     if not len(t): return Check('leakage', 'skip', message='items are not image files: nothing to hash')
@@ -828,8 +843,16 @@ def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that 
     if len(conf):
         msgs.append(_conflicts_line(conf)); status = max(status, 'warn', key=_RANK.get)
         adv.append(_CONFLICT_ADVICE + ' (`check.conflicts`)')
+    if gl is not None:
+        ev.update(group=group, n_group_leaked_items=gl['n_items'], n_groups_across=len(gl['groups']))
+        if gl['n_items']:
+            msgs.append(f"{gl['n_items']} of {gl['n_other']} valid/test items are in a {group} that {gl['train']} also holds "
+                        f"({len(gl['groups'])} of {gl['n_groups']} {group} groups across splits: " + name_some((f'{r.group} ({r.splits})' for r in gl['groups'].itertuples()), 3, sep='; ') + ')')
+            status = max(status, 'warn', key=_RANK.get)
+            adv.append(f"draw the split by {group} (`split_collection(df, group={group!r})`, `glamdebug split --group {group}`): items of one {group} share paper, "
+                       'scanner and hand, so their valid error flatters the model, which then meets a new one')
     if not msgs: msgs.append(f'no exact or near duplicate between {train} ({ev["n_train"]}) and the other splits ({n_other}), '
-                             'nor copies with different labels')
+                             'nor copies with different labels' + (f", nor a {group} in {train} and in another split" if gl is not None else ''))
     chk = Check('leakage', status, ev, '; '.join(msgs), '; '.join(adv), details=pairs.head(200) if len(pairs) else conf.head(200) if len(conf) else None)
     chk.conflicts = conf
     return chk
@@ -1289,11 +1312,13 @@ def troubleshoot(self:Learner, quick:bool=True, # the fast checks only (no shuff
     (('--path',), dict(default=None, help="folder the file names are relative to (default: the CSV's folder)")),
     (('--full',), dict(action='store_true', help='also the slow checks (shuffled-label control, lr_find)')),
     (('--checks',), dict(default=None, help='comma-separated check names')),
+    (('--group',), dict(default=None, metavar='COLUMN', help="a column of the table whose rows belong together (a volume, an album, a box): the leakage check names valid/test items whose group train also holds")),
     *_model_args(model=True)])
 def _cli_troubleshoot(ns):
     from glamdebug.models import _collection_learner
     learn, bars = _collection_learner(ns)
-    rep = learn.troubleshoot(quick=not ns.full, checks=ns.checks.split(',') if ns.checks else None, show_progress=bars)
+    rep = learn.troubleshoot(quick=not ns.full, checks=ns.checks.split(',') if ns.checks else None, show_progress=bars,
+                             **({'leakage': dict(group=ns.group)} if ns.group else {}))
     print(rep.to_json(indent=1) if ns.json else rep.to_text())
     return 1 if rep.verdict == 'fail' else 0
 

@@ -246,3 +246,39 @@ def test_table_from_class_folders(tmp_path, cli):
     for where in (imgs, tmp_path):
         r = cli('troubleshoot', str(where), '--checks', 'labels', '--size', '16')
         assert r.returncode == 0 and '630 labels agree with their paths' in r.stdout, (r.stdout[-2000:], r.stderr[-2000:])
+
+
+def test_split_whole_groups(tmp_path, cli):
+    "A table without a split (a catalogue export): the commands name `glamdebug split`, which draws one, within classes and whole volumes at a time, and never writes over its input unasked; drawn again, the first split stays in split_original"
+    import shutil
+    from pathlib import Path
+    import numpy as np, pandas as pd
+    src = Path(__file__).parent.parent/'data'/'samples'
+    shutil.copytree(src/'images', tmp_path/'images')
+    want = pd.read_csv(src/'collection.csv')
+    t = want.drop(columns='split').assign(volume=np.random.default_rng(0).permutation(len(want)) // 6)
+    t.to_csv(tmp_path/'collection.csv', index=False)
+    r = cli('troubleshoot', tmp_path, '--checks', 'labels', '--size', '16')
+    assert r.returncode == 2 and "no column 'split'" in r.stderr and 'glamdebug split TABLE -o OUT' in r.stderr, r.stderr[-2000:]
+    r = cli('split', tmp_path, '--group', 'volume')
+    assert r.returncode == 2 and '-o' in r.stderr and '--overwrite' in r.stderr, r.stderr
+    r = cli('split', tmp_path, '--group', 'folder', '-o', tmp_path/'split.csv')
+    assert r.returncode == 2 and "no column 'folder'" in r.stderr, r.stderr
+    r = cli('split', tmp_path, '--group', 'volume', '--test-pct', '0.1', '-o', tmp_path/'split.csv')
+    assert r.returncode == 0 and 'wrote' in r.stdout and '105 volume groups' in r.stdout, (r.stdout, r.stderr)
+    got = pd.read_csv(tmp_path/'split.csv')
+    assert got.drop(columns='split').equals(t) and set(got.split) == {'train', 'valid', 'test'}
+    assert (got.groupby('volume').split.nunique() == 1).all()                     # each volume in one split
+    share = got.split.value_counts(normalize=True)
+    assert abs(share['valid'] - 0.2) < 0.03 and abs(share['test'] - 0.1) < 0.03, share
+    r = cli('split', tmp_path/'split.csv', '--overwrite', '--seed', '1', '--group', 'volume')   # drawn again: test kept, the first split kept
+    assert r.returncode == 0 and f"test {(got.split == 'test').sum()} (kept)" in r.stdout, (r.stdout, r.stderr)
+    again = pd.read_csv(tmp_path/'split.csv')
+    assert again.split_original.tolist() == got.split.tolist() and again.split[got.split == 'test'].eq('test').all()
+    assert again.split.tolist() != got.split.tolist()
+    r = cli('troubleshoot', tmp_path/'split.csv', '--checks', 'labels,leakage', '--group', 'volume', '--size', '16')
+    assert r.returncode == 0 and '630 labels agree with their paths' in r.stdout, (r.stdout[-2000:], r.stderr[-2000:])
+    assert 'nor a volume in train and in another split' in r.stdout, r.stdout[-2000:]
+    assert cli('split', tmp_path, '-o', tmp_path/'rows.csv').returncode == 0     # drawn page by page: the leakage check names the volumes
+    r = cli('troubleshoot', tmp_path/'rows.csv', '--checks', 'leakage', '--group', 'volume', '--size', '16')
+    assert r.returncode == 0 and 'valid/test items are in a volume that train also holds' in r.stdout and 'split --group volume' in r.stdout, r.stdout[-2000:]
