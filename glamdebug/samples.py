@@ -14,7 +14,7 @@ from .core import *
 # %% auto #0
 __all__ = ['SAMPLE_CLASSES', 'SAMPLE_SPLITS', 'PALE_COVERS', 'TINTED_BLANKS', 'ADOBE_RGB', 'render_sample',
            'make_sample_collection', 'sample_collection', 'show_sample_grid', 'digits_collection', 'hue_collection',
-           'matrix_icc_profile']
+           'volume_collection', 'matrix_icc_profile']
 
 # %% ../nbs/02_samples.ipynb #c0005
 SAMPLE_CLASSES = ('map', 'drawing', 'photo', 'text', 'cover', 'blank')
@@ -424,6 +424,31 @@ def hue_collection(path, # folder to write into
             fn = f'img/c{c:0{w}d}_{i}.png'; _save(Image.fromarray((a*255).astype(np.uint8)), path/fn)
             rows.append((fn, f'class {c:0{w}d}', 'train' if i < n_train else 'valid'))
     df = pd.DataFrame(rows, columns=['fname', 'label', 'split'])
+    atomic_write(path/'collection.csv', lambda f: df.to_csv(f, index=False, lineterminator='\n'))
+    return path
+
+# %% ../nbs/02_samples.ipynb #v0001
+def volume_collection(path, # folder to write into
+                      n_volumes:int=96, # volumes to learn from (split 'train': to be split)
+                      pages:int=8, # pages per volume
+                      new_volumes:int=48, # more volumes, in split 'test': the next delivery
+                      size:int=32, # image side in px
+                      own:float=0.8, # share of a volume's pages of its own class (the others: any class)
+                      seed:int=0) -> Path:
+    "Pages bound in volumes, each mostly of one sample class and photographed its own way, as PNGs with `collection.csv` (`fname`, `label`, `volume`, `split`)"
+    path, rng, cls, rows = Path(path), np.random.default_rng(seed), sorted(SAMPLE_CLASSES), []
+    for v in range(n_volumes + new_volumes):
+        mine, look = cls[v % len(cls)], int(rng.integers(1 << 30))
+        lr = np.random.default_rng(look)   # the volume's session: cradle colour, page size and place, scanner settings
+        bed, side = tuple(int(c) for c in lr.integers(0, 256, 3)), int(lr.integers(size*3//4, size - 1))
+        at = tuple(int(k) for k in lr.integers(0, size - side + 1, 2))
+        (path/f'vol{v:03d}').mkdir(parents=True, exist_ok=True)
+        for p in range(pages):
+            lab = mine if rng.random() < own else cls[rng.integers(len(cls))]
+            im = Image.new('RGB', (size, size), bed); im.paste(render_sample(lab, rng, size=side), at)
+            fn = f'vol{v:03d}/p{p:02d}.png'; _save(_rescan(np.random.default_rng(look), im), path/fn)
+            rows.append((fn, lab, f'vol{v:03d}', 'train' if v < n_volumes else 'test'))
+    df = pd.DataFrame(rows, columns=['fname', 'label', 'volume', 'split'])
     atomic_write(path/'collection.csv', lambda f: df.to_csv(f, index=False, lineterminator='\n'))
     return path
 
