@@ -666,7 +666,7 @@ def _folder_split(name, splits):
 def _draw_splits(labels, groups, pcts:dict, rng) -> np.ndarray:
     "The split drawn for each row: 'train' or a key of `pcts` (`{'test': .1, 'valid': .2}`, drawn in that order), whole groups at a time, within the class most of each group's rows hold; each class keeps a training group, and one in valid when it has two"
     t = pd.DataFrame(dict(label=np.asarray(labels, dtype=object), group=np.asarray(groups, dtype=object)))
-    gid, uniq = pd.factorize(t.group, sort=False)   # groups in the order they first appear
+    gid = pd.factorize(t.group, sort=False)[0]   # groups in the order they first appear
     n = np.bincount(gid)
     lab = (pd.DataFrame(dict(g=gid, label=t.label)).groupby(['g', 'label'], sort=True).size().rename('k').reset_index()
            .sort_values(['g', 'k'], ascending=[True, False], kind='stable').drop_duplicates('g').set_index('g').label.sort_index())   # each group's class: most of its rows
