@@ -813,6 +813,28 @@ def _group_leaks(learn, group) -> dict:
     a = groups_across_splits(df, group, col.split_col)
     return dict(n_items=int(hit.sum()), n_other=int((s != train).sum()), groups=a, n_groups=int(pd.Series(g).nunique()), train=train)
 
+def _group_like(learn, train:str='train', min_share:float=0.2) -> list:
+    "Columns of the collection table that look like groups of items belonging together (a volume, an album, a box): many values (at least 10 and twice the classes), a few rows each, a group's rows mostly of one class, and at least `min_share` of the groups in train and another split; `[(column, evidence)]`"
+    col = getattr(learn.dls, 'collection', None)
+    if col is None or col.split_col is None: return []
+    df, out = col.df, []
+    y, s = df[col.label_col].astype(str).to_numpy(), df[col.split_col].astype(str).to_numpy()
+    top = pd.Series(y).value_counts(normalize=True).iloc[0] if len(y) else 1.
+    for c in df.columns:
+        if c in (col.fn_col, col.label_col, col.split_col) or str(c).startswith((f'{col.label_col}_', f'{col.split_col}_')): continue
+        v = df[c]
+        if not (v.dtype == object or pd.api.types.is_string_dtype(v) or pd.api.types.is_integer_dtype(v)) or pd.api.types.is_bool_dtype(v): continue
+        t = pd.DataFrame(dict(g=v.to_numpy(), y=y, tr=s == train, other=s != train)).dropna(subset=['g'])
+        n = t.groupby('g').size()
+        if len(n) < max(10, 2*len(set(y))) or n.median() < 2: continue
+        k = t.groupby(['g', 'y']).size().groupby(level=0)
+        pure = (k.max()/k.sum())[n > 1].mean()   # the share of its commonest class, for groups of two or more
+        a = t.groupby('g').agg(tr=('tr', 'any'), other=('other', 'any'))[n > 1]
+        across = a.tr & a.other
+        if pure >= max(0.6, top + 0.2) and across.mean() >= min_share:
+            out.append((str(c), dict(values=len(n), median_rows=float(n.median()), one_class_share=float(pure), across=int(across.sum()), groups=int(len(across)))))
+    return out
+
 @_guarded
 def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that still count as a near duplicate
                   tol:float=0.015, # mean absolute thumbnail difference (0–1) that still counts as a near duplicate
@@ -851,6 +873,14 @@ def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that 
             status = max(status, 'warn', key=_RANK.get)
             adv.append(f"draw the split by {group} (`split_collection(df, group={group!r})`, `glamdebug split --group {group}`): items of one {group} share paper, "
                        'scanner and hand, so their valid error flatters the model, which then meets a new one')
+    if gl is None and (like := _group_like(learn, train)):
+        c, e = like[0]
+        ev['group_like'] = {k: v for k, v in like}
+        msgs.append(f"the table's column {c!r} looks like groups of items that belong together ({e['values']} values of {e['median_rows']:g} items (median), "
+                    f"{e['one_class_share']:.0%} of a group's items of one class on average), and {e['across']} of its {e['groups']} groups have items in {train} and in valid/test"
+                    + (f" (also {name_some(repr(k) for k, _ in like[1:])})" if len(like) > 1 else ''))
+        status = max(status, 'warn', key=_RANK.get)
+        adv.append(f"if they do, check them (`troubleshoot(leakage=dict(group={c!r}))`, `--group {c}`) and draw the split by them (`split_collection(df, group={c!r})`)")
     if not msgs: msgs.append(f'no exact or near duplicate between {train} ({ev["n_train"]}) and the other splits ({n_other}), '
                              'nor copies with different labels' + (f", nor a {group} in {train} and in another split" if gl is not None else ''))
     chk = Check('leakage', status, ev, '; '.join(msgs), '; '.join(adv), details=pairs.head(200) if len(pairs) else conf.head(200) if len(conf) else None)
