@@ -436,6 +436,9 @@ def volume_collection(path, # folder to write into
                       own:float=0.8, # share of a volume's pages of its own class (the others: any class)
                       seed:int=0) -> Path:
     "Pages bound in volumes, each mostly of one sample class and photographed its own way, as PNGs with `collection.csv` (`fname`, `label`, `volume`, `split`)"
+    if min(n_volumes, pages) < 1 or new_volumes < 0: raise GlamError(f'volume_collection: n_volumes and pages must be at least 1 and new_volumes at least 0, got {n_volumes}, {pages}, {new_volumes}')
+    if size < 8: raise GlamError(f'volume_collection: size must be at least 8 px, got {size}')
+    if not 0 <= own <= 1: raise GlamError(f'volume_collection: own is a share, from 0 to 1, got {own}')
     path, rng, cls, rows = Path(path), np.random.default_rng(seed), sorted(SAMPLE_CLASSES), []
     for v in range(n_volumes + new_volumes):
         mine, look = cls[v % len(cls)], int(rng.integers(1 << 30))
