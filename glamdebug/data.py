@@ -691,7 +691,7 @@ def folder_collection(path, # a folder of class folders (`map/`, `photo/` …), 
                       seed:int=0, # of that draw
                       splits=None, # split values (default `SPLITS` and any `test_*`; folders 'val' and 'validation' hold 'valid')
                      ) -> pd.DataFrame:
-    "The collection table (`fname`, `label`, `split`) of a folder tree, for `read_collection`: an image's label is its class folder, however deep below it the image lies; hidden files and folders skipped, and what is left out named in a warning"
+    "The collection table (`fname`, `label`, `split`; `box`, the folder below its class folder an image lies in, when any does) of a folder tree, for `read_collection`: an image's label is its class folder, however deep below it the image lies; hidden files and folders skipped, and what is left out named in a warning"
     root = Path(path)
     if not root.is_dir(): raise GlamError(f'folder not found: {root}')
     if not 0 <= valid_pct < 1: raise GlamError(f'valid_pct must be at least 0 and below 1, got {valid_pct}')
@@ -718,12 +718,14 @@ def folder_collection(path, # a folder of class folders (`map/`, `photo/` …), 
         if s is None: outside['the folder itself' if len(p) == w + 1 else f"'{'/'.join(p[:w + 1])}/'"] += 1; continue
         if len(p) < k + 2: loose.append('/'.join(p)); continue
         if len(p) > k + 2: deep.append((p, k))
-        out.append(('/'.join(p), p[k], s))
+        out.append(('/'.join(p), p[k], s, '/'.join(p[k:-1]) if len(p) > k + 2 else None))
     if not out: raise GlamError(f'no image in class folders under {root}' + (f'; other files: {_counts(other + unread)}' if other or unread else ''))
-    df = pd.DataFrame(out, columns=['fname', 'label', 'split'])
-    if 'valid' not in set(df.split) and valid_pct > 0:   # the validation share of each class, drawn within its training items; each keeps one
+    df = pd.DataFrame(out, columns=['fname', 'label', 'split', 'box'])
+    if df.box.isna().all(): df = df.drop(columns='box')
+    if 'valid' not in set(df.split) and valid_pct > 0:   # the validation share of each class, drawn within its training items, a box whole; each keeps one
         split, tr = df.split.to_numpy(dtype=object).copy(), (df.split == 'train').to_numpy()
-        split[tr] = _draw_splits(df.label.to_numpy()[tr], np.flatnonzero(tr), {'valid': valid_pct}, np.random.default_rng(seed))
+        unit = np.flatnonzero(tr).astype(object) if 'box' not in df else np.where(df.box.isna(), np.arange(len(df)), 'box:' + df.box.fillna(''))[tr]
+        split[tr] = _draw_splits(df.label.to_numpy()[tr], unit, {'valid': valid_pct}, np.random.default_rng(seed))
         df['split'] = split
         if by_split: warnings.warn(f'no valid folder: valid drawn from train, {valid_pct:.0%} of each class (seed {seed}; `valid_pct=`, --valid-pct)')
     if outside: warnings.warn(f"{_many(sum(outside.values()), 'image', 'images')} outside the split folders left out: {_counts(outside)} "
