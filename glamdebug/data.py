@@ -756,7 +756,10 @@ def _cli_table(ns):
     except ValueError: raise GlamError(f'{dst} is on another drive than {ns.folder}: write the table beside the images') from None
     write_collection(df.assign(fname=df.fname if rel == '.' else rel + '/' + df.fname), dst)
     n = df.split.value_counts()
+    across = groups_across_splits(df, 'box') if 'box' in df else []
     print(f"wrote {dst}: {len(df)} images, {df.label.nunique()} classes; " + ', '.join(f'{s} {n[s]}' for s in _split_order(sorted(n.index)))
+          + (f"; {_many(df.box.nunique(), 'box', 'boxes')} inside class folders, in column box" if 'box' in df else '')
+          + (f" ({len(across)} with images in more than one split: `glamdebug split {dst} --group box -o OUT` draws whole boxes)" if len(across) else '')
           + f'\nnext: glamdebug troubleshoot {dst}')
     return 0
 

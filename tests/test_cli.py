@@ -246,6 +246,13 @@ def test_table_from_class_folders(tmp_path, cli):
     for where in (imgs, tmp_path):
         r = cli('troubleshoot', str(where), '--checks', 'labels', '--size', '16')
         assert r.returncode == 0 and '630 labels agree with their paths' in r.stdout, (r.stdout[-2000:], r.stderr[-2000:])
+    for s in ('train', 'valid'):                                        # a delivery box kept inside its class folder, in both splits
+        (imgs/s/'map'/'box_2019').mkdir()
+        for f in sorted((imgs/s/'map').glob('*.png'))[:4]: f.rename(imgs/s/'map'/'box_2019'/f.name)
+    r = cli('table', str(imgs), '-o', str(tmp_path/'boxes.csv'))
+    assert r.returncode == 0 and '1 box inside class folders, in column box (1 with images in more than one split' in r.stdout, r.stdout
+    got = pd.read_csv(tmp_path/'boxes.csv')
+    assert (got.box == 'map/box_2019').sum() == 8 and got.box.isna().sum() == 622 and (got.label[got.box.notna()] == 'map').all()
 
 
 def test_split_whole_groups(tmp_path, cli):
