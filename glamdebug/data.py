@@ -724,8 +724,12 @@ def folder_collection(path, # a folder of class folders (`map/`, `photo/` …), 
     if df.box.isna().all(): df = df.drop(columns='box')
     if 'valid' not in set(df.split) and valid_pct > 0:   # the validation share of each class, drawn within its training items, a box whole; each keeps one
         split, tr = df.split.to_numpy(dtype=object).copy(), (df.split == 'train').to_numpy()
-        unit = np.flatnonzero(tr).astype(object) if 'box' not in df else np.where(df.box.isna(), np.arange(len(df)), 'box:' + df.box.fillna(''))[tr]
-        split[tr] = _draw_splits(df.label.to_numpy()[tr], unit, {'valid': valid_pct}, np.random.default_rng(seed))
+        lab, unit = df.label.to_numpy()[tr], np.flatnonzero(tr).astype(object)
+        if 'box' in df:   # a box whole, in the classes with more than one box or loose image (`map/scans/…` alone: image by image)
+            box = np.where(df.box.isna(), np.arange(len(df)).astype(object), ('box:' + df.box.fillna('')).to_numpy(dtype=object))[tr]
+            several = pd.Series(box).groupby(lab).nunique()
+            unit = np.where(np.isin(lab, several.index[several > 1]), box, unit)
+        split[tr] = _draw_splits(lab, unit, {'valid': valid_pct}, np.random.default_rng(seed))
         df['split'] = split
         if by_split: warnings.warn(f'no valid folder: valid drawn from train, {valid_pct:.0%} of each class (seed {seed}; `valid_pct=`, --valid-pct)')
     if outside: warnings.warn(f"{_many(sum(outside.values()), 'image', 'images')} outside the split folders left out: {_counts(outside)} "
