@@ -292,6 +292,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._loadable': ('data.html#_loadable', 'glamdebug/data.py'),
                                 'glamdebug.data._many': ('data.html#_many', 'glamdebug/data.py'),
                                 'glamdebug.data._near_names': ('data.html#_near_names', 'glamdebug/data.py'),
+                                'glamdebug.data._need_columns': ('data.html#_need_columns', 'glamdebug/data.py'),
                                 'glamdebug.data._prop_str': ('data.html#_prop_str', 'glamdebug/data.py'),
                                 'glamdebug.data._raise_pixel_limit': ('data.html#_raise_pixel_limit', 'glamdebug/data.py'),
                                 'glamdebug.data._read_table': ('data.html#_read_table', 'glamdebug/data.py'),

@@ -768,13 +768,17 @@ def _cli_table(ns):
     return 0
 
 # %% ../nbs/01_data.ipynb #s0001
+def _need_columns(df, cols, who=''):
+    "A `GlamError` naming the first of `cols` that `df` lacks, and the columns it has (`who`: the caller, as a prefix)"
+    for c in cols:
+        if c not in df.columns: raise GlamError(f'{who + ": " if who else ""}the table has no column {c!r}; its columns are {name_some(map(repr, df.columns), n=12)}')
+
 def groups_across_splits(df:pd.DataFrame, # a collection table
                          group:str, # the column whose rows belong together (a volume, an album, a box)
                          split_col:str=None) -> pd.DataFrame: # default: as `read_collection` recorded, else 'split'
     "The groups with rows in more than one split (`group`, `rows`, `splits`: how many in each), most rows first: their items are not independent, so valid and test errors on them flatter the model"
     split_col = split_col or df.attrs.get('split_col') or 'split'
-    for c in (group, split_col):
-        if c not in df: raise GlamError(f'the table has no column {c!r}; its columns are {name_some(map(repr, df.columns), n=12)}')
+    _need_columns(df, (group, split_col))
     t = pd.DataFrame(dict(group=df[group].to_numpy(), split=df[split_col].astype(str).to_numpy())).dropna(subset=['group'])
     c = t.groupby(['group', 'split'], sort=False).size()
     span = c.groupby(level=0).size() > 1
@@ -794,8 +798,7 @@ def split_collection(df:pd.DataFrame, # a collection table (`read_collection`, `
     "A copy of `df` with its split drawn again, or for the first time: valid (and test) within each class, whole groups at a time; an old split kept in `<split_col>_original`"
     label_col = label_col or df.attrs.get('label_col') or 'label'
     split_col = split_col or df.attrs.get('split_col') or 'split'
-    for c in [label_col] + ([group] if group is not None else []):
-        if c not in df: raise GlamError(f'the table has no column {c!r}; its columns are {name_some(map(repr, df.columns), n=12)}')
+    _need_columns(df, [label_col] + ([group] if group is not None else []))
     for k, v in dict(valid_pct=valid_pct, test_pct=test_pct).items():
         if not 0 <= v < 1: raise GlamError(f'{k} must be at least 0 and below 1, got {v}')
     if valid_pct + test_pct >= 1: raise GlamError(f'valid_pct + test_pct must be below 1 (training needs rows), got {valid_pct + test_pct:g}')
@@ -1041,8 +1044,7 @@ def collection_columns(df, path=None, fn_col=None, label_col=None, split_col=Non
     label_col = label_col or df.attrs.get('label_col', 'label')
     split_col = split_col or df.attrs.get('split_col', 'split')
     path = Path(path if path is not None else df.attrs.get('path', '.'))
-    for c in (fn_col, label_col, split_col):
-        if c not in df.columns: raise GlamError(f'the table has no column {c!r}; its columns are {name_some(map(repr, df.columns), n=12)}')
+    _need_columns(df, (fn_col, label_col, split_col))
     return path, fn_col, label_col, split_col
 
 def split_rows(df, split, split_col='split'):

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from .core import _jsonable, _is_trained
-from .data import collection_columns, groups_across_splits, to_rgb, _decode_small, write_collection, plot_class_counts, label_variants, _label_key, _variants_what, _variants_fix, file_properties, _prop_str
+from .data import collection_columns, groups_across_splits, _need_columns, to_rgb, _decode_small, write_collection, plot_class_counts, label_variants, _label_key, _variants_what, _variants_fix, file_properties, _prop_str
 from .models import _model_args
 
 # %% auto #0
@@ -805,7 +805,7 @@ def _group_leaks(learn, group) -> dict:
     col = getattr(learn.dls, 'collection', None)
     if col is None: raise GlamError(f'check_leakage: group={group!r} needs DataLoaders built from a collection table (`collection_dls`, `cached_dls`)')
     df = col.df
-    if group not in df: raise GlamError(f'check_leakage: the collection table has no column {group!r}; its columns are {name_some(map(repr, df.columns), n=12)}')
+    _need_columns(df, [group], 'check_leakage')
     g, s = df[group].to_numpy(dtype=object), df[col.split_col].astype(str).to_numpy()
     train = 'train' if 'train' in s else s[0]
     held = pd.notna(g) & (s == train)
