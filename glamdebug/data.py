@@ -663,13 +663,22 @@ def _folder_split(name, splits):
     s = _SPLIT_ALIASES.get(name.casefold(), name.casefold())
     return s if _known_split(s, splits) else None
 
+def _group_ids(values) -> np.ndarray:
+    "A whole number per row: rows with the same value share one, in the order values first appear; a row without a value is a group of its own, numbered after the others"
+    g = pd.factorize(pd.Series(np.asarray(values, dtype=object)), sort=False)[0]
+    if (g < 0).any(): g[g < 0] = g.max() + 1 + np.arange((g < 0).sum())
+    return g
+
+def _group_class(gid, labels) -> pd.Series:
+    "Each group's class, indexed by group id (`_group_ids`): the label most of its rows hold (a tie: the first in sorted order)"
+    return (pd.DataFrame(dict(g=gid, label=np.asarray(labels, dtype=object))).groupby(['g', 'label'], sort=True).size().rename('k').reset_index()
+            .sort_values(['g', 'k'], ascending=[True, False], kind='stable').drop_duplicates('g').set_index('g').label.sort_index())
+
 def _draw_splits(labels, groups, pcts:dict, rng) -> np.ndarray:
     "The split drawn for each row: 'train' or a key of `pcts` (`{'test': .1, 'valid': .2}`, drawn in that order), whole groups at a time, within the class most of each group's rows hold; each class keeps a training group, and one in valid when it has two"
-    t = pd.DataFrame(dict(label=np.asarray(labels, dtype=object), group=np.asarray(groups, dtype=object)))
-    gid = pd.factorize(t.group, sort=False)[0]   # groups in the order they first appear
+    gid = pd.factorize(pd.Series(np.asarray(groups, dtype=object)), sort=False)[0]   # groups in the order they first appear
     n = np.bincount(gid)
-    lab = (pd.DataFrame(dict(g=gid, label=t.label)).groupby(['g', 'label'], sort=True).size().rename('k').reset_index()
-           .sort_values(['g', 'k'], ascending=[True, False], kind='stable').drop_duplicates('g').set_index('g').label.sort_index())   # each group's class: most of its rows
+    lab = _group_class(gid, labels)
     where = np.full(len(n), 'train', dtype=object)
     for _, idx in sorted(pd.Series(lab.index.to_numpy()).groupby(lab.to_numpy()).indices.items()):
         p = idx[rng.permutation(len(idx))]
@@ -807,8 +816,7 @@ def split_collection(df:pd.DataFrame, # a collection table (`read_collection`, `
     drawn = np.ones(len(df), bool) if old is None else np.isin(old, list(redraw))
     if not drawn.any(): raise GlamError(f'no row is in the splits to draw again ({name_some(map(repr, redraw))}); its splits are {name_some(map(repr, sorted(set(old))))}')
     rows = np.arange(len(df))
-    gs = rows if group is None else pd.factorize(df[group])[0]   # a row without a group value (-1) is a group of its own
-    if group is not None: gs[gs < 0] = gs.max() + 1 + np.arange((gs < 0).sum())
+    gs = rows if group is None else _group_ids(df[group])   # a row without a group value is a group of its own
     new = old.astype(object).copy() if old is not None else np.full(len(df), 'train', dtype=object)
     new[drawn] = _draw_splits(df[label_col].astype(str).to_numpy()[drawn], gs[drawn], {'test': test_pct, 'valid': valid_pct}, np.random.default_rng(seed))
     out = df.copy(); out.attrs = dict(df.attrs)
