@@ -16,7 +16,8 @@ from fastai.data.core import Datasets
 from fastai.data.transforms import ColReader, Categorize
 from .core import *
 from .core import _is_trained
-from .debug import preserved
+from .data import _group_ids, _group_class, _need_columns
+from .debug import preserved, _group_like
 from .models import defaults_learner, _session, _model_args, _collection_learner, _save_plot
 from .tune import (SENSITIVITY, _check_space, _rebuild_arch, _pretrained, _rebuilt,
                             _reset, _seed_all, _fast_like, _fit_fn)
@@ -66,20 +67,32 @@ def _train_codes(ds, what='data_curve'):
 
 def nested_subsets(codes, # the class code of each training item
                    fractions, # increasing shares of each class, in (0, 1]
-                   seed:int=0) -> list:
-    "Positions of a class-stratified subset for each of `fractions`, each containing the smaller ones; at least one item per class"
+                   seed:int=0,
+                   groups=None) -> list: # a value per item whose items are drawn together (its volume, album, box); a missing value: a group of its own
+    "Positions of a class-stratified subset for each of `fractions`, each containing the smaller ones; at least one item per class, or with `groups` whole groups, each counted for the class most of its items hold, at least one per class"
     rng = np.random.default_rng(seed)
     codes = np.asarray(codes)
-    perms = [rng.permutation(np.flatnonzero(codes == c)) for c in np.unique(codes)]
-    return [np.sort(np.concatenate([p[:max(1, round(f*len(p)))] for p in perms])) for f in fractions]
+    if groups is None:
+        perms = [rng.permutation(np.flatnonzero(codes == c)) for c in np.unique(codes)]
+        return [np.sort(np.concatenate([p[:max(1, round(f*len(p)))] for p in perms])) for f in fractions]
+    gid = _group_ids(groups)
+    if len(gid) != len(codes): raise GlamError(f'nested_subsets: {len(gid)} group values for {len(codes)} items')
+    cls, n = _group_class(gid, codes), np.bincount(gid)
+    take = [[] for _ in fractions]
+    for c in np.unique(cls.to_numpy()):   # a class's groups in a seeded order; a group is in a subset when its middle item is within the share
+        p = cls.index.to_numpy()[cls.to_numpy() == c]
+        p = p[rng.permutation(len(p))]
+        mid = np.cumsum(n[p]) - n[p]/2
+        for t, f in zip(take, fractions): t.extend(p[:max(1, int((mid < f*n[p].sum()).sum()))])
+    return [np.flatnonzero(np.isin(gid, t)) for t in take]
 
 def _distinct_sizes(fractions, subsets):
-    "`fractions, subsets` without the smaller fractions that give the same items as a larger one (every class keeps one item): one run for them, with a warning"
+    "`fractions, subsets` without the smaller fractions that give the same items as a larger one (every class keeps one item, or group): one run for them, with a warning"
     keep = [i for i in range(len(subsets)) if i == len(subsets) - 1 or len(subsets[i]) < len(subsets[i+1])]
     if len(keep) < len(subsets):
         same = [f'{fractions[i]:g} ({len(subsets[i])} items)' for i in range(len(subsets)) if i not in keep]
         warnings.warn(f'data_curve: fractions {name_some(same)} give the same training items as the next larger one '
-                      '(each class keeps at least one item): one run for each distinct size')
+                      '(each class keeps at least one item, or group): one run for each distinct size')
     if len(keep) < 2:
         raise GlamError(f'data_curve: the fractions give {len(keep)} distinct training-set size ({len(subsets[-1])} items); '
                         'a curve needs two: use larger fractions')
@@ -126,8 +139,10 @@ class DataCurveReport(Report):
     "Valid (and train) error against the number of training items: `verdict`, `per_class`, `plot`; would more labelled items help?"
     title = 'Learning curve: error against training-set size'
     max_extrapolation = 64  # no estimate of the items a goal needs beyond this many times the training set
-    def __init__(self, runs, per_class, correct, goal=None, budget='steps', p_max=0.05):
-        store_attr('runs,per_class,correct,goal,budget,p_max')
+    def __init__(self, runs, per_class, correct, goal=None, budget='steps', p_max=0.05,
+                 group=None, # the column whose groups the subsets took whole (`runs.n_groups`)
+                 group_hint=None): # `(column, evidence)` of a column that looks like groups, when the subsets were drawn item by item
+        store_attr('runs,per_class,correct,goal,budget,p_max,group,group_hint')
         super().__init__(table=runs)
         r = runs
         self.slope, self.intercept, self.slope_se = _power_fit(r.n_train, r.valid_error)
@@ -148,7 +163,9 @@ class DataCurveReport(Report):
     def summary(self):
         r, v = self.runs, self.verdict
         last, prev = r.iloc[-1], (r.iloc[-2] if len(r) > 1 else None)
-        s = (f'{len(r)} runs on {", ".join(str(int(x)) for x in r.n_train)} training items ({self.budget} budget): '
+        grp = self.group if self.group is not None and 'n_groups' in r else None
+        s = (f'{len(r)} runs on {", ".join(str(int(x)) for x in r.n_train)} training items'
+             + (f' in {", ".join(str(int(x)) for x in r.n_groups)} whole {grp} groups' if grp else '') + f' ({self.budget} budget): '
              f'valid error {prev.valid_error:.1%} → {last.valid_error:.1%} over the last doubling '
              f'({self.fixed} valid items fixed, {self.broken} broken, p={self.p_value:.2g}). ' if prev is not None else '')
         if v == 'still falling':
@@ -156,12 +173,14 @@ class DataCurveReport(Report):
                   '.' if self.evidence == 'last doubling' else
                   f' (the trend over all sizes says so; the last doubling alone is within the noise of {len(self.correct[-1])} '
                   'validation items).') + f' If the trend holds (error × {2**self.slope:.2f} per doubling), '
-                  f'{int(last.n_train)} more items would bring it to about {self.next_doubling:.1%}.')
+                  f'{int(last.n_train)} more items' + (f' ({int(last.n_groups)} more {grp} groups like these)' if grp else '')
+                  + f' would bring it to about {self.next_doubling:.1%}.')
             if self.goal is not None:
                 if self.goal >= last.valid_error: s += f' The goal ({self.goal:.1%}) is already met.'
                 elif self.n_for_goal <= self.max_extrapolation*last.n_train:
                     s += (f' The goal ({self.goal:.1%}) would need at least about {self.n_for_goal:,.0f} training items '
-                          f'({self.n_for_goal/last.n_train:.1f}× now; curves flatten, so this is a lower bound).')
+                          + (f'in {self.n_for_goal/last.n_train*last.n_groups:,.0f} {grp} groups ' if grp else '')
+                          + f'({self.n_for_goal/last.n_train:.1f}× now; curves flatten, so this is a lower bound).')
                 else: s += (f' The goal ({self.goal:.1%}) is more than {self.max_extrapolation}× the training set away on this '
                             'curve: more data alone will not get there; work on the model too.')
         elif v == 'flat':
@@ -179,6 +198,13 @@ class DataCurveReport(Report):
         if v == 'still falling' and len(gain) and (gain > 0).any():
             g = gain[gain > 0].head(3)
             s += ' Classes that gained most from the last doubling: ' + ', '.join(f'`{c}` (−{d*100:.3g} points)' for c, d in g.items()) + '.'
+        if self.group_hint is not None:
+            c, e = self.group_hint
+            s += (f" The table's column {c!r} looks like groups of items that belong together ({e['values']} values of "
+                  f"{e['median_rows']:g} items (median), {e['one_class_share']:.0%} of a group's items of one class on average); "
+                  f"these subsets were drawn item by item, so even the smallest holds items of nearly every {c}, and the curve tends to be "
+                  f"flatter than new {c} groups would make it: if more labels would come as new {c} groups, draw whole ones "
+                  f"(`data_curve(group={c!r})`, `glamdebug curve --group {c}`).")
         return s
 
     def class_gains(self) -> pd.Series:
@@ -195,7 +221,7 @@ class DataCurveReport(Report):
     def to_dict(self):
         d = super().to_dict()
         d.update(verdict=self.verdict, evidence=self.evidence, p_value=self.p_value, fixed=self.fixed, broken=self.broken,
-                 slope=self.slope, slope_se=self.slope_se,
+                 slope=self.slope, slope_se=self.slope_se, group=self.group, group_like=self.group_hint and self.group_hint[0],
                  next_doubling=self.next_doubling, n_for_goal=self.n_for_goal, goal=self.goal)
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
@@ -214,7 +240,7 @@ class DataCurveReport(Report):
             ax.plot(xs, np.exp(self.intercept)*xs**self.slope, ':', color='C0', label='trend if it held')
         if self.goal is not None: ax.axhline(self.goal, color='k', lw=0.8, ls='--', label=f'goal {self.goal:.1%}')
         from matplotlib.ticker import FuncFormatter, PercentFormatter
-        ax.set_xscale('log', base=2); ax.set_xlabel('training items'); ax.set_ylabel('error')
+        ax.set_xscale('log', base=2); ax.set_xlabel('training items' + (f' (whole {self.group} groups)' if self.group else '')); ax.set_ylabel('error')
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:,.0f}')); ax.yaxis.set_major_formatter(PercentFormatter(1))
         ax.set_title(f'{self.verdict}', fontsize=10); ax.legend(fontsize=8)
         ax.figure.tight_layout()
@@ -288,8 +314,9 @@ def data_curve(self:Learner,
                budget:str='steps', # 'steps': every run the same number of optimiser steps; 'epochs': `epochs` passes over its own items
                settings:dict=None, # trial settings to train with (e.g. `learn.tune().best`: lr, schedule, wd …)
                seed:int=0, # one seed: the same subsets, initial weights and batch order for every size
+               group:str=None, # a column of the collection table whose items come together (a volume's pages, an album, a box): subsets take whole groups, as new labels would come
                progress:bool=True) -> DataCurveReport:
-    "Train from the same start on nested, class-stratified subsets of the training split; valid error against size says whether more labelled items would help"
+    "Train from the same start on nested, class-stratified subsets of the training split (whole groups with `group=`); valid error against size says whether more labelled items would help"
     fr = _check_fractions(fractions)
     if not isinstance(epochs, int) or epochs < 1: raise GlamError(f'data_curve: epochs must be a positive whole number, got {epochs!r}')
     if budget not in _BUDGETS: raise GlamError(f'data_curve: budget is one of {", ".join(_BUDGETS)}, not {budget!r}')
@@ -298,7 +325,11 @@ def data_curve(self:Learner,
     with _fresh_models(self, settings, seed, 'data_curve') as (dls0, train):
         ds = dls0.train.dataset
         codes, vocab = _train_codes(ds), list(getattr(dls0, 'vocab', []))
-        fr, subsets = _distinct_sizes(fr, nested_subsets(codes, fr, seed))
+        groups = _train_groups(ds, group) if group is not None else None
+        fr, subsets = _distinct_sizes(fr, nested_subsets(codes, fr, seed, groups=groups))
+        gid = _group_ids(groups) if groups is not None else None
+        col = getattr(dls0, 'collection', None)   # not told a group: a column that looks like volumes is named (as `check_leakage` does)
+        hint = next(iter(_group_like(self, col.train, min_share=0.)), None) if group is None and col is not None else None
         pb = progress_bar(list(zip(fr, subsets)), leave=False) if progress else None  # (fastprogress draws a bar even with display=False)
         try:
             for f, idx in (pb if pb is not None else zip(fr, subsets)):
@@ -312,7 +343,7 @@ def data_curve(self:Learner,
                 tr = l.dls.train
                 rows.append(dict(fraction=f, n_train=len(idx), epochs=round(epochs*len(tr)*tr.bs/max(len(idx), 1), 2),
                                  train_error=float((~ok_t).mean()), valid_error=k/n, valid_lo=lo, valid_hi=hi,
-                                 seconds=time.perf_counter() - t0))
+                                 seconds=time.perf_counter() - t0, **({} if gid is None else dict(n_groups=len(np.unique(gid[idx]))))))
                 correct.append(ok_v)
                 if pb is not None: pb.comment = f'{len(idx)} items: valid error {k/n:.1%}'
         except KeyboardInterrupt:  # stopped by hand (Jupyter's stop button): keep the runs that finished
@@ -324,7 +355,14 @@ def data_curve(self:Learner,
     for r, ok in zip(rows, correct):
         wrong, cnt = np.bincount(y_valid, weights=~ok, minlength=len(names)), np.bincount(y_valid, minlength=len(names))
         pc[f'valid_error@{r["n_train"]}'] = np.where(cnt > 0, wrong/np.maximum(cnt, 1), np.nan)
-    return DataCurveReport(runs, pc, correct, goal=goal, budget=budget)
+    return DataCurveReport(runs, pc, correct, goal=goal, budget=budget, group=group, group_hint=hint)
+
+def _train_groups(ds, group):
+    "The `group` value of each training item of `ds`, from the rows of its collection table"
+    items = getattr(ds, 'items', None)
+    if not isinstance(items, pd.DataFrame): raise GlamError(f'data_curve: group={group!r} needs DataLoaders built from a collection table (`collection_dls`, `cached_dls`)')
+    _need_columns(items, [group], 'data_curve')
+    return items[group].to_numpy(dtype=object)
 
 # %% ../nbs/12_curve.ipynb #c0022
 def _fractions_arg(s):
@@ -337,13 +375,14 @@ def _fractions_arg(s):
     (('--epochs',), dict(type=int, default=3, help='epochs of the full training set; every run gets as many steps (default 3)')),
     (('--budget',), dict(default='steps', choices=list(_BUDGETS), help='steps: the same steps for every run (default); epochs: the same passes')),
     (('--goal',), dict(type=float, default=None, help='the error you aim for (e.g. 0.05): items it would take if the trend held')),
+    (('--group',), dict(default=None, metavar='COLUMN', help="a column whose items come together (a volume's pages, an album, a box): draw whole groups")),
     *_model_args('also save the curve to this file'),
 ])
 def curve_command(ns) -> int:
     "`glamdebug curve`: read the collection, build `defaults_learner`, print `learn.data_curve(...)`"
     fr = _check_fractions(_fractions_arg(ns.fractions))
     learn, bars = _collection_learner(ns, positive=('epochs',))
-    rep = learn.data_curve(fr, epochs=ns.epochs, goal=ns.goal, budget=ns.budget, seed=ns.seed, progress=bars)
+    rep = learn.data_curve(fr, epochs=ns.epochs, goal=ns.goal, budget=ns.budget, seed=ns.seed, group=ns.group, progress=bars)
     if ns.plot: _save_plot(rep.plot(), ns.plot)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())
     return 0

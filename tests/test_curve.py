@@ -103,3 +103,22 @@ def test_curve_command(digits, tmp_path, cli):
     assert d['verdict'] in ('still falling', 'flat', 'rising') and len(d['table']) == 2 and png.stat().st_size > 1000
     bad = cli('curve', str(tmp/'digits'), '--fractions', '1,0.5')
     assert bad.returncode == 2 and 'must increase' in bad.stderr
+
+
+def test_curve_by_volume_command(tmp_path, cli):
+    "Pages bound in volumes: `--group volume` draws whole volumes and says how many; without it, the report names the column"
+    from glamdebug.samples import volume_collection
+    folder = volume_collection(tmp_path/'vols', n_volumes=24, pages=4, new_volumes=0, size=16)
+    assert cli('split', folder, '--group', 'volume', '-o', folder/'split.csv').returncode == 0
+    train_volumes = pd.read_csv(folder/'split.csv').query("split == 'train'").volume.nunique()
+    args = ('curve', folder/'split.csv', '--fractions', '0.5,1', '--epochs', '1', '--size', str(SIZE))
+    out = cli(*args, '--group', 'volume', '--json')
+    assert out.returncode == 0, out.stderr[-2000:]
+    d = json.loads(out.stdout)
+    assert d['group'] == 'volume' and d['group_like'] is None
+    n = [r['n_groups'] for r in d['table']]
+    assert n[-1] == train_volumes and 0 < n[0] < n[-1], n
+    out = cli(*args)
+    assert out.returncode == 0 and "column 'volume' looks like groups" in out.stdout and '--group volume' in out.stdout, out.stdout[-2000:]
+    bad = cli(*args, '--group', 'box')
+    assert bad.returncode == 2 and "no column 'box'" in bad.stderr, bad.stderr[-2000:]
