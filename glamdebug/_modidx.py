@@ -545,6 +545,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'glamdebug.evaluate._diagnose': ('evaluate.html#_diagnose', 'glamdebug/evaluate.py'),
                                     'glamdebug.evaluate._early_stop_hint': ('evaluate.html#_early_stop_hint', 'glamdebug/evaluate.py'),
                                     'glamdebug.evaluate._gap': ('evaluate.html#_gap', 'glamdebug/evaluate.py'),
+                                    'glamdebug.evaluate._group_note': ('evaluate.html#_group_note', 'glamdebug/evaluate.py'),
                                     'glamdebug.evaluate._has': ('evaluate.html#_has', 'glamdebug/evaluate.py'),
                                     'glamdebug.evaluate._label_like': ('evaluate.html#_label_like', 'glamdebug/evaluate.py'),
                                     'glamdebug.evaluate._n_wrong': ('evaluate.html#_n_wrong', 'glamdebug/evaluate.py'),

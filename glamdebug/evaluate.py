@@ -537,6 +537,20 @@ def _slice_note(learn):
             f"{_pts(r.expected)} % on the same classes" + (f' ({len(w) - 1} more such slice{"s"[:len(w) > 2]})' if len(w) > 1 else '') +
             "; `learn.slice_report()` says how much training held of it and what differs in its files")
 
+def _group_note(learn):
+    "A note naming a column of the collection table that looks like volumes with items in train and in valid/test (`check_leakage`'s hint), with how many held-out items share one with training, else `None`"
+    col = getattr(learn.dls, 'collection', None)
+    if col is None or col.split_col not in col.df: return None
+    from glamdebug.debug import _group_like, _group_leaks   # a later notebook
+    like = _group_like(learn, col.train)
+    if not like: return None
+    c, e = like[0]
+    g = _group_leaks(learn, c)
+    return (f"{g['n_items']} of {g['n_other']} valid/test items share their `{c}` with training items (the column looks like volumes: "
+            f"{e['values']} values of {e['median_rows']:g} items (median), {e['one_class_share']:.0%} of one class on average): their errors flatter "
+            f"the model, which meets new ones, so the train → valid gap understates overfitting; `troubleshoot(leakage=dict(group={c!r}))` names them, "
+            f"`split_collection(df, group={c!r})` draws whole ones")
+
 @patch
 def error_report(self:Learner, goal:float, # the goal error (fraction), or `human_level_error(...)`
                  test=None, # test items: a split name of the collection (`'test'`, `'test_shifted'`), a DataFrame of rows, or a DataLoader
@@ -566,6 +580,8 @@ def error_report(self:Learner, goal:float, # the goal error (fraction), or `huma
     sl = _slice_note(self)
     if sl: rep.notes.append(sl)
     if untrained: rep.notes.append(untrained)
+    gn = _group_note(self)   # near the top: it says what valid error is worth
+    if gn: rep.notes.insert(0, gn)
     leak = _trained_on_note(self)   # first: it says what the errors above are worth
     if leak: rep.notes.insert(0, leak)
     return rep
