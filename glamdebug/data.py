@@ -676,7 +676,7 @@ def _group_class(gid, labels) -> pd.Series:
 
 def _draw_splits(labels, groups, pcts:dict, rng) -> np.ndarray:
     "The split drawn for each row: 'train' or a key of `pcts` (`{'test': .1, 'valid': .2}`, drawn in that order), whole groups at a time, within the class most of each group's rows hold; each class keeps a training group, and one in valid when it has two"
-    gid = pd.factorize(pd.Series(np.asarray(groups, dtype=object)), sort=False)[0]   # groups in the order they first appear
+    gid = _group_ids(groups)   # groups in the order they first appear
     n = np.bincount(gid)
     lab = _group_class(gid, labels)
     where = np.full(len(n), 'train', dtype=object)
