@@ -388,6 +388,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'glamdebug.debug._grab_dl': ('debug.html#_grab_dl', 'glamdebug/debug.py'),
                                  'glamdebug.debug._group_leaks': ('debug.html#_group_leaks', 'glamdebug/debug.py'),
                                  'glamdebug.debug._group_like': ('debug.html#_group_like', 'glamdebug/debug.py'),
+                                 'glamdebug.debug._group_like_what': ('debug.html#_group_like_what', 'glamdebug/debug.py'),
                                  'glamdebug.debug._guarded': ('debug.html#_guarded', 'glamdebug/debug.py'),
                                  'glamdebug.debug._hash_images': ('debug.html#_hash_images', 'glamdebug/debug.py'),
                                  'glamdebug.debug._hash_one': ('debug.html#_hash_one', 'glamdebug/debug.py'),

@@ -17,7 +17,7 @@ from fastai.data.transforms import ColReader, Categorize
 from .core import *
 from .core import _is_trained
 from .data import _group_ids, _group_class, _need_columns
-from .debug import preserved, _group_like
+from .debug import preserved, _group_like, _group_like_what
 from .models import defaults_learner, _session, _model_args, _collection_learner, _save_plot
 from .tune import (SENSITIVITY, _check_space, _rebuild_arch, _pretrained, _rebuilt,
                             _reset, _seed_all, _fast_like, _fit_fn)
@@ -200,8 +200,7 @@ class DataCurveReport(Report):
             s += ' Classes that gained most from the last doubling: ' + ', '.join(f'`{c}` (−{d*100:.3g} points)' for c, d in g.items()) + '.'
         if self.group_hint is not None:
             c, e = self.group_hint
-            s += (f" The table's column {c!r} looks like groups of items that belong together ({e['values']} values of "
-                  f"{e['median_rows']:g} items (median), {e['one_class_share']:.0%} of a group's items of one class on average); "
+            s += (f" The table's column {c!r} looks like groups of items that belong together ({_group_like_what(e)}); "
                   f"these subsets were drawn item by item, so even the smallest holds items of nearly every {c}, and the curve tends to be "
                   f"flatter than new {c} groups would make it: if more labels would come as new {c} groups, draw whole ones "
                   f"(`data_curve(group={c!r})`, `glamdebug curve --group {c}`).")

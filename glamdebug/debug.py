@@ -835,6 +835,10 @@ def _group_like(learn, train:str='train', min_share:float=0.2) -> list:
             out.append((str(c), dict(values=len(n), median_rows=float(n.median()), one_class_share=float(pure), across=int(across.sum()), groups=int(len(across)))))
     return out
 
+def _group_like_what(e:dict) -> str:
+    "How a column looks like groups, in words, from its `_group_like` evidence `e`"
+    return f"{e['values']} values of {e['median_rows']:g} items (median), {e['one_class_share']:.0%} of a group's items of one class on average"
+
 @_guarded
 def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that still count as a near duplicate
                   tol:float=0.015, # mean absolute thumbnail difference (0–1) that still counts as a near duplicate
@@ -876,8 +880,7 @@ def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that 
     if gl is None and (like := _group_like(learn, train)):
         c, e = like[0]
         ev['group_like'] = {k: v for k, v in like}
-        msgs.append(f"the table's column {c!r} looks like groups of items that belong together ({e['values']} values of {e['median_rows']:g} items (median), "
-                    f"{e['one_class_share']:.0%} of a group's items of one class on average), and {e['across']} of its {e['groups']} groups have items in {train} and in valid/test"
+        msgs.append(f"the table's column {c!r} looks like groups of items that belong together ({_group_like_what(e)}), and {e['across']} of its {e['groups']} groups have items in {train} and in valid/test"
                     + (f" (also {name_some(repr(k) for k, _ in like[1:])})" if len(like) > 1 else ''))
         status = max(status, 'warn', key=_RANK.get)
         adv.append(f"if they do, check them (`troubleshoot(leakage=dict(group={c!r}))`, `--group {c}`) and draw the split by them (`split_collection(df, group={c!r})`)")

@@ -541,13 +541,13 @@ def _group_note(learn):
     "A note naming a column of the collection table that looks like volumes with items in train and in valid/test (`check_leakage`'s hint), with how many held-out items share one with training, else `None`"
     col = getattr(learn.dls, 'collection', None)
     if col is None or col.split_col not in col.df: return None
-    from glamdebug.debug import _group_like, _group_leaks   # a later notebook
+    from glamdebug.debug import _group_like, _group_leaks, _group_like_what   # a later notebook
     like = _group_like(learn, col.train)
     if not like: return None
     c, e = like[0]
     g = _group_leaks(learn, c)
     return (f"{g['n_items']} of {g['n_other']} valid/test items share their `{c}` with training items (the column looks like volumes: "
-            f"{e['values']} values of {e['median_rows']:g} items (median), {e['one_class_share']:.0%} of one class on average): their errors flatter "
+            f"{_group_like_what(e)}): their errors flatter "
             f"the model, which meets new ones, so the train → valid gap understates overfitting; `troubleshoot(leakage=dict(group={c!r}))` names them, "
             f"`split_collection(df, group={c!r})` draws whole ones")
 
