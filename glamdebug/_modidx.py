@@ -207,6 +207,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.core.output_path': ('core.html#output_path', 'glamdebug/core.py')},
             'glamdebug.curve': { 'glamdebug.curve.DataCurveReport': ('curve.html#datacurvereport', 'glamdebug/curve.py'),
                                  'glamdebug.curve.DataCurveReport.__init__': ('curve.html#datacurvereport.__init__', 'glamdebug/curve.py'),
+                                 'glamdebug.curve.DataCurveReport._longer_said': ( 'curve.html#datacurvereport._longer_said',
+                                                                                   'glamdebug/curve.py'),
                                  'glamdebug.curve.DataCurveReport.class_gains': ( 'curve.html#datacurvereport.class_gains',
                                                                                   'glamdebug/curve.py'),
                                  'glamdebug.curve.DataCurveReport.plot': ('curve.html#datacurvereport.plot', 'glamdebug/curve.py'),

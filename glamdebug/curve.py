@@ -141,8 +141,9 @@ class DataCurveReport(Report):
     max_extrapolation = 64  # no estimate of the items a goal needs beyond this many times the training set
     def __init__(self, runs, per_class, correct, goal=None, budget='steps', p_max=0.05,
                  group=None, # the column whose groups the subsets took whole (`runs.n_groups`)
-                 group_hint=None): # `(column, evidence)` of a column that looks like groups, when the subsets were drawn item by item
-        store_attr('runs,per_class,correct,goal,budget,p_max,group,group_hint')
+                 group_hint=None, # `(column, evidence)` of a column that looks like groups, when the subsets were drawn item by item
+                 longer=None): # `dict(epochs=, correct=)`: the largest run trained twice as long, per valid item right or wrong (`check_longer`)
+        store_attr('runs,per_class,correct,goal,budget,p_max,group,group_hint,longer')
         super().__init__(table=runs)
         r = runs
         self.slope, self.intercept, self.slope_se = _power_fit(r.n_train, r.valid_error)
@@ -158,6 +159,19 @@ class DataCurveReport(Report):
         self.next_doubling = e*2**self.slope if falls else float('nan')
         self.n_for_goal = float('nan')
         if falls and goal is not None and 0 < goal < e: self.n_for_goal = n*(goal/e)**(1/self.slope)
+        # the largest run trained twice as long: if that alone lowers valid error, the runs are short of training
+        self.undertrained, self.longer_error, self.longer_fixed, self.longer_broken, self.longer_p = None, float('nan'), 0, 0, float('nan')
+        if longer is not None:
+            ok = np.asarray(longer['correct'], bool)
+            self.longer_fixed, self.longer_broken, self.longer_p = _paired(correct[-1], ok)
+            self.longer_error = float(1 - ok.mean())
+            self.undertrained = self.longer_fixed > self.longer_broken and self.longer_p < p_max
+
+    def _longer_said(self):
+        "What training the largest run twice as long did to its valid error, in words"
+        return (f"the largest run trained twice as long ({self.longer['epochs']} epochs' steps) reached "
+                f'{self.longer_error:.1%} valid error against {self.runs.valid_error.iloc[-1]:.1%} '
+                f'({self.longer_fixed} valid items fixed, {self.longer_broken} broken, p={self.longer_p:.2g})')
 
     @property
     def summary(self):
@@ -183,17 +197,29 @@ class DataCurveReport(Report):
                           + f'({self.n_for_goal/last.n_train:.1f}× now; curves flatten, so this is a lower bound).')
                 else: s += (f' The goal ({self.goal:.1%}) is more than {self.max_extrapolation}× the training set away on this '
                             'curve: more data alone will not get there; work on the model too.')
+        elif v == 'flat' and self.undertrained:
+            s += (f'Flat at this training length, but the runs are short of training: {self._longer_said()}. The curve measures '
+                  'the training budget as much as the data, and a model that is still learning from the items it has shows little '
+                  f"gain from more: draw it again with longer runs (`data_curve(epochs={self.longer['epochs']})` or more, until "
+                  'training twice as long no longer lowers the error) before deciding that more labelled items would not help.')
         elif v == 'flat':
             s += ('Flat: no sign that more labelled items like these would help, neither over the last doubling nor in the trend '
                   f'over all sizes (error × {2**self.slope:.2f} per doubling, not significant). ')
+            if self.longer is not None: s += f'Not for want of training: {self._longer_said()}. '
             underfit = last.train_error > (self.goal if self.goal is not None else last.valid_error/2)
             s += (f'Train error is {last.train_error:.1%} against {last.valid_error:.1%} valid: '
-                  + ('the model does not fit even its training items: a bigger model or longer training first (underfitting).'
+                  + ('the model does not fit even its training items: a bigger model '
+                     + ('first (underfitting; training twice as long did not help).' if self.longer is not None else
+                        'or longer training first (underfitting).')
                      if underfit else
                      'look at what the model gets wrong (error analysis: label noise, confusable classes), or collect different items.'))
         elif v == 'rising':
             s += ('Rising: the added items made the model worse. Check them: mislabelled, or unlike the validation set '
-                  '(`learn.troubleshoot()`, `GlamInterpretation` on the training items); or training is too short for the larger sets.')
+                  '(`learn.troubleshoot()`, `GlamInterpretation` on the training items)'
+                  + ('; or training is too short for the larger sets.' if self.longer is None else
+                     f'. Or training is too short for the larger sets, as it is here: {self._longer_said()}; draw the curve again '
+                     f"with longer runs (`data_curve(epochs={self.longer['epochs']})` or more)." if self.undertrained else
+                     f'. Not for want of training: {self._longer_said()}.'))
         gain = self.class_gains()
         if v == 'still falling' and len(gain) and (gain > 0).any():
             g = gain[gain > 0].head(3)
@@ -221,6 +247,9 @@ class DataCurveReport(Report):
         d = super().to_dict()
         d.update(verdict=self.verdict, evidence=self.evidence, p_value=self.p_value, fixed=self.fixed, broken=self.broken,
                  slope=self.slope, slope_se=self.slope_se, group=self.group, group_like=self.group_hint and self.group_hint[0],
+                 undertrained=self.undertrained, longer_epochs=self.longer and self.longer['epochs'], longer_error=self.longer_error,
+                 longer_fixed=self.longer_fixed, longer_broken=self.longer_broken, longer_p=self.longer_p,
+                 longer_seconds=self.longer and self.longer.get('seconds'),
                  next_doubling=self.next_doubling, n_for_goal=self.n_for_goal, goal=self.goal)
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
@@ -232,6 +261,9 @@ class DataCurveReport(Report):
         ax.fill_between(r.n_train, r.valid_lo, r.valid_hi, alpha=0.2, color='C0')
         ax.plot(r.n_train, r.valid_error, 'o-', color='C0', label='valid error')
         ax.plot(r.n_train, r.train_error, 's--', color='C1', label='train error')
+        if self.longer is not None:
+            ax.plot([r.n_train.iloc[-1]], [self.longer_error], '*', ms=11, color='C3' if self.undertrained else 'C2',
+                    label=f"valid, trained twice as long{' (short of training)' if self.undertrained else ''}")
         if self.verdict == 'still falling' and self.slope < 0:
             hi = r.n_train.iloc[-1]*4
             if not math.isnan(self.n_for_goal): hi = max(hi, min(self.n_for_goal, r.n_train.iloc[-1]*self.max_extrapolation))
@@ -314,13 +346,14 @@ def data_curve(self:Learner,
                settings:dict=None, # trial settings to train with (e.g. `learn.tune().best`: lr, schedule, wd …)
                seed:int=0, # one seed: the same subsets, initial weights and batch order for every size
                group:str=None, # a column of the collection table whose items come together (a volume's pages, an album, a box): subsets take whole groups, as new labels would come
+               check_longer:bool=True, # a flat or rising curve: train the largest run once more, twice as long; if that alone lowers valid error, the report says the runs are short of training
                progress:bool=True) -> DataCurveReport:
     "Train from the same start on nested, class-stratified subsets of the training split (whole groups with `group=`); valid error against size says whether more labelled items would help"
     fr = _check_fractions(fractions)
     if not isinstance(epochs, int) or epochs < 1: raise GlamError(f'data_curve: epochs must be a positive whole number, got {epochs!r}')
     if budget not in _BUDGETS: raise GlamError(f'data_curve: budget is one of {", ".join(_BUDGETS)}, not {budget!r}')
     if goal is not None and not 0 <= goal < 1: raise GlamError(f'data_curve: goal is an error rate in [0, 1), got {goal!r}')
-    rows, correct, y_valid = [], [], None
+    rows, correct, y_valid, longer = [], [], None, None
     with _fresh_models(self, settings, seed, 'data_curve') as (dls0, train):
         ds = dls0.train.dataset
         codes, vocab = _train_codes(ds), list(getattr(dls0, 'vocab', []))
@@ -345,6 +378,12 @@ def data_curve(self:Learner,
                                  seconds=time.perf_counter() - t0, **({} if gid is None else dict(n_groups=len(np.unique(gid[idx]))))))
                 correct.append(ok_v)
                 if pb is not None: pb.comment = f'{len(idx)} items: valid error {k/n:.1%}'
+            if check_longer and len(rows) > 1 and DataCurveReport(pd.DataFrame(rows), None, correct).verdict != 'still falling':
+                # a flat (or rising) curve may be the step budget talking: is the largest run still learning from its items?
+                if pb is not None: pb.comment = f'not falling: the largest run again, twice as long ({2*epochs} epochs), to check training'
+                t0 = time.perf_counter()
+                l = train(subsets[-1], len(ds) if budget == 'steps' else len(subsets[-1]), 2*epochs)
+                longer = dict(epochs=2*epochs, correct=_errors(l, l.dls.valid)[0], seconds=time.perf_counter() - t0)
         except KeyboardInterrupt:  # stopped by hand (Jupyter's stop button): keep the runs that finished
             if len(rows) < 2: raise
             warnings.warn(f'data_curve interrupted: the report holds the {len(rows)} runs that finished')
@@ -354,7 +393,7 @@ def data_curve(self:Learner,
     for r, ok in zip(rows, correct):
         wrong, cnt = np.bincount(y_valid, weights=~ok, minlength=len(names)), np.bincount(y_valid, minlength=len(names))
         pc[f'valid_error@{r["n_train"]}'] = np.where(cnt > 0, wrong/np.maximum(cnt, 1), np.nan)
-    return DataCurveReport(runs, pc, correct, goal=goal, budget=budget, group=group, group_hint=hint)
+    return DataCurveReport(runs, pc, correct, goal=goal, budget=budget, group=group, group_hint=hint, longer=longer)
 
 def _train_groups(ds, group):
     "The `group` value of each training item of `ds`, from the rows of its collection table"
@@ -375,13 +414,15 @@ def _fractions_arg(s):
     (('--budget',), dict(default='steps', choices=list(_BUDGETS), help='steps: the same steps for every run (default); epochs: the same passes')),
     (('--goal',), dict(type=float, default=None, help='the error you aim for (e.g. 0.05): items it would take if the trend held')),
     (('--group',), dict(default=None, metavar='COLUMN', help="a column whose items come together (a volume's pages, an album, a box): draw whole groups")),
+    (('--no-check-longer',), dict(action='store_true', help='a flat or rising curve: do not train the largest run again twice as long to check the runs are trained enough')),
     *_model_args('also save the curve to this file'),
 ])
 def curve_command(ns) -> int:
     "`glamdebug curve`: read the collection, build `defaults_learner`, print `learn.data_curve(...)`"
     fr = _check_fractions(_fractions_arg(ns.fractions))
     learn, bars = _collection_learner(ns, positive=('epochs',))
-    rep = learn.data_curve(fr, epochs=ns.epochs, goal=ns.goal, budget=ns.budget, seed=ns.seed, group=ns.group, progress=bars)
+    rep = learn.data_curve(fr, epochs=ns.epochs, goal=ns.goal, budget=ns.budget, seed=ns.seed, group=ns.group,
+                           check_longer=not ns.no_check_longer, progress=bars)
     if ns.plot: _save_plot(rep.plot(), ns.plot)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())
     return 0

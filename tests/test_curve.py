@@ -28,6 +28,9 @@ def test_labels_that_say_nothing_give_a_flat_curve(digits):
     assert rep.verdict == 'flat' and rep.evidence is None, rep.summary
     assert np.isnan(rep.n_for_goal) and np.isnan(rep.next_doubling)
     assert 'no sign that more labelled items' in rep.summary and 'lower bound' not in rep.summary
+    # flat, so the largest run was trained again twice as long: on labels that say nothing that cannot help, and must not be called short of training
+    assert rep.longer['epochs'] == 8 and rep.undertrained is False and rep.longer_error > 0.75, rep.summary
+    assert 'Not for want of training' in rep.summary and 'short of training' not in rep.summary
 
 
 def test_same_seed_same_curve_and_epochs_budget(digits):
@@ -36,11 +39,12 @@ def test_same_seed_same_curve_and_epochs_budget(digits):
     a = defaults_learner(dls).data_curve([0.25, 1], epochs=2, progress=False)
     b = defaults_learner(dls).data_curve([0.25, 1], epochs=2, progress=False)
     pd.testing.assert_frame_equal(a.runs.drop(columns='seconds'), b.runs.drop(columns='seconds'))
-    e = defaults_learner(dls).data_curve([0.25, 1], epochs=2, budget='epochs', progress=False)
+    assert a.to_dict()['longer_error'] == b.to_dict()['longer_error']   # the check of a curve not falling too (None when falling)
+    e = defaults_learner(dls).data_curve([0.25, 1], epochs=2, budget='epochs', check_longer=False, progress=False)
     # each run passes over its own items `epochs` times (up to the last, dropped, partial batch)
     assert np.allclose(e.runs.epochs, 2, atol=0.5), e.runs
     assert a.runs.epochs.iloc[0] > 3.5*a.runs.epochs.iloc[1]
-    tiny = defaults_learner(dls).data_curve([0.005, 1], epochs=1, budget='epochs', progress=False)  # 1 item per class < bs
+    tiny = defaults_learner(dls).data_curve([0.005, 1], epochs=1, budget='epochs', check_longer=False, progress=False)  # 1 item per class < bs
     assert tiny.runs.n_train.iloc[0] == 10 and tiny.runs.epochs.iloc[0] >= 1
 
 
@@ -49,7 +53,7 @@ def test_settings_are_checked(digits):
     dls = collection_dls(df, size=SIZE, bs=32)
     plain = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(3*SIZE*SIZE, dls.c)), loss_func=CrossEntropyLossFlat())
     with pytest.raises(GlamError, match='defaults_learner'): plain.data_curve(settings={'width': 2.0})
-    rep = defaults_learner(dls).data_curve([0.5, 1], epochs=1, settings={'lr': 1e-7}, progress=False)
+    rep = defaults_learner(dls).data_curve([0.5, 1], epochs=1, settings={'lr': 1e-7}, check_longer=False, progress=False)
     assert (rep.runs.valid_error > 0.7).all()  # the settings are used: at lr 1e-7 nothing is learned
 
 
@@ -70,7 +74,7 @@ def test_plain_fastai_learner_left_as_it_was(digits):
     for k, v in m.state_dict().items(): assert torch.equal(v, w0[k]), k
     assert learn.dls is dls and learn.metrics == [] and learn.opt is None and learn.lr == 1e-3
     learn.fit(1)
-    with pytest.warns(UserWarning, match='has been trained'): learn.data_curve([0.5, 1], epochs=1, progress=False)
+    with pytest.warns(UserWarning, match='has been trained'): learn.data_curve([0.5, 1], epochs=1, check_longer=False, progress=False)
 
 
 def test_evaluation_sees_the_normalisation_training_saw(digits):
@@ -105,6 +109,21 @@ def test_curve_command(digits, tmp_path, cli):
     assert bad.returncode == 2 and 'must increase' in bad.stderr
 
 
+def test_curve_command_checks_training_length(digits, cli, tmp_path, monkeypatch):
+    "One epoch's steps is short for the digits: the half and the whole look alike, and training the whole twice as long says why"
+    tmp, df = digits
+    monkeypatch.setenv('GLAMDEBUG_CACHE', str(tmp_path/'cache'))
+    args = ('curve', str(tmp/'digits'), '--fractions', '0.5,1', '--epochs', '1', '--size', str(SIZE), '--cache')
+    d = json.loads(cli(*args, '--json').stdout)
+    assert d['verdict'] == 'flat' and d['undertrained'] is True and d['longer_epochs'] == 2, d
+    assert d['longer_error'] < d['table'][-1]['valid_error'] and d['longer_fixed'] > d['longer_broken']
+    text = cli(*args).stdout
+    assert 'short of training' in text and 'data_curve(epochs=2)' in text and 'no sign that more' not in text, text
+    off = json.loads(cli(*args, '--json', '--no-check-longer').stdout)
+    assert off['verdict'] == 'flat' and off['longer_epochs'] is None and off['undertrained'] is None
+    assert [r['valid_error'] for r in off['table']] == [r['valid_error'] for r in d['table']]   # the check adds a run, changes none
+
+
 def test_curve_by_volume_command(tmp_path, cli):
     "Pages bound in volumes: `--group volume` draws whole volumes and says how many; without it, the report names the column"
     from glamdebug.samples import volume_collection
@@ -118,6 +137,7 @@ def test_curve_by_volume_command(tmp_path, cli):
     assert d['group'] == 'volume' and d['group_like'] is None
     n = [r['n_groups'] for r in d['table']]
     assert n[-1] == train_volumes and 0 < n[0] < n[-1], n
+    assert (d['longer_epochs'] == 2) == (d['verdict'] != 'still falling'), d   # a curve not falling is checked for training length
     out = cli(*args)
     assert out.returncode == 0 and "column 'volume' looks like groups" in out.stdout and '--group volume' in out.stdout, out.stdout[-2000:]
     bad = cli(*args, '--group', 'box')
