@@ -142,18 +142,27 @@ class DataCurveReport(Report):
     def __init__(self, runs, per_class, correct, goal=None, budget='steps', p_max=0.05,
                  group=None, # the column whose groups the subsets took whole (`runs.n_groups`)
                  group_hint=None, # `(column, evidence)` of a column that looks like groups, when the subsets were drawn item by item
-                 longer=None): # `dict(epochs=, correct=)`: the largest run trained twice as long, per valid item right or wrong (`check_longer`)
-        store_attr('runs,per_class,correct,goal,budget,p_max,group,group_hint,longer')
+                 longer=None, # `dict(epochs=, correct=)`: the largest run trained twice as long, per valid item right or wrong (`check_longer`)
+                 constant=None): # `(class, correct)`: always answering the commonest training class, per valid item right or wrong
+        store_attr('runs,per_class,correct,goal,budget,p_max,group,group_hint,longer,constant')
         super().__init__(table=runs)
         r = runs
         self.slope, self.intercept, self.slope_se = _power_fit(r.n_train, r.valid_error)
         self.trend_falls = _trend_falls(self.slope, self.slope_se, int((r.valid_error > 0).sum()), p_max)
         self.fixed, self.broken, self.p_value = _paired(correct[-2], correct[-1])
         last_falls = self.fixed > self.broken and self.p_value < p_max
+        # at chance: the largest run is no better than always answering the commonest class (paired, on the same valid items)
+        self.at_chance, self.constant_error, self.constant_fixed, self.constant_broken, self.constant_p = None, float('nan'), 0, 0, float('nan')
+        if constant is not None:
+            ok = np.asarray(constant[1], bool)
+            self.constant_error = float(1 - ok.mean())
+            self.constant_fixed, self.constant_broken, self.constant_p = _paired(ok, correct[-1])
+            self.at_chance = not (self.constant_fixed > self.constant_broken and self.constant_p < p_max)
         # falling: the last doubling alone says so, or the trend over every size does and the last doubling did not go up
-        self.verdict = ('rising' if self.broken > self.fixed and self.p_value < p_max else
+        self.verdict = ('at chance' if self.at_chance else
+                        'rising' if self.broken > self.fixed and self.p_value < p_max else
                         'still falling' if last_falls or (self.trend_falls and self.fixed >= self.broken) else 'flat')
-        self.evidence = 'last doubling' if last_falls else 'trend' if self.verdict == 'still falling' else None
+        self.evidence = None if self.verdict != 'still falling' else 'last doubling' if last_falls else 'trend'
         n, e = float(r.n_train.iloc[-1]), float(r.valid_error.iloc[-1])
         falls = self.verdict == 'still falling' and self.slope < 0
         self.next_doubling = e*2**self.slope if falls else float('nan')
@@ -197,6 +206,21 @@ class DataCurveReport(Report):
                           + f'({self.n_for_goal/last.n_train:.1f}× now; curves flatten, so this is a lower bound).')
                 else: s += (f' The goal ({self.goal:.1%}) is more than {self.max_extrapolation}× the training set away on this '
                             'curve: more data alone will not get there; work on the model too.')
+        elif v == 'at chance':
+            c = self.constant[0]
+            s += (f'At chance: the largest run errs on {last.valid_error:.1%} of valid, no better than always answering `{c}` '
+                  f'({self.constant_error:.1%}; {self.constant_fixed} valid items right only for the model, {self.constant_broken} '
+                  f'only for `{c}`, p={self.constant_p:.2g}). ')
+            if self.undertrained:
+                s += (f"It is short of training: {self._longer_said()}; train longer (`data_curve(epochs={self.longer['epochs']})` "
+                      'or more) before reading the curve.')
+            else:
+                s += ((f'Not for want of training: {self._longer_said()}. ' if self.longer is not None else '')
+                      + 'The model learns nothing that carries to the validation items, so the curve says nothing about labels yet. '
+                      'Look for the bug first: `learn.troubleshoot()` (images paired with the right labels, the loss at init, one '
+                      'batch overfit, the same result without the input)'
+                      + (f'; with `{c}` this common, also whether the other classes are learned at all (the per-class errors).'
+                         if self.constant_error < 0.5 else '.'))
         elif v == 'flat' and self.undertrained:
             s += (f'Flat at this training length, but the runs are short of training: {self._longer_said()}. The curve measures '
                   'the training budget as much as the data, and a model that is still learning from the items it has shows little '
@@ -249,7 +273,8 @@ class DataCurveReport(Report):
                  slope=self.slope, slope_se=self.slope_se, group=self.group, group_like=self.group_hint and self.group_hint[0],
                  undertrained=self.undertrained, longer_epochs=self.longer and self.longer['epochs'], longer_error=self.longer_error,
                  longer_fixed=self.longer_fixed, longer_broken=self.longer_broken, longer_p=self.longer_p,
-                 longer_seconds=self.longer and self.longer.get('seconds'),
+                 longer_seconds=self.longer and self.longer.get('seconds'), at_chance=self.at_chance,
+                 constant_class=self.constant and self.constant[0], constant_error=self.constant_error, constant_p=self.constant_p,
                  next_doubling=self.next_doubling, n_for_goal=self.n_for_goal, goal=self.goal)
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
@@ -261,6 +286,7 @@ class DataCurveReport(Report):
         ax.fill_between(r.n_train, r.valid_lo, r.valid_hi, alpha=0.2, color='C0')
         ax.plot(r.n_train, r.valid_error, 'o-', color='C0', label='valid error')
         ax.plot(r.n_train, r.train_error, 's--', color='C1', label='train error')
+        if self.at_chance: ax.axhline(self.constant_error, color='grey', ls=':', lw=1, label=f'always {self.constant[0]!r}')
         if self.longer is not None:
             ax.plot([r.n_train.iloc[-1]], [self.longer_error], '*', ms=11, color='C3' if self.undertrained else 'C2',
                     label=f"valid, trained twice as long{' (short of training)' if self.undertrained else ''}")
@@ -346,14 +372,14 @@ def data_curve(self:Learner,
                settings:dict=None, # trial settings to train with (e.g. `learn.tune().best`: lr, schedule, wd …)
                seed:int=0, # one seed: the same subsets, initial weights and batch order for every size
                group:str=None, # a column of the collection table whose items come together (a volume's pages, an album, a box): subsets take whole groups, as new labels would come
-               check_longer:bool=True, # a flat or rising curve: train the largest run once more, twice as long; if that alone lowers valid error, the report says the runs are short of training
+               check_longer:bool=True, # a curve not falling (flat, rising, at chance): train the largest run once more, twice as long; if that alone lowers valid error, the report says the runs are short of training
                progress:bool=True) -> DataCurveReport:
     "Train from the same start on nested, class-stratified subsets of the training split (whole groups with `group=`); valid error against size says whether more labelled items would help"
     fr = _check_fractions(fractions)
     if not isinstance(epochs, int) or epochs < 1: raise GlamError(f'data_curve: epochs must be a positive whole number, got {epochs!r}')
     if budget not in _BUDGETS: raise GlamError(f'data_curve: budget is one of {", ".join(_BUDGETS)}, not {budget!r}')
     if goal is not None and not 0 <= goal < 1: raise GlamError(f'data_curve: goal is an error rate in [0, 1), got {goal!r}')
-    rows, correct, y_valid, longer = [], [], None, None
+    rows, correct, y_valid, longer, const = [], [], None, None, None
     with _fresh_models(self, settings, seed, 'data_curve') as (dls0, train):
         ds = dls0.train.dataset
         codes, vocab = _train_codes(ds), list(getattr(dls0, 'vocab', []))
@@ -378,8 +404,12 @@ def data_curve(self:Learner,
                                  seconds=time.perf_counter() - t0, **({} if gid is None else dict(n_groups=len(np.unique(gid[idx]))))))
                 correct.append(ok_v)
                 if pb is not None: pb.comment = f'{len(idx)} items: valid error {k/n:.1%}'
-            if check_longer and len(rows) > 1 and DataCurveReport(pd.DataFrame(rows), None, correct).verdict != 'still falling':
-                # a flat (or rising) curve may be the step budget talking: is the largest run still learning from its items?
+                if const is None:   # always the commonest training class: what a model that learned nothing scores
+                    c = int(np.bincount(codes).argmax())
+                    const = (vocab[c] if c < len(vocab) else str(c), y_valid == c)
+            if (check_longer and len(rows) > 1
+                and DataCurveReport(pd.DataFrame(rows), None, correct, constant=const).verdict != 'still falling'):
+                # a curve not falling (flat, rising, at chance) may be the step budget talking: is the largest run still learning?
                 if pb is not None: pb.comment = f'not falling: the largest run again, twice as long ({2*epochs} epochs), to check training'
                 t0 = time.perf_counter()
                 l = train(subsets[-1], len(ds) if budget == 'steps' else len(subsets[-1]), 2*epochs)
@@ -393,7 +423,7 @@ def data_curve(self:Learner,
     for r, ok in zip(rows, correct):
         wrong, cnt = np.bincount(y_valid, weights=~ok, minlength=len(names)), np.bincount(y_valid, minlength=len(names))
         pc[f'valid_error@{r["n_train"]}'] = np.where(cnt > 0, wrong/np.maximum(cnt, 1), np.nan)
-    return DataCurveReport(runs, pc, correct, goal=goal, budget=budget, group=group, group_hint=hint, longer=longer)
+    return DataCurveReport(runs, pc, correct, goal=goal, budget=budget, group=group, group_hint=hint, longer=longer, constant=const)
 
 def _train_groups(ds, group):
     "The `group` value of each training item of `ds`, from the rows of its collection table"
@@ -414,7 +444,7 @@ def _fractions_arg(s):
     (('--budget',), dict(default='steps', choices=list(_BUDGETS), help='steps: the same steps for every run (default); epochs: the same passes')),
     (('--goal',), dict(type=float, default=None, help='the error you aim for (e.g. 0.05): items it would take if the trend held')),
     (('--group',), dict(default=None, metavar='COLUMN', help="a column whose items come together (a volume's pages, an album, a box): draw whole groups")),
-    (('--no-check-longer',), dict(action='store_true', help='a flat or rising curve: do not train the largest run again twice as long to check the runs are trained enough')),
+    (('--no-check-longer',), dict(action='store_true', help='a curve not falling: do not train the largest run again twice as long to check the runs are trained enough')),
     *_model_args('also save the curve to this file'),
 ])
 def curve_command(ns) -> int:

@@ -17,20 +17,29 @@ SIZE = 16  # the `digits` fixture (conftest.py) makes 16 px images
 def cached(df, tmp, **kw): return cached_dls(df, size=SIZE, bs=32, cache_dir=tmp/'cache', progress=False, **kw)
 
 
-def test_labels_that_say_nothing_give_a_flat_curve(digits):
-    "Training labels shuffled: more items cannot help, and the report must not promise that they will"
+def test_labels_that_say_nothing_give_a_curve_at_chance(digits):
+    "Training labels shuffled: more items cannot help; the report must not promise that they will, nor call for a bigger model"
     tmp, df = digits
     bad = df.copy(); bad.attrs = dict(df.attrs)
     tr = bad.split == 'train'
     bad.loc[tr, 'label'] = np.random.default_rng(0).permutation(bad.loc[tr, 'label'].to_numpy())
     rep = defaults_learner(cached(bad, tmp)).data_curve(epochs=4, goal=0.02, progress=False)
     assert (rep.runs.valid_error > 0.75).all(), rep.runs  # chance is 90 %
-    assert rep.verdict == 'flat' and rep.evidence is None, rep.summary
+    assert rep.verdict == 'at chance' and rep.at_chance and rep.evidence is None, rep.summary
     assert np.isnan(rep.n_for_goal) and np.isnan(rep.next_doubling)
-    assert 'no sign that more labelled items' in rep.summary and 'lower bound' not in rep.summary
-    # flat, so the largest run was trained again twice as long: on labels that say nothing that cannot help, and must not be called short of training
+    assert 'troubleshoot' in rep.summary and 'should help' not in rep.summary and 'bigger model' not in rep.summary
+    # not falling, so the largest run was trained again twice as long: on labels that say nothing that cannot help
     assert rep.longer['epochs'] == 8 and rep.undertrained is False and rep.longer_error > 0.75, rep.summary
     assert 'Not for want of training' in rep.summary and 'short of training' not in rep.summary
+
+
+def test_barely_trained_is_at_chance_and_short_of_training(digits):
+    "A learning rate of 3e-5 for one epoch's steps: no better than always one digit, and the check says training is why"
+    tmp, df = digits
+    rep = defaults_learner(cached(df, tmp)).data_curve(epochs=1, settings={'lr': 3e-5}, progress=False)
+    assert rep.verdict == 'at chance' and rep.undertrained is True, rep.summary
+    assert rep.longer_error < rep.runs.valid_error.iloc[-1] - 0.05 and 'It is short of training' in rep.summary
+    assert 'data_curve(epochs=2)' in rep.summary and 'Look for the bug' not in rep.summary
 
 
 def test_same_seed_same_curve_and_epochs_budget(digits):
