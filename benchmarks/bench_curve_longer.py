@@ -2,16 +2,17 @@
 
 Every run of a learning curve gets the same modest budget of steps. A model still learning from the items it has gains
 little from more of them, so a curve drawn with runs that are too short looks flat, and "flat" reads as "do not label
-more". A flat or rising curve is therefore checked (`check_longer=True`): the largest run again, twice as long, from
-the same start; if that alone lowers valid error (McNemar's paired test), the report says the runs are short of
-training and to draw the curve again with longer runs. Measured here, for each case and seed:
-  - the verdict, whether the check ran and whether it called the runs short of training;
+more". A curve that is not falling (flat, rising, at chance) is therefore checked (`check_longer=True`): the largest
+run again, twice as long, from the same start; if that alone lowers valid error (McNemar's paired test), the report
+says the runs are short of training and to draw the curve again with longer runs. Measured here, for each case and seed:
+  - the verdict (with "at chance": the largest run no better than always the commonest class, paired), whether the
+    check ran and whether it called the runs short of training;
   - what following the advice gives: the curve drawn again with the check's epochs (its verdict);
   - what the check costs: its run's seconds over the curve's seconds without it (plain fastai has no learning curve
     to compare with; `bench_curve.py` compares the curve itself with one written by hand).
 Cases: scikit-learn's digits at 16 px, LeNet-like, learning rate 1e-4 for 2 epochs' steps (runs too short: planted);
-the same digits with shuffled training labels, 4 epochs (nothing to learn: longer training cannot help, no flag
-allowed); the digits with the defaults for 8 epochs (the notebook's curve); `volume_collection` (192 volumes of 8
+the same digits with shuffled training labels, 4 epochs (nothing to learn: the curve should be at chance, and
+longer training cannot help: no "short of training" allowed); the digits with the defaults for 8 epochs (the notebook's curve); `volume_collection` (192 volumes of 8
 pages, split by volume) drawn page by page at 10 epochs' steps, where `bench_curve_volumes.py` found the curve flat
 in 5 of 8 collections while labelling twice the volumes did help.
 
@@ -40,6 +41,7 @@ def one(case, seed, make, fractions, epochs, settings=None):
     set_seed(seed, reproducible=True)
     rep = defaults_learner(make()).data_curve(fractions, epochs=epochs, settings=settings, seed=seed, progress=False)
     r = dict(case=case, seed=seed, epochs=epochs, verdict=rep.verdict, errors=' '.join(f'{e:.3f}' for e in rep.runs.valid_error),
+             constant_error=rep.constant_error, constant_p=rep.constant_p,
              checked=rep.longer is not None, short=bool(rep.undertrained), longer_error=rep.longer_error,
              fixed=rep.longer_fixed, broken=rep.longer_broken, p=rep.longer_p, curve_s=float(rep.runs.seconds.sum()),
              check_s=rep.longer['seconds'] if rep.longer else 0.)
@@ -84,16 +86,17 @@ def main():
         'seeds': g.size(),
         'flat': g.verdict.apply(lambda v: int((v == 'flat').sum())),
         'rising': g.verdict.apply(lambda v: int((v == 'rising').sum())),
+        'at chance': g.verdict.apply(lambda v: int((v == 'at chance').sum())),
         'checked': g.checked.sum().astype(int),
         'called short': g.short.sum().astype(int),
         'again: still falling': g.apply(lambda d: int((d.get('again_verdict', pd.Series(dtype=object)) == 'still falling').sum())),
         'check / curve time (median)': g.apply(lambda d: d.check_over_curve[d.checked].median() if d.checked.any() else float('nan')),
     })
     txt = (f'data_curve check_longer; {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; total '
-           f'{time.perf_counter() - t0:.0f} s\n\nper case: verdicts; how many curves the check ran on (flat or rising) and called short '
+           f'{time.perf_counter() - t0:.0f} s\n\nper case: verdicts; how many curves the check ran on (not falling) and called short '
            'of training; of those, how many were still falling when drawn again with the check\'s epochs (the advice followed); '
            'the check\'s run time over the curve\'s\n' + summ.to_string(float_format=fmt)
-           + '\n\nper curve (errors: valid error at each size; longer_error: the largest run trained twice as long; fixed/broken/p: '
+           + '\n\nper curve (errors: valid error at each size; constant_error/p: always the commonest training class, and the paired test of the largest run against it; longer_error: the largest run trained twice as long; fixed/broken/p: '
            'its paired test against the largest run; again_*: the curve drawn again with twice the epochs)\n'
            + t.drop(columns=['curve_s', 'check_s']).to_string(index=False, float_format=fmt) + '\n')
     print(txt)
