@@ -383,6 +383,7 @@ def data_curve(self:Learner,
     with _fresh_models(self, settings, seed, 'data_curve') as (dls0, train):
         ds = dls0.train.dataset
         codes, vocab = _train_codes(ds), list(getattr(dls0, 'vocab', []))
+        names = vocab if len(vocab) else [str(c) for c in range(int(codes.max()) + 1)]
         groups = _train_groups(ds, group) if group is not None else None
         fr, subsets = _distinct_sizes(fr, nested_subsets(codes, fr, seed, groups=groups))
         gid = _group_ids(groups) if groups is not None else None
@@ -406,7 +407,7 @@ def data_curve(self:Learner,
                 if pb is not None: pb.comment = f'{len(idx)} items: valid error {k/n:.1%}'
                 if const is None:   # always the commonest training class: what a model that learned nothing scores
                     c = int(np.bincount(codes).argmax())
-                    const = (vocab[c] if c < len(vocab) else str(c), y_valid == c)
+                    const = (names[c], y_valid == c)
             if (check_longer and len(rows) > 1
                 and DataCurveReport(pd.DataFrame(rows), None, correct, constant=const).verdict != 'still falling'):
                 # a curve not falling (flat, rising, at chance) may be the step budget talking: is the largest run still learning?
@@ -418,7 +419,6 @@ def data_curve(self:Learner,
             if len(rows) < 2: raise
             warnings.warn(f'data_curve interrupted: the report holds the {len(rows)} runs that finished')
     runs = pd.DataFrame(rows)
-    names = vocab if len(vocab) else [str(c) for c in range(int(codes.max()) + 1)]
     pc = pd.DataFrame({'n_train': np.bincount(codes, minlength=len(names))}, index=pd.Index(names, name='class'))
     for r, ok in zip(rows, correct):
         wrong, cnt = np.bincount(y_valid, weights=~ok, minlength=len(names)), np.bincount(y_valid, minlength=len(names))
