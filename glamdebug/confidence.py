@@ -14,6 +14,7 @@ from .core import *
 from .preds import Preds
 from .evaluate import _check_error
 from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, _check_split
+from .debug import _seen_groups, _seen_text, _seen_fields
 
 # %% auto #0
 __all__ = ['error_upper', 'min_items', 'risk_coverage', 'certify', 'calibration_bins', 'ece', 'scale_temperature',
@@ -144,8 +145,9 @@ def _verdict(err, lo, hi, goal, n_acc):
 class ConfidenceReport(Report):
     "A confidence threshold certified on one split, checked on the others; coverage per error target and per class; calibration"
     max_rows = 30
-    def __init__(self, preds:Preds, others=(), goal:float=None, alpha:float=0.05, bins:int=15):
+    def __init__(self, preds:Preds, others=(), goal:float=None, alpha:float=0.05, bins:int=15, seen:dict=None):
         self.preds, self.others, self.goal, self.alpha = preds, [o for o in others if o is not None], goal, alpha
+        self.seen = seen or None
         self.split = preds.split or 'valid'
         self.title = f'Confidence on {self.split}' + (f' (goal {_pc(goal)})' if goal is not None else '')
         conf, _, ok = _conf(preds)
@@ -159,7 +161,8 @@ class ConfidenceReport(Report):
         self.calibration = self._calibration(bins)
         super().__init__(summary=self._summary_text(), table=self.splits if self.splits is not None else self.targets,
                          extra=dict(split=self.split, goal=goal, alpha=alpha, threshold=self.threshold, temperature=self.temperature,
-                                    coverage=self.coverage, min_items=min_items(goal, alpha) if goal is not None else None))
+                                    coverage=self.coverage, min_items=min_items(goal, alpha) if goal is not None else None,
+                                    **_seen_fields(self.seen)))
 
     @property
     def coverage(self):
@@ -259,6 +262,7 @@ class ConfidenceReport(Report):
                 elif r2.verdict == 'above goal, within chance':
                     out.append(f'On {sp} it sorts {_pc(r2["share sorted"])} with {_pc(r2["error sorted"])} error, above the goal but within chance '
                                f'on {int(r2.sorted)} items (95 % interval {_pc(r2.lo)}–{_pc(r2.hi)}).')
+        if self.seen: out.insert(1, self._seen_line())
         if len(self.calibration):
             c = self.calibration.iloc[0]; T = self.temperature
             gap = c.confidence - c.accuracy
@@ -270,6 +274,13 @@ class ConfidenceReport(Report):
                               'Underconfidence usually means undertraining or strong regularisation (label smoothing, heavy dropout or weight decay).'))
             else: out.append(f'Its probabilities are close to calibrated on {s} (ECE {100*c.ECE:.1f} points).')
         return '\n'.join(out)
+
+    def _seen_line(self):
+        d, s = self.seen, self.split
+        c = d['column']
+        return (f"{'But ' if self.threshold is not None else ''}{_seen_text(d)}: a threshold certified on {s} holds for items whose `{c}` "
+                f"training holds, not for items of a new one, on which models err more. For those, draw {s} whole ones at a time "
+                f"(`split_collection(df, group={c!r})`), train again and certify on it.")
 
     def plot(self, figsize=None):
         "The risk–coverage curve of every split (the certified bound, the goal, the threshold), the reliability diagram and the share sorted per class"
@@ -314,7 +325,9 @@ def confidence_report(preds:Preds, # predictions on the split that certifies the
                       goal:float=None, # the error the sorted items may have at most (a fraction)
                       others=(), # predictions on other splits, each checked at the threshold
                       alpha:float=0.05, # 1 - the confidence of the certificate
-                      bins:int=15) -> ConfidenceReport:
+                      bins:int=15,
+                      seen:dict=None, # `dict(column, items, n, what)`: how many of `preds`' items share their volume with training items (`Learner.confidence_report` finds it)
+                     ) -> ConfidenceReport:
     "A `ConfidenceReport` from saved predictions: the certified threshold, its check on `others`, coverage per target and class, calibration"
     if goal is not None:
         goal = _check_error('goal', goal, True)
@@ -323,7 +336,7 @@ def confidence_report(preds:Preds, # predictions on the split that certifies the
     for o in listify(others):
         if not isinstance(o, Preds): raise GlamError(f'others must be `Preds` (learn.get_split_preds), got {type(o).__name__}')
         if o.vocab != preds.vocab: raise GlamError(f'the predictions on {o.split} have another vocab than {preds.split}\'s')
-    return ConfidenceReport(preds, listify(others), goal, alpha, bins)
+    return ConfidenceReport(preds, listify(others), goal, alpha, bins, seen)
 
 # %% ../nbs/18_confidence.ipynb #c0026
 def _held_out_splits(learn, split):
@@ -345,7 +358,7 @@ def confidence_report(self:Learner, goal:float=None, # the error the sorted item
     with (contextlib.nullcontext() if progress else self.no_bar()):
         p = self.get_split_preds(split)
         ps = [self.get_split_preds(o) for o in others]
-    return confidence_report(p, goal, ps, alpha=alpha, bins=bins)
+    return confidence_report(p, goal, ps, alpha=alpha, bins=bins, seen=_seen_groups(self, split))
 
 # %% ../nbs/18_confidence.ipynb #c0030
 def _triage_files(items, fn_col='fname', root=None, who='triage'):

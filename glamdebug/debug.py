@@ -808,10 +808,14 @@ def _group_leaks(learn, group) -> dict:
     _need_columns(df, [group], 'check_leakage')
     g, s = df[group].to_numpy(dtype=object), df[col.split_col].astype(str).to_numpy()
     train = 'train' if 'train' in s else s[0]
-    held = pd.notna(g) & (s == train)
-    hit = (s != train) & pd.Series(g).isin(set(g[held])).to_numpy() & pd.notna(g)
+    hit = _shares_train_group(g, s, train)
     a = groups_across_splits(df, group, col.split_col)
     return dict(n_items=int(hit.sum()), n_other=int((s != train).sum()), groups=a, n_groups=int(pd.Series(g).nunique()), train=train)
+
+def _shares_train_group(g, s, train) -> np.ndarray:
+    "Per row of group values `g` and split names `s`: held out of `train`, with a group value (not missing) that a row of `train` also has"
+    ok = pd.notna(g)
+    return (s != train) & ok & pd.Series(g).isin(set(g[ok & (s == train)])).to_numpy()
 
 def _group_like(learn, train:str='train', min_share:float=0.2) -> list:
     "Columns of the collection table that look like groups of items belonging together (a volume, an album, a box): many values (at least 10 and twice the classes), a few rows each, a group's rows mostly of one class, and at least `min_share` of the groups in train and another split; `[(column, evidence)]`"
@@ -838,6 +842,27 @@ def _group_like(learn, train:str='train', min_share:float=0.2) -> list:
 def _group_like_what(e:dict) -> str:
     "How a column looks like groups, in words, from its `_group_like` evidence `e`"
     return f"{e['values']} values of {e['median_rows']:g} items (median), {e['one_class_share']:.0%} of a group's items of one class on average"
+
+def _seen_groups(learn:Learner, split:str=None) -> dict:
+    "The items of held-out `split` (default: the one the loaders validate on) whose volume (a column of the collection table that looks like one, as `check_leakage` finds it) training also holds: `dict(column, items, n, what, split)`, or `None` (no collection, no such column, or none of them)"
+    col = getattr(learn.dls, 'collection', None)
+    if col is None or col.split_col is None: return None
+    split = col.valid if split is None else split
+    if not isinstance(split, str) or split == col.train: return None
+    like = _group_like(learn, col.train)
+    if not like: return None
+    c, e = like[0]
+    s = col.df[col.split_col].astype(str).to_numpy()
+    hit = _shares_train_group(col.df[c].to_numpy(dtype=object), s, col.train) & (s == split)
+    return dict(column=c, items=int(hit.sum()), n=int((s == split).sum()), what=_group_like_what(e), split=split) if hit.any() else None
+
+def _seen_text(d:dict) -> str:
+    "`_seen_groups`' finding `d` in words"
+    return f"{d['items']} of the {d['n']} {d['split']} items share their `{d['column']}` with training items (the column looks like volumes: {d['what']})"
+
+def _seen_fields(d:dict) -> dict:
+    "`_seen_groups`' finding `d` (or `None`) as a report's `to_dict` fields"
+    return dict(seen_column=d['column'] if d else None, seen_items=d['items'] if d else 0)
 
 @_guarded
 def check_leakage(learn:Learner, max_dist:int=4, # bits of difference hash that still count as a near duplicate

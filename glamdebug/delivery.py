@@ -15,6 +15,7 @@ from .confidence import fit_temperature, scale_temperature, _read_new, _files_dl
 from .preds import _split_key, weights_fingerprint
 from .shift import _capture_pass, _pass, domain_scores, compare_stats, compare_files, _STATS
 from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, _check_split
+from .debug import _seen_groups, _seen_text, _seen_fields
 
 # %% auto #0
 __all__ = ['atc_error', 'class_shares', 'sample_size', 'DeliveryReport', 'BoxesReport', 'delivery_command']
@@ -62,8 +63,10 @@ class DeliveryReport(Report):
     "A new, unlabelled delivery against the split the model was validated on: what differs, what error to expect, what to label"
     table_view = dict(order='what differs first', where='`.table`')
     def __init__(self, ref, new_probs, items:pd.DataFrame, stats:pd.DataFrame, files:pd.DataFrame, auc:float,
-                 temperature:float, min_auc:float=0.7, alpha:float=0.05, margin:float=0.05, name:str='delivery'):
+                 temperature:float, min_auc:float=0.7, alpha:float=0.05, margin:float=0.05, name:str='delivery',
+                 seen:dict=None): # `_seen_groups`' finding: reference items that share their volume with training items
         self.ref, self.new_probs, self.items, self.stats, self.files, self.auc = ref, new_probs, items, stats, files, auc
+        self.seen = seen or None
         self.temperature, self.min_auc, self.alpha, self.margin, self.name = temperature, min_auc, alpha, margin, name
         self.title = f'Delivery {name} against {ref.split}'
         k = ref.k
@@ -89,7 +92,8 @@ class DeliveryReport(Report):
         super().__init__(summary=self._summary_text(), table=self._checks(),
                          extra=dict(reference=ref.split, auc=auc, verdict=self.verdict, atc=self.atc,
                                     reference_error=ref.error, n_sample=self.n_sample, differs=self.differs, files_differ=self.files_differ,
-                                    read=int(len(nc)), unreadable=self.n_unreadable))
+                                    read=int(len(nc)), unreadable=self.n_unreadable,
+                                    **_seen_fields(self.seen)))
 
     @property
     def n_unreadable(self): return int((self.items.reason != '').sum())
@@ -184,7 +188,14 @@ class DeliveryReport(Report):
             s.append(f'It looks like {ref.split}: the features cannot tell them apart (AUC {self.auc:.2f}), the images, files and predicted '
                      f"classes are alike. Expect about {ref.split}'s error, {_pc(ref.error)} ({est}). "
                      f'A random sample of {self.n_sample} (`report.sample()`) would confirm it within ± {100*self.margin:g} points.')
+        if self.seen and v != 'differs': s.append(self._seen_line())   # differs: its error was not read from the reference's anyway
         return ' '.join(s)
+
+    def _seen_line(self):
+        c = self.seen['column']
+        return (f"But {_seen_text(self.seen)}: {self.ref.split}'s error is that of items whose `{c}` training holds, and a delivery of new ones "
+                f"will likely err more than {_pc(self.ref.error)}. Label the sample before trusting that figure; "
+                f"`split_collection(df, group={c!r})` draws a {self.ref.split} split that measures new ones.")
 
     def _short(self, t): return _short_files(t, self.items.file)
 
@@ -293,7 +304,7 @@ def delivery_report(self:Learner, items, # a folder of images, image files, or a
             size = np.maximum(stats.smd.abs(), stats.get('smd_within_class', pd.Series(0., index=stats.index)).abs())
             stats.loc[(stats.verdict == 'differs') & (size < min_smd), 'verdict'] = 'slightly'
         files = compare_files(rp, np_) if rp is not None and np_ is not None and len(rp) and len(np_) else None
-    return DeliveryReport(ref, probs, out, stats, files, auc, T, min_auc=min_auc, margin=margin, name=name)
+    return DeliveryReport(ref, probs, out, stats, files, auc, T, min_auc=min_auc, margin=margin, name=name, seen=_seen_groups(self, reference))
 
 # %% ../nbs/20_delivery.ipynb #c0020
 class BoxesReport(Report):
@@ -318,6 +329,8 @@ class BoxesReport(Report):
                 f"{'it' if n_diff == 1 else 'them'}. " if n_diff else f'None differs from {reference}. ')
              + (f"{int((t.verdict == 'other class mix').sum())} hold other shares of the classes. " if (t.verdict == 'other class mix').any() else '')
              + f'Each box is a test: with many boxes, expect a false alarm now and then (1 in 120 unchanged halves in `benchmarks/bench_delivery.py`).')
+        seen = next((r for r in reports.values() if r.seen), None)
+        if seen is not None: s += ' ' + seen._seen_line()
         super().__init__(summary=s, table=t)
     def __getitem__(self, box): return self.reports[box]
     def plot(self, figsize=None):

@@ -18,7 +18,7 @@ from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
 from fastai.torch_core import set_seed
 from .core import *
 from .models import defaults_learner, _model_args, _collection_learner, _save_plot
-from .debug import preserved
+from .debug import preserved, _seen_groups, _seen_text, _seen_fields
 from .preds import weights_fingerprint
 
 # %% auto #0
@@ -272,8 +272,10 @@ class TuneReport(Report):
     "Trials of `tune_search`, best first: settings, losses, valid error; measured against expected sensitivity; ranges by round"
     title = 'Tuning (random search, coarse to fine)'
     table_view = dict(order='best first', where='`.table`')
-    def __init__(self, trials, space, spaces, epochs, n_valid, base, learn=None, method='random', seed=0, keep=0.3, fingerprint=None):
+    def __init__(self, trials, space, spaces, epochs, n_valid, base, learn=None, method='random', seed=0, keep=0.3, fingerprint=None,
+                 seen:dict=None): # `_seen_groups`' finding: valid items that share their volume with training items
         store_attr('trials,space,spaces,epochs,n_valid,base,method,seed,keep,fingerprint')
+        self.seen = seen or None
         self.ranges = pd.DataFrame([dict(round=i + 1, **{k: repr(r) for k, r in sp.items()}) for i, sp in enumerate(spaces)]).set_index('round')
         self.learn = learn
         self.sensitivity, self.noise = _sensitivity(trials, space, n_valid)
@@ -307,6 +309,11 @@ class TuneReport(Report):
             s += (f' Measured to matter here: {", ".join(top.index)}.' if len(top) else
                   f' No setting moved the valid error further than shuffled trials do ({len(self.trials[self.trials["round"] == 1])} '
                   f'trials in round 1; one valid error is ±{self.noise:.1%}): run more trials, or more epochs.')
+        if self.seen:
+            c = self.seen['column']
+            s += (f' But {_seen_text(self.seen)}: the trials were ranked on items whose `{c}` training holds; their errors flatter (items of a new '
+                  f'one err more), and the ranking may favour settings that remember a `{c}` over settings that carry to new ones. Tune on a '
+                  f'valid split drawn whole ones at a time (`split_collection(df, group={c!r})`).')
         if any(SENSITIVITY.level(k) == 'high' for k in self.space):
             s += " Next: tune the medium ones from the best (`learn.tune('medium', base=report.best)`), then `report.train(epochs)`."
         else: s += ' Next: `report.train(epochs)` trains a new learner with these settings for longer.'
@@ -344,7 +351,8 @@ class TuneReport(Report):
         rs = 'Ranges by round' if self.method != 'bayes' else 'Ranges by round (Bayesian rounds propose over all of them)'
         return [('Sensitivity: expected vs measured (round 1)', self.sensitivity), (rs, self.ranges)]
     def to_dict(self):
-        d = super().to_dict(); d.update(best=_jsonable_best(self.best), base=_jsonable_best(self.base), noise=self.noise, method=self.method)
+        d = super().to_dict(); d.update(best=_jsonable_best(self.best), base=_jsonable_best(self.base), noise=self.noise, method=self.method,
+                                        **_seen_fields(self.seen))
         return d
     def plot(self, figsize=None):
         "Valid error against each setting's value, one panel per setting, coloured by round; the best trial ringed"
@@ -534,7 +542,7 @@ def tune_search(learn:Learner, # the learner to tune (left as it was)
     for _ in it: pass
     trials = pd.DataFrame(rows)
     return TuneReport(trials, space, spaces, epochs, n_valid, base, learn=learn, method=method, seed=seed, keep=keep,
-                      fingerprint=fingerprint)
+                      fingerprint=fingerprint, seen=_seen_groups(learn))
 
 def _next_plan(rnd, method, space, cur, rows, keep, n_trials, rng):
     "Round `rnd`: `(plan, ranges)`, Bayesian placeholders over the whole space, or random samples where the best trials were"

@@ -157,3 +157,23 @@ def test_command(digits, tmp_path, cli):
                       (('--goal', 5), '5 % is 0.05'), (('--split', 'tset'), 'tset')]:
         r = cli('confidence', root, '--epochs', 1, '--size', SIZE, *args)
         assert r.returncode != 0 and msg in r.stderr and 'Training' not in r.stdout, (args, r.stdout, r.stderr)
+
+
+def test_valid_drawn_page_by_page_is_named(tmp_path, cli):
+    "Valid drawn page by page from bound volumes: the command's report says its threshold holds for the volumes training holds, with the count; drawn whole volumes at a time, it says nothing"
+    from glamdebug.samples import volume_collection
+    from glamdebug.data import split_collection
+    root = volume_collection(tmp_path/'vols', n_volumes=48, pages=6, new_volumes=12)
+    raw = pd.read_csv(root/'collection.csv')
+    for group in (None, 'volume'):
+        d = split_collection(raw, group=group, verbose=False)
+        d.to_csv(root/'split.csv', index=False)
+        r = cli('confidence', root/'split.csv', '--goal', 0.2, '--epochs', 1, '--json')
+        assert r.returncode == 0, r.stderr
+        j = json.loads(r.stdout)
+        seen = int(d[d.split == 'valid'].volume.isin(set(d[d.split == 'train'].volume)).sum())
+        if group is None:
+            assert seen > 0 and j['seen_items'] == seen and j['seen_column'] == 'volume'
+            assert f"{seen} of the {(d.split == 'valid').sum()} valid items share their `volume`" in j['summary']
+            assert "split_collection(df, group='volume')" in j['summary']
+        else: assert seen == 0 and j['seen_items'] == 0 and j['seen_column'] is None and 'share their' not in j['summary']
