@@ -860,6 +860,18 @@ def _seen_text(d:dict) -> str:
     "`_seen_groups`' finding `d` in words"
     return f"{d['items']} of the {d['n']} {d['split']} items share their `{d['column']}` with training items (the column looks like volumes: {d['what']})"
 
+def _table_groups(learn:Learner, items) -> tuple:
+    "`(column, values)`: for each of `items` (file names as a loader lists them), its value in the collection table's column that looks like volumes (`_group_like`, whatever the split; `None` for an item the table lacks); `None` without such a column"
+    col = getattr(learn.dls, 'collection', None)
+    if col is None or items is None: return None
+    like = _group_like(learn, col.train, min_share=0.)
+    if not like: return None
+    c = like[0][0]
+    names, vals = col.df[col.fn_col].astype(str).tolist(), col.df[c].tolist()
+    m = dict(zip(names, vals))
+    m.update(zip((os.path.normpath(os.path.join(str(col.path or ''), n)) for n in names), vals))
+    return c, np.array([m.get(str(i), m.get(os.path.normpath(str(i)))) for i in items], dtype=object)
+
 def _seen_fields(d:dict) -> dict:
     "`_seen_groups`' finding `d` (or `None`) as a report's `to_dict` fields"
     return dict(seen_column=d['column'] if d else None, seen_items=d['items'] if d else 0)

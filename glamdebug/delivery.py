@@ -15,7 +15,7 @@ from .confidence import fit_temperature, scale_temperature, _read_new, _files_dl
 from .preds import _split_key, weights_fingerprint
 from .shift import _capture_pass, _pass, domain_scores, compare_stats, compare_files, _STATS
 from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, _check_split
-from .debug import _seen_groups, _seen_text, _seen_fields
+from .debug import _seen_groups, _seen_text, _seen_fields, _table_groups
 
 # %% auto #0
 __all__ = ['atc_error', 'class_shares', 'sample_size', 'DeliveryReport', 'BoxesReport', 'delivery_command']
@@ -267,6 +267,14 @@ def _new_files_pass(learn, fs, ok, bs=None, who='delivery_report', files:bool=Tr
     if len(probs) != len(ok): raise GlamError(f'{len(ok)} readable files but {len(probs)} predictions: the loader dropped some')
     return probs.float(), st, feats, props
 
+def _groups(learn, ref, items, fs, ok):
+    "`(ga, gb)` for `domain_scores`: the reference items' volumes (the collection table's column that looks like volumes) and the delivery's (that column of a table of rows, else each file's folder); `(None, None)` without such a column"
+    t = _table_groups(learn, ref.items)
+    if t is None: return None, None
+    c, ga = t
+    if isinstance(items, pd.DataFrame) and c in items.columns: return ga, items[c].to_numpy(dtype=object)[ok]
+    return ga, np.array([str(Path(fs[i]).parent) for i in ok], dtype=object)
+
 @patch
 def delivery_report(self:Learner, items, # a folder of images, image files, or a DataFrame with a file-name column
                     reference='valid', # the split the model was validated on
@@ -297,7 +305,8 @@ def delivery_report(self:Learner, items, # a folder of images, image files, or a
         out.loc[ok, 'confidence'] = conf.numpy()
         rpred, npred = ref.preds.numpy(), pred.numpy()
         if rf is not None and nf is not None:
-            auc, sc = domain_scores(rf.numpy(), nf.numpy(), max_items=max_items, la=rpred, lb=npred, to_b=True)
+            ga, gb = _groups(self, ref, items, fs, ok)
+            auc, sc = domain_scores(rf.numpy(), nf.numpy(), max_items=max_items, la=rpred, lb=npred, to_b=True, ga=ga, gb=gb)
             out.loc[ok, 'unlike'] = sc
         stats = compare_stats(rs, ns, ref_labels=rpred, new_labels=npred) if len(rs) and len(ns) else None
         if stats is not None and len(stats):   # a delivery differs by a visible amount, not by the small gaps two samples of one scanner show

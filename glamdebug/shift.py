@@ -17,6 +17,7 @@ from fastai.torch_core import TensorImage
 from .core import *
 from .preds import Preds, _resolve_dl, _items
 from .data import image_properties, _prop_str
+from .debug import _table_groups
 
 # %% auto #0
 __all__ = ['image_stats', 'error_gap_test', 'domain_auc', 'domain_scores', 'compare_stats', 'compare_files', 'TrainOnly',
@@ -120,12 +121,22 @@ def _class_weights(la, lb, to_b=False):
     wb = np.where(np.isin(lb, la), 1/len(lb), 0.)
     return np.r_[wa, wb]
 
-def _domain(a, b, max_items, seed, la, lb, fit_rest=True, to_b=False):
+def _folds(y, groups, seed, k=5):
+    "`k` stratified folds of labels `y`; whole groups at a time where `groups` names one per row (a missing value: a group of its own) and each side holds `k` groups or more"
+    from sklearn.model_selection import StratifiedKFold, StratifiedGroupKFold
+    if groups is not None:
+        codes = pd.factorize(pd.Series(groups, dtype=object))[0]
+        lone = codes < 0
+        codes[lone] = codes.max() + 1 + np.arange(lone.sum())
+        if min(len(np.unique(codes[y == 0])), len(np.unique(codes[y == 1]))) >= k:
+            return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, codes))
+    return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+def _domain(a, b, max_items, seed, la, lb, fit_rest=True, to_b=False, ga=None, gb=None):
     "`domain_scores`; without `fit_rest` the rows of `b` it did not fit on stay NaN (no final fit)"
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     from sklearn.pipeline import make_pipeline
-    from sklearn.model_selection import StratifiedKFold
     from sklearn.metrics import roc_auc_score
     rng = np.random.default_rng(seed)
     a, b = [np.asarray(o, dtype=np.float64) for o in (a, b)]
@@ -134,13 +145,15 @@ def _domain(a, b, max_items, seed, la, lb, fit_rest=True, to_b=False):
     w = _class_weights(np.asarray(la)[ia], np.asarray(lb)[ib], to_b) if la is not None and lb is not None else np.ones(len(ia) + len(ib))
     X, y = np.concatenate([a[ia], b[ib]]), np.r_[np.zeros(len(ia)), np.ones(len(ib))]
     rows_b = np.r_[np.full(len(ia), -1), ib]   # the row of `b` each row of X is (-1: a row of `a`)
-    X, y, w, rows_b = X[w > 0], y[w > 0], w[w > 0], rows_b[w > 0]
+    g = np.r_[np.asarray(ga, dtype=object)[ia], np.asarray(gb, dtype=object)[ib]] if ga is not None and gb is not None else None
+    keep = w > 0
+    X, y, w, rows_b, g = X[keep], y[keep], w[keep], rows_b[keep], g[keep] if g is not None else None
     if min((y == 0).sum(), (y == 1).sum()) < 10: return float('nan'), scores
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     p = np.zeros(len(y))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(X, y):
+        for tr, te in _folds(y, g, seed):
             clf.fit(X[tr], y[tr], logisticregression__sample_weight=w[tr]*len(tr)/w[tr].sum())
             p[te] = clf.predict_proba(X[te])[:, 1]
         scores[rows_b[y == 1]] = p[y == 1]
@@ -151,17 +164,19 @@ def _domain(a, b, max_items, seed, la, lb, fit_rest=True, to_b=False):
     return float(roc_auc_score(y, p, sample_weight=w)), scores
 
 def domain_auc(a, b, max_items=2000, seed=0,
-               la=None, lb=None): # the class of each row: each class then weighs the same in both splits (label shift alone gives 0.5)
+               la=None, lb=None, # the class of each row: each class then weighs the same in both splits (label shift alone gives 0.5)
+               ga=None, gb=None): # the group of each row (its volume, box, folder): the folds then take whole groups, so that a group's own look cannot tell the splits apart
     "Cross-validated AUC of a logistic regression telling rows of `a` from rows of `b` (0.5: indistinguishable)"
-    return _domain(a, b, max_items, seed, la, lb, fit_rest=False)[0]
+    return _domain(a, b, max_items, seed, la, lb, fit_rest=False, ga=ga, gb=gb)[0]
 
 def domain_scores(a, b, max_items=2000, seed=0,
                   la=None, lb=None, # the class of each row, as for `domain_auc`
-                  to_b:bool=False): # weigh `a`'s classes to `b`'s shares rather than every class the same (for predicted classes)
+                  to_b:bool=False, # weigh `a`'s classes to `b`'s shares rather than every class the same (for predicted classes)
+                  ga=None, gb=None): # the group of each row, as for `domain_auc`
     """`(auc, scores)`: `domain_auc`, and for every row of `b` the probability the classifier gives that the row is from
     `b`: out of fold for the rows it was fitted on, from a fit on all of those for the rest (rows beyond `max_items`, of
     classes only `b` has); NaNs with fewer than 10 rows a side"""
-    return _domain(a, b, max_items, seed, la, lb, to_b=to_b)
+    return _domain(a, b, max_items, seed, la, lb, to_b=to_b, ga=ga, gb=gb)
 
 def _within_class_diff(a, b, la, lb):
     """`(difference, p)`: mean of `b` minus mean of `a` within each class both have (≥ 2 items each), averaged with weights
@@ -461,7 +476,9 @@ def shift_report(self:Learner,
     ref, rs, rf, rp = _pass(self, reference)
     new, ns, nf, np_ = _pass(self, split)
     if not ref.n or not new.n: raise GlamError(f'shift_report needs items in both splits: {ref.split} has {ref.n}, {new.split} has {new.n}')
-    auc = (domain_auc(rf.numpy(), nf.numpy(), max_items=max_items, la=ref.targs.numpy(), lb=new.targs.numpy())
+    ga, gb = (_table_groups(self, p.items) for p in (ref, new))   # volumes of the table: folds take them whole
+    auc = (domain_auc(rf.numpy(), nf.numpy(), max_items=max_items, la=ref.targs.numpy(), lb=new.targs.numpy(),
+                      ga=ga[1] if ga else None, gb=gb[1] if gb else None)
            if rf is not None and nf is not None else float('nan'))  # within classes: other class shares alone do not count
     files = compare_files(rp, np_) if rp is not None and np_ is not None and len(rp) and len(np_) else None
     rep = ShiftReport(ref, new, compare_stats(rs, ns, ref_labels=ref.targs.numpy(), new_labels=new.targs.numpy()), auc, min_auc=min_auc, files=files)

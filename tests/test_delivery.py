@@ -173,3 +173,33 @@ def test_boxes_ranked(setup, tmp_path, cli):
     assert [row['verdict'] for row in d['table']][:1] == ['differs'] and len(d['table']) == 3, d['table']
     r = cli('delivery', root, tmp_path/'boxes', '--boxes', '-o', tmp_path/'s.csv', '--epochs', 1, '--size', SIZE)
     assert r.returncode != 0 and 'check that box alone' in r.stderr and 'Training' not in r.stdout
+
+
+def test_new_volumes_are_no_false_alarm_and_a_darker_delivery_is(tmp_path):
+    """Valid drawn whole volumes at a time, a delivery of other new volumes: the feature classifier's folds take whole
+    volumes, so it cannot tell the delivery by each volume's own look (item folds on the same features can); the same
+    volumes made darker are told"""
+    from glamdebug.samples import volume_collection
+    from glamdebug.data import split_collection
+    from glamdebug.delivery import _reference_pass, _new_files_pass
+    from glamdebug.shift import domain_auc
+    root = volume_collection(tmp_path/'vols', n_volumes=96, pages=8, new_volumes=32)
+    d = split_collection(pd.read_csv(root/'collection.csv'), group='volume', verbose=False)
+    set_seed(0, reproducible=True)
+    learn = defaults_learner(collection_dls(d, root, size=32, bs=64), 'lenet')
+    with learn.no_bar(), learn.no_logging(): learn.fit(5)
+    new = d[d.split == 'test'].assign(fname=lambda t: [str(root/f) for f in t.fname])
+    rep = learn.delivery_report(new, progress=False)
+    with learn.no_bar():
+        ref, _, rf, _ = _reference_pass(learn, 'valid')
+        nf = _new_files_pass(learn, [Path(f) for f in new.fname], list(range(len(new))))[2]
+    by_item = domain_auc(rf.numpy(), nf.numpy())
+    print(f"delivery of new volumes: AUC {rep.auc:.2f} by volume, {by_item:.2f} by item")
+    assert rep.auc < 0.65 and by_item > rep.auc + 0.1, (rep.auc, by_item)
+    dark = tmp_path/'dark'
+    for f, v in zip(new.fname, new.volume):
+        (dark/v).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((np.asarray(Image.open(f).convert('RGB'))*0.5).astype(np.uint8)).save(dark/v/Path(f).name)
+    dr = learn.delivery_report(dark, progress=False)   # a folder: each file's volume folder is its group
+    print(f"darker: {dr.verdict}, AUC {dr.auc:.2f}")
+    assert dr.verdict == "differs" and dr.auc >= 0.7, (dr.verdict, dr.auc)
