@@ -11,8 +11,9 @@ and whether the warning is right, side by side in one run:
    (`split_collection(group='volume')`); each report certifies goals of 10 % and 20 % on valid and checks them on the
    new volumes: the error among the items it sorts there, whether that is above the goal ("missed"), the share sorted,
    and whether the report warned. Seeded; one model per seed and split.
-2. The same models' `delivery_report` on the new volumes as an unlabelled delivery: does it look like valid, and does it
-   offer valid's error to expect (flattering, when valid was drawn page by page) and warn?
+2. The same models' `delivery_report` on the new volumes as an unlabelled delivery: does it look like valid (its features'
+   classifier takes whole volumes per fold), and does it offer valid's error to expect (flattering, when valid was drawn
+   page by page) and warn?
 3. Cost: `_seen_groups` (the check the report adds) against fastai's `get_preds` on valid and the whole report, on one
    of the learners above; and `_seen_groups` alone on a 100,000-row table of 9,500 volumes (`bench_split.catalogue`).
 
