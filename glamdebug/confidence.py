@@ -326,7 +326,7 @@ def confidence_report(preds:Preds, # predictions on the split that certifies the
                       others=(), # predictions on other splits, each checked at the threshold
                       alpha:float=0.05, # 1 - the confidence of the certificate
                       bins:int=15,
-                      seen:dict=None, # `dict(column, items, n, what)`: how many of `preds`' items share their volume with training items (`Learner.confidence_report` finds it)
+                      seen:dict=None, # how many of `preds`' items share their volume with training items: `_seen_groups`' `dict(column, items, n, what, split)` (`Learner.confidence_report` finds it)
                      ) -> ConfidenceReport:
     "A `ConfidenceReport` from saved predictions: the certified threshold, its check on `others`, coverage per target and class, calibration"
     if goal is not None:
