@@ -276,6 +276,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'glamdebug.data._elsewhere': ('data.html#_elsewhere', 'glamdebug/data.py'),
                                 'glamdebug.data._fit_bs': ('data.html#_fit_bs', 'glamdebug/data.py'),
                                 'glamdebug.data._fold_name': ('data.html#_fold_name', 'glamdebug/data.py'),
+                                'glamdebug.data._folder': ('data.html#_folder', 'glamdebug/data.py'),
                                 'glamdebug.data._folder_split': ('data.html#_folder_split', 'glamdebug/data.py'),
                                 'glamdebug.data._found_as': ('data.html#_found_as', 'glamdebug/data.py'),
                                 'glamdebug.data._group_class': ('data.html#_group_class', 'glamdebug/data.py'),

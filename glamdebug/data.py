@@ -434,8 +434,8 @@ def _image_exts():
     Image.init()
     return frozenset(e for e, f in Image.registered_extensions().items() if f in Image.OPEN)
 
-def _by_stem(d, cache:dict) -> dict:
-    "The image files in folder `d` by their names without the extension (`{'0001': ['0001.tif', '0001.jpg']}`), listed once per folder in `cache`"
+def _folder(d, cache:dict) -> tuple:
+    "`(names, by_stem)` of folder `d`, listed once per folder in `cache`: its entries, sorted (none if it cannot be read), and its image files by their names without the extension (`{'0001': ['0001.tif', '0001.jpg']}`)"
     if d not in cache:
         exts, m = _image_exts(), {}
         try: names = sorted(os.listdir(d or '.'))
@@ -443,17 +443,19 @@ def _by_stem(d, cache:dict) -> dict:
         for e in names:
             s, x = os.path.splitext(e)
             if x.lower() in exts: m.setdefault(s, []).append(e)
-        cache[d] = m
+        cache[d] = names, m
     return cache[d]
+
+def _by_stem(d, cache:dict) -> dict:
+    "The image files in folder `d` by their names without the extension (`_folder`)"
+    return _folder(d, cache)[1]
 
 def _near_names(missing, stems:dict=None) -> dict:
     "For each missing path, a hint: the file in its folder whose name differs only in case or in how accents are encoded (NFC/NFD), or only in its extension (another format; or several files, for a name written without one)"
     by_dir, out, stems = {}, {}, {} if stems is None else stems
     for f in missing:
         d, name = os.path.split(str(f))
-        if d not in by_dir:
-            try: by_dir[d] = {_fold_name(e): e for e in os.listdir(d or '.')}
-            except OSError: by_dir[d] = {}
+        if d not in by_dir: by_dir[d] = {_fold_name(e): e for e in _folder(d, stems)[0]}   # one listing per folder, shared with `_by_stem`
         hit = by_dir[d].get(_fold_name(name))
         if hit is None or hit == name:
             s, x = os.path.splitext(name)
