@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_confidence.ipynb #c0002
 from __future__ import annotations
-import math, os, sys
+import math, os, sys, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
@@ -408,6 +408,8 @@ def triage(self:Learner, items, # a folder of images, image files, or a DataFram
     import contextlib
     if isinstance(threshold, ConfidenceReport):
         if threshold.threshold is None: raise GlamError('the report certified no threshold (see its summary): pass a number to sort anyway')
+        if threshold.seen: warnings.warn(f"triage: {_seen_text(threshold.seen)}, and the threshold was certified on them: items of a new "
+                                         f"`{threshold.seen['column']}` sorted at it will likely err more than the goal ({_pc(threshold.goal)})")
         threshold = threshold.threshold
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise GlamError(f'threshold must be a confidence in [0, 1] or a ConfidenceReport, got {threshold!r}')
