@@ -476,9 +476,9 @@ def shift_report(self:Learner,
     ref, rs, rf, rp = _pass(self, reference)
     new, ns, nf, np_ = _pass(self, split)
     if not ref.n or not new.n: raise GlamError(f'shift_report needs items in both splits: {ref.split} has {ref.n}, {new.split} has {new.n}')
-    ga, gb = (_table_groups(self, p.items) for p in (ref, new))   # volumes of the table: folds take them whole
-    auc = (domain_auc(rf.numpy(), nf.numpy(), max_items=max_items, la=ref.targs.numpy(), lb=new.targs.numpy(),
-                      ga=ga[1] if ga else None, gb=gb[1] if gb else None)
+    t = _table_groups(self, list(ref.items) + list(new.items)) if ref.items is not None and new.items is not None else None
+    g = (None, None) if t is None else (t[1][:len(ref.items)], t[1][len(ref.items):])   # volumes of the table: folds take them whole
+    auc = (domain_auc(rf.numpy(), nf.numpy(), max_items=max_items, la=ref.targs.numpy(), lb=new.targs.numpy(), ga=g[0], gb=g[1])
            if rf is not None and nf is not None else float('nan'))  # within classes: other class shares alone do not count
     files = compare_files(rp, np_) if rp is not None and np_ is not None and len(rp) and len(np_) else None
     rep = ShiftReport(ref, new, compare_stats(rs, ns, ref_labels=ref.targs.numpy(), new_labels=new.targs.numpy()), auc, min_auc=min_auc, files=files)
