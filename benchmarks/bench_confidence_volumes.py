@@ -19,7 +19,7 @@ and whether the warning is right, side by side in one run:
 
 Usage: python benchmarks/bench_confidence_volumes.py [--seeds 10] [--epochs 10] [--out benchmarks/results/confidence_volumes.txt]
 """
-import argparse, os, sys, time, platform, tempfile, shutil, warnings
+import argparse, os, sys, time, platform, tempfile, shutil
 from pathlib import Path
 import numpy as np, pandas as pd
 
@@ -27,33 +27,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT/'benchmarks'))
 import torch
 from glamdebug.core import atomic_write
-from glamdebug.data import split_collection, read_collection, collection_dls
-from glamdebug.models import defaults_learner
 from glamdebug.samples import volume_collection
 from glamdebug.debug import _seen_groups
 import glamdebug.confidence, glamdebug.delivery  # noqa: F401  (Learner.confidence_report, Learner.delivery_report)
-from bench_split import med, catalogue
+from bench_split import med, catalogue, page_and_volume_splits, trained_on
 
 GOALS = (0.1, 0.2)
 
 
 def learning(seeds, epochs, rows, deliveries, timing, n_rows):
-    from fastai.data.transforms import RandomSplitter
-    from fastai.torch_core import set_seed
     tmp = Path(tempfile.mkdtemp(prefix='confvol_'))
     try:
         for seed in range(seeds):
             folder = volume_collection(tmp/f'{seed}', n_volumes=192, new_volumes=48, seed=seed)
             df = pd.read_csv(folder/'collection.csv')
-            pool = (df.split == 'train').to_numpy()
-            v = np.zeros(len(df), bool); v[np.flatnonzero(pool)[RandomSplitter(0.2, seed=seed)(list(range(pool.sum())))[1]]] = True
-            for name, split in (('pages (fastai valid_pct)', np.where(v, 'valid', df.split)),
-                                ('volumes (split_collection)', split_collection(df, group='volume', seed=seed, verbose=False).split.to_numpy())):
-                with warnings.catch_warnings(): warnings.simplefilter('ignore'); d = read_collection(df.assign(split=split), path=folder, progress=False)
-                set_seed(seed, reproducible=True)
-                learn = defaults_learner(collection_dls(d, size=32, bs=64), 'lenet')
+            for name, split in zip(('pages (fastai valid_pct)', 'volumes (split_collection)'), page_and_volume_splits(df, seed)):
+                d, learn = trained_on(df, split, folder, seed, epochs)
                 with learn.no_bar(), learn.no_logging():
-                    learn.fit(epochs)
                     for goal in GOALS:
                         r = learn.confidence_report(goal=goal, progress=False)
                         va, te = r.splits.iloc[0], r.splits.loc['test']

@@ -77,23 +77,35 @@ def scale(n, rows):
         print(rows[-1], flush=True)
 
 
-def learning(seeds, epochs, rows):
+def page_and_volume_splits(df, seed):
+    """`volume_collection`'s split column drawn two ways, test kept: valid drawn page by page from the training pages
+    (fastai's `RandomSplitter(0.2)`, as `valid_pct=0.2` draws it), and whole volumes at a time (`split_collection`)"""
     from fastai.data.transforms import RandomSplitter
+    pool = (df.split == 'train').to_numpy()
+    v = np.zeros(len(df), bool); v[np.flatnonzero(pool)[RandomSplitter(0.2, seed=seed)(list(range(pool.sum())))[1]]] = True
+    return np.where(v, 'valid', df.split), split_collection(df, group='volume', seed=seed, verbose=False).split.to_numpy()
+
+
+def trained_on(df, split, folder, seed, epochs):
+    "`(table, learner)`: `df` with the split column `split`, read as a collection, and the version-zero LeNet trained on it at 32 px, seeded, quietly"
     from fastai.torch_core import set_seed
+    with warnings.catch_warnings(): warnings.simplefilter('ignore'); d = read_collection(df.assign(split=split), path=folder, progress=False)
+    set_seed(seed, reproducible=True)
+    learn = defaults_learner(collection_dls(d, size=32, bs=64), 'lenet')
+    with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
+    return d, learn
+
+
+def learning(seeds, epochs, rows):
     tmp = Path(tempfile.mkdtemp(prefix='split_'))
     try:
         for seed in range(seeds):
             folder = volume_collection(tmp/f'{seed}', seed=seed)
             df = pd.read_csv(folder/'collection.csv')
-            pool = (df.split == 'train').to_numpy()
-            v = np.zeros(len(df), bool); v[np.flatnonzero(pool)[RandomSplitter(0.2, seed=seed)(list(range(pool.sum())))[1]]] = True
-            for name, split in (('pages at random (fastai valid_pct=0.2)', np.where(v, 'valid', df.split)),
-                                ('whole volumes (split_collection group=volume)', split_collection(df, group='volume', seed=seed, verbose=False).split.to_numpy())):
-                with warnings.catch_warnings(): warnings.simplefilter('ignore'); d = read_collection(df.assign(split=split), path=folder, progress=False)
-                set_seed(seed, reproducible=True)
-                learn = defaults_learner(collection_dls(d, size=32, bs=64), 'lenet')
+            for name, split in zip(('pages at random (fastai valid_pct=0.2)', 'whole volumes (split_collection group=volume)'),
+                                   page_and_volume_splits(df, seed)):
+                d, learn = trained_on(df, split, folder, seed, epochs)
                 with learn.no_bar(), learn.no_logging():
-                    learn.fit(epochs)
                     err = {s: float(learn.get_split_preds(s).error) for s in ('valid', 'test')}
                 rows.append(dict(part='learning', seed=seed, method=name, volumes_cut=len(groups_across_splits(d[d.split != 'test'], 'volume')),
                                  valid_error=err['valid'], new_volumes_error=err['test'], flattered_by_pts=100*(err['test'] - err['valid'])))
