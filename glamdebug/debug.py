@@ -860,13 +860,17 @@ def _seen_text(d:dict) -> str:
     "`_seen_groups`' finding `d` in words"
     return f"{d['items']} of the {d['n']} {d['split']} items share their `{d['column']}` with training items (the column looks like volumes: {d['what']})"
 
-def _table_groups(learn:Learner, items) -> tuple:
-    "`(column, values)`: for each of `items` (file names as a loader lists them), its value in the collection table's column that looks like volumes (`_group_like`, whatever the split; `None` for an item the table lacks); `None` without such a column"
+def _table_groups(learn:Learner, items, column:str=None, who:str='report') -> tuple:
+    "`(column, values)`: for each of `items` (file names as a loader lists them), its value in the collection table's `column` (default: the column that looks like volumes, `_group_like`, whatever the split; `None` for an item the table lacks); `None` without such a column"
     col = getattr(learn.dls, 'collection', None)
+    if column is not None:
+        if col is None: raise GlamError(f'{who}: group={column!r} needs DataLoaders built from a collection table (`collection_dls`, `cached_dls`)')
+        _need_columns(col.df, [column], who)
     if col is None or items is None: return None
-    like = _group_like(learn, col.train, min_share=0.)
-    if not like: return None
-    c = like[0][0]
+    if column is None:
+        like = _group_like(learn, col.train, min_share=0.)
+        if not like: return None
+    c = column if column is not None else like[0][0]
     names, vals = col.df[col.fn_col].astype(str).tolist(), col.df[c].tolist()
     m = dict(zip(names, vals))
     m.update(zip((os.path.normpath(os.path.join(str(col.path or ''), n)) for n in names), vals))
