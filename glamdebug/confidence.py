@@ -14,10 +14,10 @@ from .core import *
 from .preds import Preds
 from .evaluate import _check_error
 from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, _check_split
-from .debug import _seen_groups, _seen_text, _seen_fields
+from .debug import _seen_groups, _seen_text, _seen_fields, _table_groups
 
 # %% auto #0
-__all__ = ['error_upper', 'min_items', 'risk_coverage', 'certify', 'calibration_bins', 'ece', 'scale_temperature',
+__all__ = ['error_upper', 'min_items', 'risk_coverage', 'curve_upper', 'certify', 'calibration_bins', 'ece', 'scale_temperature',
            'fit_temperature', 'ConfidenceReport', 'confidence_report', 'confidence_command']
 
 # %% ../nbs/18_confidence.ipynb #c0006
@@ -38,13 +38,52 @@ def min_items(goal:float, alpha:float=0.05) -> int:
     return math.ceil(math.log(alpha)/math.log1p(-goal) - 1e-9)
 
 # %% ../nbs/18_confidence.ipynb #c0010
+def _group_codes(groups, n:int):
+    "Integer codes of `n` items' groups; an item without one (None, NaN) is a group of its own"
+    g = np.asarray(groups, dtype=object)
+    if g.shape != (n,): raise GlamError(f'{g.shape[0] if g.ndim else "no"} groups for {n} items: give one group (volume) per item')
+    codes = pd.factorize(pd.Series(g, dtype=object))[0]
+    miss = codes < 0
+    codes[miss] = codes.max(initial=-1) + 1 + np.arange(miss.sum())
+    return codes
+
+def _t_quantile(q:float, nu):
+    "Student's t quantile `q` at `nu` degrees of freedom (an array): scipy's below 1,000, above it the Cornish–Fisher series (Abramowitz and Stegun 26.7.5; error below 1e-11), as a million rows take scipy 0.4 s"
+    from scipy.stats import norm, t as student
+    nu = np.asarray(nu, dtype=float); out = np.empty_like(nu); lo = nu <= 1000
+    out[lo] = student.ppf(q, nu[lo])
+    z, v = norm.ppf(q), nu[~lo]
+    out[~lo] = z + (z**3 + z)/(4*v) + (5*z**5 + 16*z**3 + 3*z)/(96*v**2) + (3*z**7 + 19*z**5 + 17*z**3 - 15*z)/(384*v**3)
+    return out
+
+def _design(w, codes, ends, alpha):
+    "Korn–Graubard (1998) for each row of the curve, items in curve order: the design effect of its error (items of one group err together) and its effective items, with the degrees of freedom of the groups' count"
+    G = int(codes.max()) + 1
+    w = w.astype(float); s = pd.Series(w)
+    mb = s.groupby(codes).cumcount().to_numpy(dtype=float)   # items of the item's group before it
+    kb = s.groupby(codes).cumsum().to_numpy() - w            # and their errors
+    at = lambda d: np.cumsum(d)[ends]
+    smm, skm, skk = at(2*mb + 1), at(kb + w*(mb + 1)), at(2*kb*w + w)   # Σ m_g², Σ k_g m_g, Σ k_g² over the groups, row by row
+    m = (ends + 1).astype(float); p = np.cumsum(w)[ends]/m
+    ss = np.maximum(skk - 2*p*skm + p*p*smm, 0)                        # Σ (k_g - p m_g)²: the groups' spread about the row's error
+    with np.errstate(divide='ignore', invalid='ignore'):
+        deff = np.where((p > 0) & (p < 1), G/(G - 1)*ss/(m*p*(1 - p)), 1.)    # clustered variance over the independent one
+        f = (_t_quantile(1 - alpha, np.maximum(m - 1, 1))/_t_quantile(1 - alpha, [G - 1])[0])**2
+    deff, f = np.maximum(np.nan_to_num(deff, nan=1.), 1.), np.minimum(f, 1.)
+    return deff, m/deff*f
+
 def risk_coverage(conf, # confidence of each item (its largest probability)
                   correct, # whether each item's answer is right
-                  alpha:float|None=0.05) -> pd.DataFrame: # the bound's 1 - confidence (None: no `upper` column)
-    "One row per distinct confidence, highest first: the threshold, the items at or above it, their share, errors, error and its upper bound"
+                  alpha:float|None=0.05, # the bound's 1 - confidence (None: no `upper` column)
+                  groups=None, # each item's group (its volume, album, box): the bound counts items of one group as less than independent
+                  upper:bool=True) -> pd.DataFrame: # add the `upper` column (one beta quantile per row: skip it on millions of items and use `curve_upper` where needed)
+    "One row per distinct confidence, highest first: the threshold, the items at or above it, their share, errors, error and its upper bound; with `groups`, each row's design effect and effective items"
     conf = np.asarray(conf, dtype=float); wrong = ~np.asarray(correct, dtype=bool)
     if conf.shape != wrong.shape or conf.ndim != 1: raise GlamError(f'{conf.shape} confidences for {wrong.shape} answers')
-    cols = ['threshold', 'accepted', 'coverage', 'errors', 'error'] + (['upper'] if alpha is not None else [])
+    codes = _group_codes(groups, len(conf)) if groups is not None else None
+    if codes is not None and codes.max(initial=0) < 1: codes = None   # one group: its spread cannot be told, items count as independent
+    upper = upper and alpha is not None
+    cols = ['threshold', 'accepted', 'coverage', 'errors', 'error'] + (['deff', 'effective'] if codes is not None else []) + (['upper'] if upper else [])
     if not len(conf): return pd.DataFrame(columns=cols)
     if np.isnan(conf).any(): raise GlamError(f'confidence of item {int(np.isnan(conf).argmax())} is NaN')
     o = np.argsort(-conf, kind='stable')
@@ -52,17 +91,37 @@ def risk_coverage(conf, # confidence of each item (its largest probability)
     ends = np.r_[np.nonzero(c[1:] != c[:-1])[0], len(c) - 1]
     m, k = ends + 1, np.cumsum(w)[ends]
     out = pd.DataFrame(dict(threshold=c[ends], accepted=m, coverage=m/len(c), errors=k, error=k/m))
-    if alpha is not None: out['upper'] = error_upper(k, m, alpha)
+    if codes is not None: out['deff'], out['effective'] = _design(w, codes[o], ends, 0.05 if alpha is None else alpha)
+    if upper: out['upper'] = curve_upper(out, alpha)
     return out
+
+def _counts(curve:pd.DataFrame):
+    "`(errors, items)` of each row of `curve` as the bound counts them: effective ones when it has groups"
+    if 'effective' in curve: n = curve.effective.to_numpy(float); return curve.error.to_numpy(float)*n, n
+    return curve.errors.to_numpy(float), curve.accepted.to_numpy(float)
+
+def curve_upper(curve:pd.DataFrame, alpha:float=0.05, rows=None):
+    "The upper bound on the error of each row of `risk_coverage`'s `curve` (or of `rows`), counting effective items when it has groups"
+    k, n = _counts(curve)
+    return error_upper(k if rows is None else k[rows], n if rows is None else n[rows], alpha)
+
+def _first_row(curve:pd.DataFrame, goal:float, alpha:float):
+    "The first row that can show `goal` were all its items right (it depends on the confidences and groups only, not on which items are wrong), or None"
+    top = curve.accepted.to_numpy(float)
+    if 'effective' in curve: top = curve.effective.to_numpy(float)*curve.deff.to_numpy(float)   # the effective items with no error: only the degrees of freedom
+    ok = top >= min_items(goal, alpha) - 1e-9
+    return int(ok.argmax()) if ok.any() else None
 
 def certify(curve:pd.DataFrame, # `risk_coverage`'s table
             goal:float, alpha:float=0.05) -> int|None:
     "Row of `curve` whose threshold is certified to err on at most `goal` (fixed-sequence tests from the most confident items down), or None"
     if not len(curve): return None
-    start = np.searchsorted(curve.accepted.to_numpy(), min_items(goal, alpha))
-    if start >= len(curve): return None
-    from scipy.special import bdtr
-    ok = bdtr(curve.errors.to_numpy()[start:], curve.accepted.to_numpy()[start:], goal) <= alpha   # exact binomial test: the bound is within the goal
+    start = _first_row(curve, goal, alpha)
+    if start is None: return None
+    from scipy.special import betainc
+    k, n = (a[start:] for a in _counts(curve))
+    with np.errstate(divide='ignore', invalid='ignore'):   # P(at most k errors in n items | error = goal): the binomial distribution function, for effective (fractional) counts too
+        ok = (n > k) & (betainc(np.maximum(n - k, 1e-300), k + 1, 1 - goal) <= alpha)
     if not ok[0]: return None
     return int(start + (len(ok) if ok.all() else np.argmin(ok)) - 1)
 
@@ -137,6 +196,15 @@ def _calibration_row(p:Preds, T:float, bins:int):
     return {'split': p.split, 'items': p.n, 'confidence': float(conf.mean()), 'accuracy': float(ok.mean()), 'ECE': _ece(conf, ok, bins),
             'ECE scaled': _ece(conf_t, ok, bins), 'NLL': float(-lp_y.mean()), 'NLL scaled': float(-(lp_y/T - lse).mean())}
 
+def _ci_by_group(wrong, accepted, groups, conf:float=0.95):
+    "Wilson interval of the error among the `accepted` items; with `groups` (one per item), on their effective count (Korn–Graubard: `_design`, every group of the split in the degrees of freedom)"
+    m = int(accepted.sum())
+    codes = _group_codes(groups, len(wrong)) if groups is not None else None
+    if codes is None or codes.max(initial=0) < 1: return error_ci(int(wrong[accepted].sum()), m, conf)
+    o = np.argsort(~accepted, kind='stable')   # the accepted items first: one row of the curve
+    _, eff = _design(wrong[o], codes[o], np.array([m - 1]), (1 - conf)/2)
+    return error_ci(float(wrong[accepted].mean())*eff[0], eff[0], conf)
+
 def _verdict(err, lo, hi, goal, n_acc):
     if n_acc == 0: return 'none sorted'
     if err <= goal: return 'meets goal' if hi <= goal else 'meets goal, few items'
@@ -145,13 +213,18 @@ def _verdict(err, lo, hi, goal, n_acc):
 class ConfidenceReport(Report):
     "A confidence threshold certified on one split, checked on the others; coverage per error target and per class; calibration"
     max_rows = 30
-    def __init__(self, preds:Preds, others=(), goal:float=None, alpha:float=0.05, bins:int=15, seen:dict=None):
-        self.preds, self.others, self.goal, self.alpha = preds, [o for o in others if o is not None], goal, alpha
-        self.seen = seen or None
+    def __init__(self, preds:Preds, others=(), goal:float=None, alpha:float=0.05, bins:int=15, seen:dict=None, groups=None, group_col:str='volume',
+                 others_groups=None):
+        others = list(others); og = list(others_groups) if others_groups is not None else [None]*len(others)
+        keep = [i for i, o in enumerate(others) if o is not None]
+        self.others, self._groups = [others[i] for i in keep], [groups] + [og[i] for i in keep]   # each split's items' groups, certifying split first
+        self.preds, self.goal, self.alpha = preds, goal, alpha
+        self.seen, self.group_col = seen or None, group_col
         self.split = preds.split or 'valid'
         self.title = f'Confidence on {self.split}' + (f' (goal {_pc(goal)})' if goal is not None else '')
         conf, _, ok = _conf(preds)
-        self.curve = risk_coverage(conf, ok, alpha=None)   # the bound only where it is shown: `bound`
+        self.curve = risk_coverage(conf, ok, alpha=alpha, groups=groups, upper=False)   # the bound only where it is shown: `bound`
+        self.groups = len(set(_group_codes(groups, preds.n))) if 'effective' in self.curve else None
         self.row = certify(self.curve, goal, alpha) if goal is not None else None
         self.threshold = float(self.curve.threshold.iloc[self.row]) if self.row is not None else None
         self.targets = self._targets()
@@ -162,6 +235,9 @@ class ConfidenceReport(Report):
         super().__init__(summary=self._summary_text(), table=self.splits if self.splits is not None else self.targets,
                          extra=dict(split=self.split, goal=goal, alpha=alpha, threshold=self.threshold, temperature=self.temperature,
                                     coverage=self.coverage, min_items=min_items(goal, alpha) if goal is not None else None,
+                                    group_col=self.group_col if self.groups else None, groups=self.groups,
+                                    deff=float(self.curve.deff.iloc[self.row]) if self.groups and self.row is not None else None,
+                                    effective_items=float(self.curve.effective.iloc[self.row]) if self.groups and self.row is not None else None,
                                     **_seen_fields(self.seen)))
 
     @property
@@ -182,9 +258,9 @@ class ConfidenceReport(Report):
 
     def _splits(self):
         rows = []
-        for p in [self.preds] + self.others:
+        for p, g in zip([self.preds] + self.others, self._groups):
             a, m, k = _at(p, self.threshold)
-            lo, hi = error_ci(k, m) if m else (np.nan, np.nan)
+            lo, hi = _ci_by_group(~_conf(p)[2], a, g) if m else (np.nan, np.nan)
             err = k/m if m else np.nan
             first = p is self.preds
             verdict = ('certified' if self.threshold is not None else 'nothing certified') if first else _verdict(err, lo, hi, self.goal, m)
@@ -210,8 +286,7 @@ class ConfidenceReport(Report):
 
     def bound(self, row:int=None):
         "The upper bound on the error among the items at or above the curve's `row` (default: the certified threshold's)"
-        r = self.curve.iloc[self.row if row is None else row]
-        return error_upper(int(r.errors), int(r.accepted), self.alpha)
+        return float(curve_upper(self.curve, self.alpha, rows=self.row if row is None else row))
 
     def sections(self):
         out = []
@@ -234,10 +309,12 @@ class ConfidenceReport(Report):
                                       f'takes at least {need} accepted items with no error. Label more validation items, or aim at a looser goal '
                                       f'(see the targets table).')
             else:
-                c0 = self.curve.iloc[np.searchsorted(self.curve.accepted.to_numpy(), need)] if need <= self.curve.accepted.iloc[-1] else None
+                i0 = _first_row(self.curve, goal, self.alpha)
+                c0 = self.curve.iloc[i0] if i0 is not None else None
                 out.append(f'No confidence threshold is certified to err on at most {_pc(goal)} on {s}: '
                            + (f'the {int(c0.accepted)} most confident items already hold {int(c0.errors)} error(s) ({_pc(c0.error)}; '
-                              f'bound {_pc(error_upper(int(c0.errors), int(c0.accepted), self.alpha))}). Confident errors are often wrong labels: `learn.label_issues()`.' if c0 is not None else 'too few items.'))
+                              f'bound {_pc(self.bound(i0))}' + (f'; {self._weigh(i0)}' if self.groups else '') + '). Confident errors are often wrong labels: `learn.label_issues()`.'
+                              if c0 is not None else 'too few items' + (f' ({self._weigh(len(self.curve) - 1)})' if self.groups else '') + '.'))
                 t = self.targets[self.targets['share sorted'] > 0]
                 if len(t): out.append(f'Looser targets: ' + '; '.join(f'{_pc(r["share sorted"])} at most {_pc(g)}' for g, r in t.iterrows()) + '.')
         else:
@@ -246,13 +323,16 @@ class ConfidenceReport(Report):
                        f'{int(r.errors)} error(s) ({_pc(r.error)}); with {conf} confidence the error among such items is at most {_pc(self.bound())}, '
                        f'within the goal of {_pc(goal)}. The other {_pc(1 - r.coverage)} go to review '
                        f'(the model errs on {_pc(p.error)} of all {s}).')
+            if self.groups: out.append(f'The bound counts {s}\'s items by `{self.group_col}`, as Korn and Graubard count a survey sample drawn in '
+                                       f'clusters, for items of one `{self.group_col}` err together: {self._weigh(self.row)}.')
             if self.by_class is not None:
                 low = self.by_class[self.by_class['share sorted'] < 0.5].head(3)
                 if len(low): out.append('Mostly left to review: ' + ', '.join(f'`{c}` ({_pc(v)} sorted)' for c, v in low['share sorted'].items()) + '.')
-            for sp, r2 in self.splits.iloc[1:].iterrows():
+            for (sp, r2), g in zip(self.splits.iloc[1:].iterrows(), self._groups[1:]):
+                by = f', counted by `{self.group_col}`' if g is not None else ''
                 if r2.verdict == 'above goal':
                     out.append(f'On {sp} the same threshold sorts {_pc(r2["share sorted"])} with {_pc(r2["error sorted"])} error (95 % interval '
-                               f'{_pc(r2.lo)}–{_pc(r2.hi)}): the certificate does not carry to {sp}. Its items differ from {s}\'s '
+                               f'{_pc(r2.lo)}–{_pc(r2.hi)}{by}): the certificate does not carry to {sp}. Its items differ from {s}\'s '
                                f'(`learn.shift_report({sp!r})`): certify on items like them, or review them all.')
                 elif r2.verdict == 'meets goal': out.append(f'On {sp} it sorts {_pc(r2["share sorted"])} with {_pc(r2["error sorted"])} error: meets the goal.')
                 elif r2.verdict == 'meets goal, few items':
@@ -261,7 +341,7 @@ class ConfidenceReport(Report):
                 elif r2.verdict == 'none sorted': out.append(f'On {sp} it sorts nothing: the model is never that sure of its items.')
                 elif r2.verdict == 'above goal, within chance':
                     out.append(f'On {sp} it sorts {_pc(r2["share sorted"])} with {_pc(r2["error sorted"])} error, above the goal but within chance '
-                               f'on {int(r2.sorted)} items (95 % interval {_pc(r2.lo)}–{_pc(r2.hi)}).')
+                               f'on {int(r2.sorted)} items (95 % interval {_pc(r2.lo)}–{_pc(r2.hi)}{by}).')
         if self.seen: out.insert(1, self._seen_line())
         if len(self.calibration):
             c = self.calibration.iloc[0]; T = self.temperature
@@ -274,6 +354,11 @@ class ConfidenceReport(Report):
                               'Underconfidence usually means undertraining or strong regularisation (label smoothing, heavy dropout or weight decay).'))
             else: out.append(f'Its probabilities are close to calibrated on {s} (ECE {100*c.ECE:.1f} points).')
         return '\n'.join(out)
+
+    def _weigh(self, row):
+        "How the bound counts the items of the curve's row `row` when they come in groups, in words"
+        r = self.curve.iloc[row]
+        return f'its {int(r.accepted)} items weigh as {r.effective:.0f} independent ones, a design effect of {r.deff:.2g} over {self.groups} `{self.group_col}`s'
 
     def _seen_line(self):
         d, s = self.seen, self.split
@@ -292,8 +377,8 @@ class ConfidenceReport(Report):
         thin = lambda t: t.iloc[np.unique(np.linspace(0, len(t) - 1, min(len(t), 600)).astype(int))] if len(t) else t   # a picture needs no more points
         c = thin(c)
         ax.plot(c.coverage, c.error, color='C0', label=f'{self.split}: error among sorted')
-        ax.plot(c.coverage, error_upper(c.errors.to_numpy(), c.accepted.to_numpy(), self.alpha), color='C0', ls='--', lw=1,
-                label=f'{self.split}: {100*(1 - self.alpha):.0f} % bound')
+        ax.plot(c.coverage, curve_upper(c, self.alpha), color='C0', ls='--', lw=1,
+                label=f'{self.split}: {100*(1 - self.alpha):.0f} % bound' + (f' (by {self.group_col})' if self.groups else ''))
         for i, o in enumerate(self.others):
             if not o.n: continue
             cc = thin(risk_coverage(*_conf(o)[::2], alpha=None))
@@ -327,6 +412,9 @@ def confidence_report(preds:Preds, # predictions on the split that certifies the
                       alpha:float=0.05, # 1 - the confidence of the certificate
                       bins:int=15,
                       seen:dict=None, # how many of `preds`' items share their volume with training items: `_seen_groups`' `dict(column, items, n, what, split)` (`Learner.confidence_report` finds it)
+                      groups=None, # each of `preds`' items' group (its volume, album, box), in their order: the bound counts items of one group as less than independent (`Learner.confidence_report` finds a column that looks like volumes)
+                      group_col:str='volume', # what a group is, in the report's words
+                      others_groups=None, # the groups of each of `others`' items (a list, one per split; None for a split without), for their intervals
                      ) -> ConfidenceReport:
     "A `ConfidenceReport` from saved predictions: the certified threshold, its check on `others`, coverage per target and class, calibration"
     if goal is not None:
@@ -336,7 +424,8 @@ def confidence_report(preds:Preds, # predictions on the split that certifies the
     for o in listify(others):
         if not isinstance(o, Preds): raise GlamError(f'others must be `Preds` (learn.get_split_preds), got {type(o).__name__}')
         if o.vocab != preds.vocab: raise GlamError(f'the predictions on {o.split} have another vocab than {preds.split}\'s')
-    return ConfidenceReport(preds, listify(others), goal, alpha, bins, seen)
+    if others_groups is not None and len(listify(others_groups)) != len(listify(others)): raise GlamError(f'others_groups needs one entry per split of others: {len(listify(others_groups))} for {len(listify(others))}')
+    return ConfidenceReport(preds, listify(others), goal, alpha, bins, seen, groups, group_col, others_groups)
 
 # %% ../nbs/18_confidence.ipynb #c0026
 def _held_out_splits(learn, split):
@@ -348,17 +437,24 @@ def _held_out_splits(learn, split):
 def confidence_report(self:Learner, goal:float=None, # the error the sorted items may have at most (a fraction)
                       split='valid', # the split that certifies the threshold (not 'train': its confidences are fitted)
                       others=None, # splits checked at the threshold (default: every other held-out split of a collection)
-                      alpha:float=0.05, bins:int=15, progress:bool=True) -> ConfidenceReport:
+                      alpha:float=0.05, bins:int=15, progress:bool=True,
+                      group:str|None='auto', # a column of the collection table whose items err together (a volume, an album, a box): the bound counts them so; 'auto': a column that looks like volumes, if any; None: items counted as independent
+                     ) -> ConfidenceReport:
     "How far this model's confidence can be trusted: a threshold certified to meet `goal` on `split`, checked on the other splits; calibration"
     import contextlib
     if isinstance(split, str) and split == 'train': raise GlamError("the threshold cannot be certified on 'train' (the model fitted it): use 'valid' or another held-out split")
     if goal is not None: _check_error('goal', goal, True)
     others = _held_out_splits(self, split) if others is None else [o for o in listify(others) if o != split]
     if 'train' in others: raise GlamError("'train' cannot be checked: the model fitted those items")
+    if group is not None and not isinstance(group, str): raise GlamError(f"group must be a column name, 'auto' or None, got {group!r}")
+    if group not in (None, 'auto'): _table_groups(self, [], column=group, who='confidence_report')   # a missing column is named before inference
     with (contextlib.nullcontext() if progress else self.no_bar()):
         p = self.get_split_preds(split)
         ps = [self.get_split_preds(o) for o in others]
-    return confidence_report(p, goal, ps, alpha=alpha, bins=bins, seen=_seen_groups(self, split))
+    tg = None if group is None else _table_groups(self, p.items, column=None if group == 'auto' else group, who='confidence_report')   # (column, each item's value)
+    og = [_table_groups(self, o.items, column=tg[0])[1] if o.items is not None else None for o in ps] if tg else None
+    return confidence_report(p, goal, ps, alpha=alpha, bins=bins, seen=_seen_groups(self, split), groups=tg[1] if tg else None,
+                             group_col=tg[0] if tg else 'volume', others_groups=og)
 
 # %% ../nbs/18_confidence.ipynb #c0030
 def _triage_files(items, fn_col='fname', root=None, who='triage'):
@@ -433,6 +529,7 @@ def triage(self:Learner, items, # a folder of images, image files, or a DataFram
     (('--goal',), dict(type=float, default=None, help='error the sorted items may have at most, a fraction (e.g. 0.02)')),
     (('--split',), dict(default='valid', help='split that certifies the threshold (default valid)')),
     (('--alpha',), dict(type=float, default=0.05, help='1 - confidence of the certificate (default 0.05)')),
+    (('--group',), dict(default='auto', metavar='COLUMN', help="column whose items err together (a volume, a box): the bound counts them so; default auto (a column that looks like volumes), 'none': items independent")),
     (('--epochs',), dict(type=int, default=5, help='training epochs (default 5)')),
     (('--new',), dict(default=None, metavar='FOLDER', help='sort the images under FOLDER at the certified threshold (needs --goal and -o)')),
     (('-o', '--output'), dict(default=None, help='where --new writes its table (file, prediction, confidence, decision, reason)')),
@@ -452,7 +549,7 @@ def confidence_command(ns) -> int:
     learn, bars = _collection_learner(ns, positive=('epochs',))
     _check_split(learn.dls.collection, ns.split)
     _fit_quietly(learn, ns)
-    rep = learn.confidence_report(ns.goal, split=ns.split, alpha=ns.alpha, progress=bars)
+    rep = learn.confidence_report(ns.goal, split=ns.split, alpha=ns.alpha, progress=bars, group=None if ns.group == 'none' else ns.group)
     if ns.plot: _save_plot(rep.plot(), ns.plot)
     print(rep.to_json(indent=1) if ns.json else rep.to_text())
     if ns.new is not None:

@@ -160,7 +160,7 @@ def test_command(digits, tmp_path, cli):
 
 
 def test_valid_drawn_page_by_page_is_named(tmp_path, cli):
-    "Valid drawn page by page from bound volumes: the command's report says its threshold holds for the volumes training holds, with the count; drawn whole volumes at a time, it says nothing"
+    "Valid drawn page by page from bound volumes: the command's report says its threshold holds for the volumes training holds, with the count; drawn whole volumes at a time, it says nothing; either way its bound counts volumes"
     from glamdebug.samples import volume_collection
     from glamdebug.data import split_collection
     root = volume_collection(tmp_path/'vols', n_volumes=48, pages=6, new_volumes=12)
@@ -177,3 +177,9 @@ def test_valid_drawn_page_by_page_is_named(tmp_path, cli):
             assert f"{seen} of the {(d.split == 'valid').sum()} valid items share their `volume`" in j['summary']
             assert "split_collection(df, group='volume')" in j['summary']
         else: assert seen == 0 and j['seen_items'] == 0 and j['seen_column'] is None and 'share their' not in j['summary']
+        # either way the bound counts valid's volumes, not its pages
+        assert j['group_col'] == 'volume' and j['groups'] == d[d.split == 'valid'].volume.nunique() and 'weigh as' in j['summary']
+    r = cli('confidence', root/'split.csv', '--goal', 0.2, '--epochs', 1, '--json', '--group', 'none')   # items counted as independent
+    assert r.returncode == 0, r.stderr
+    j2 = json.loads(r.stdout)
+    assert j2['groups'] is None and 'weigh as' not in j2['summary'] and (j2['threshold'] or 0) <= (j['threshold'] or 1)
