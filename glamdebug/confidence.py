@@ -14,7 +14,7 @@ from .core import *
 from .preds import Preds
 from .evaluate import _check_error
 from .models import _model_args, _collection_learner, _save_plot, _fit_quietly, _check_split
-from .debug import _seen_groups, _seen_text, _seen_fields, _table_groups
+from .debug import _seen_groups, _seen_text, _seen_fields, _table_groups, _group_codes
 
 # %% auto #0
 __all__ = ['error_upper', 'min_items', 'risk_coverage', 'curve_upper', 'certify', 'calibration_bins', 'ece', 'scale_temperature',
@@ -38,15 +38,6 @@ def min_items(goal:float, alpha:float=0.05) -> int:
     return math.ceil(math.log(alpha)/math.log1p(-goal) - 1e-9)
 
 # %% ../nbs/18_confidence.ipynb #c0010
-def _group_codes(groups, n:int):
-    "Integer codes of `n` items' groups; an item without one (None, NaN) is a group of its own"
-    g = np.asarray(groups, dtype=object)
-    if g.shape != (n,): raise GlamError(f'{g.shape[0] if g.ndim else "no"} groups for {n} items: give one group (volume) per item')
-    codes = pd.factorize(pd.Series(g, dtype=object))[0]
-    miss = codes < 0
-    codes[miss] = codes.max(initial=-1) + 1 + np.arange(miss.sum())
-    return codes
-
 def _t_quantile(q:float, nu):
     "Student's t quantile `q` at `nu` degrees of freedom (an array): scipy's below 1,000, above it the Cornish–Fisher series (Abramowitz and Stegun 26.7.5; error below 1e-11), as a million rows take scipy 0.4 s"
     from scipy.stats import norm, t as student

@@ -860,6 +860,15 @@ def _seen_text(d:dict) -> str:
     "`_seen_groups`' finding `d` in words"
     return f"{d['items']} of the {d['n']} {d['split']} items share their `{d['column']}` with training items (the column looks like volumes: {d['what']})"
 
+def _group_codes(groups, n:int):
+    "Integer codes of `n` items' groups (a volume, a box, a folder per item); an item without one (None, NaN) is a group of its own"
+    g = np.asarray(groups, dtype=object)
+    if g.shape != (n,): raise GlamError(f'{g.shape[0] if g.ndim else "no"} groups for {n} items: give one group (volume) per item')
+    codes = pd.factorize(pd.Series(g, dtype=object))[0]
+    miss = codes < 0
+    codes[miss] = codes.max(initial=-1) + 1 + np.arange(miss.sum())
+    return codes
+
 def _table_groups(learn:Learner, items, column:str=None, who:str='report') -> tuple:
     "`(column, values)`: for each of `items` (file names as a loader lists them), its value in the collection table's `column` (default: the column that looks like volumes, `_group_like`, whatever the split; `None` for an item the table lacks); `None` without such a column"
     col = getattr(learn.dls, 'collection', None)

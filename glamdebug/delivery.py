@@ -268,7 +268,7 @@ def _new_files_pass(learn, fs, ok, bs=None, who='delivery_report', files:bool=Tr
     return probs.float(), st, feats, props
 
 def _groups(learn, ref, items, fs, ok):
-    "`(ga, gb)` for `domain_scores`: the reference items' volumes (the collection table's column that looks like volumes) and the delivery's (that column of a table of rows, else each file's folder); `(None, None)` without such a column"
+    "`(ga, gb)` for `domain_scores` and `compare_stats`: the reference items' volumes (the collection table's column that looks like volumes) and the delivery's (that column of a table of rows, else each file's folder); `(None, None)` without such a column"
     t = _table_groups(learn, ref.items)
     if t is None: return None, None
     c, ga = t
@@ -304,11 +304,11 @@ def delivery_report(self:Learner, items, # a folder of images, image files, or a
         out.loc[ok, 'prediction'] = np.asarray(ref.vocab, dtype=object)[pred.numpy()]
         out.loc[ok, 'confidence'] = conf.numpy()
         rpred, npred = ref.preds.numpy(), pred.numpy()
+        ga, gb = _groups(self, ref, items, fs, ok)   # volumes (folders): the tests count them, not pages
         if rf is not None and nf is not None:
-            ga, gb = _groups(self, ref, items, fs, ok)
             auc, sc = domain_scores(rf.numpy(), nf.numpy(), max_items=max_items, la=rpred, lb=npred, to_b=True, ga=ga, gb=gb)
             out.loc[ok, 'unlike'] = sc
-        stats = compare_stats(rs, ns, ref_labels=rpred, new_labels=npred) if len(rs) and len(ns) else None
+        stats = compare_stats(rs, ns, ref_labels=rpred, new_labels=npred, ref_groups=ga, new_groups=gb) if len(rs) and len(ns) else None
         if stats is not None and len(stats):   # a delivery differs by a visible amount, not by the small gaps two samples of one scanner show
             size = np.maximum(stats.smd.abs(), stats.get('smd_within_class', pd.Series(0., index=stats.index)).abs())
             stats.loc[(stats.verdict == 'differs') & (size < min_smd), 'verdict'] = 'slightly'

@@ -17,7 +17,7 @@ from fastai.torch_core import TensorImage
 from .core import *
 from .preds import Preds, _resolve_dl, _items
 from .data import image_properties, _prop_str
-from .debug import _table_groups
+from .debug import _table_groups, _group_codes
 
 # %% auto #0
 __all__ = ['image_stats', 'error_gap_test', 'domain_auc', 'domain_scores', 'compare_stats', 'compare_files', 'TrainOnly',
@@ -125,9 +125,7 @@ def _folds(y, groups, seed, k=5):
     "`k` stratified folds of labels `y`; whole groups at a time where `groups` names one per row (a missing value: a group of its own) and each side holds `k` groups or more"
     from sklearn.model_selection import StratifiedKFold, StratifiedGroupKFold
     if groups is not None:
-        codes = pd.factorize(pd.Series(groups, dtype=object))[0]
-        lone = codes < 0
-        codes[lone] = codes.max() + 1 + np.arange(lone.sum())
+        codes = _group_codes(groups, len(y))
         if min(len(np.unique(codes[y == 0])), len(np.unique(codes[y == 1]))) >= k:
             return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, codes))
     return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
@@ -178,29 +176,50 @@ def domain_scores(a, b, max_items=2000, seed=0,
     classes only `b` has); NaNs with fewer than 10 rows a side"""
     return _domain(a, b, max_items, seed, la, lb, to_b=to_b, ga=ga, gb=gb)
 
-def _within_class_diff(a, b, la, lb):
-    """`(difference, p)`: mean of `b` minus mean of `a` within each class both have (≥ 2 items each), averaged with weights
-    1/(1/n_a + 1/n_b), and its two-sided z-test p-value; NaNs without such a class"""
+def _mean_var(x, g=None):
+    "The variance of the mean of `x`: `var/n` for independent items; with `g` (a group code per item) the clustered one, from the groups' sums of deviations (None with fewer than two groups)"
+    if g is None: return float(x.var(ddof=1))/len(x)
+    inv = np.unique(g, return_inverse=True)[1]; G = inv.max() + 1
+    if G < 2: return None
+    s = np.bincount(inv, weights=x - x.mean())
+    return G/(G - 1)*float((s**2).sum())/len(x)**2
+
+def _group_means(x, g):
+    "The mean of `x` over each group (`g`: a group code per item)"
+    inv = np.unique(g, return_inverse=True)[1]
+    return np.bincount(inv, weights=x)/np.bincount(inv)
+
+def _within_class_diff(a, b, la, lb, ga=None, gb=None):
+    """`(difference, p)`: mean of `b` minus mean of `a` within each class both have (≥ 2 items each; with groups `ga`, `gb`,
+    ≥ 2 groups each, and the variance clustered by group), averaged with weights 1/(1/n_a + 1/n_b), and its two-sided
+    z-test p-value; NaNs without such a class"""
     d, w, v = [], [], []
     for c in np.intersect1d(la, lb):
         xa, xb = a[la == c], b[lb == c]
         if len(xa) >= 2 and len(xb) >= 2:
-            d.append(xb.mean() - xa.mean()); w.append(1/(1/len(xa) + 1/len(xb)))
-            v.append(xa.var(ddof=1)/len(xa) + xb.var(ddof=1)/len(xb))
+            va, vb = _mean_var(xa, ga[la == c] if ga is not None else None), _mean_var(xb, gb[lb == c] if gb is not None else None)
+            if va is None or vb is None: continue
+            d.append(xb.mean() - xa.mean()); w.append(1/(1/len(xa) + 1/len(xb))); v.append(va + vb)
     if not w: return float('nan'), float('nan')
     w, v = np.array(w), np.array(v)
     diff, se = float(np.average(d, weights=w)), math.sqrt(float((w**2*v).sum()))/w.sum()
     return diff, (2*(1 - NormalDist().cdf(abs(diff)/se)) if se > 0 else float(diff == 0))
 
 def compare_stats(ref, new, alpha=0.05,
-                  ref_labels=None, new_labels=None): # class of each row: the difference is then also measured within classes
+                  ref_labels=None, new_labels=None, # class of each row: the difference is then also measured within classes
+                  ref_groups=None, new_groups=None, # group of each row (its volume, box, folder): the tests then count groups, not rows
+                  min_groups:int=5): # groups a side needs for the tests to count groups (fewer: rows, as without groups)
     """Each column of `ref` against `new`: means, standardised mean difference, KS p-value; 'differs' below `alpha`/columns.
     With labels, `smd_within_class` and `within_p`: the same difference within classes (same scale) and its z-test. A
     difference that vanishes there is verdict 'class mix' (the splits hold other shares of the classes, the images of each
-    class look alike); one that only shows there, hidden overall by the class mix, is 'differs' too"""
+    class look alike); one that only shows there, hidden overall by the class mix, is 'differs' too. With groups, rows of
+    one group are not independent draws (pages of a volume look alike): the KS test compares the groups' means and the
+    within-class test's variance is clustered by group"""
     from scipy.stats import ks_2samp
     cols = [c for c in ref.columns if c in new.columns]
     la, lb = (None, None) if ref_labels is None or new_labels is None else (np.asarray(ref_labels), np.asarray(new_labels))
+    grouped = ref_groups is not None and new_groups is not None
+    ga, gb = (_group_codes(ref_groups, len(ref)), _group_codes(new_groups, len(new))) if grouped else (None, None)
     rows = []
     for c in cols:
         ka, kb = ref[c].notna().to_numpy(), new[c].notna().to_numpy()
@@ -208,10 +227,12 @@ def compare_stats(ref, new, alpha=0.05,
         if not len(a) or not len(b): continue
         sd = math.sqrt((a.var(ddof=1 if len(a) > 1 else 0) + b.var(ddof=1 if len(b) > 1 else 0))/2)
         smd = (b.mean() - a.mean())/sd if sd > 0 else 0.
-        p = float(ks_2samp(a, b).pvalue) if sd > 0 else 1.
+        ea, eb = (ga[ka], gb[kb]) if grouped else (None, None)
+        by = grouped and min(len(np.unique(ea)), len(np.unique(eb))) >= min_groups
+        p = float(ks_2samp(*((_group_means(a, ea), _group_means(b, eb)) if by else (a, b))).pvalue) if sd > 0 else 1.
         r = dict(stat=c, reference=a.mean(), split=b.mean(), smd=smd, ks_p=p)
         if la is not None:
-            d, pw = _within_class_diff(a, b, la[ka], lb[kb])
+            d, pw = _within_class_diff(a, b, la[ka], lb[kb], *((ea, eb) if by else (None, None)))
             r.update(smd_within_class=d/sd if sd > 0 else 0., within_p=pw if sd > 0 else 1.)
         rows.append(r)
     t = pd.DataFrame(rows, columns=['stat', 'reference', 'split', 'smd'] + (['smd_within_class'] if la is not None else [])
@@ -481,6 +502,7 @@ def shift_report(self:Learner,
     auc = (domain_auc(rf.numpy(), nf.numpy(), max_items=max_items, la=ref.targs.numpy(), lb=new.targs.numpy(), ga=g[0], gb=g[1])
            if rf is not None and nf is not None else float('nan'))  # within classes: other class shares alone do not count
     files = compare_files(rp, np_) if rp is not None and np_ is not None and len(rp) and len(np_) else None
-    rep = ShiftReport(ref, new, compare_stats(rs, ns, ref_labels=ref.targs.numpy(), new_labels=new.targs.numpy()), auc, min_auc=min_auc, files=files)
+    st = compare_stats(rs, ns, ref_labels=ref.targs.numpy(), new_labels=new.targs.numpy(), ref_groups=g[0], new_groups=g[1])   # rows of a volume counted as one
+    rep = ShiftReport(ref, new, st, auc, min_auc=min_auc, files=files)
     rep._ref_stats, rep._new_stats, rep._new_props = rs, ns, np_
     return rep

@@ -182,7 +182,8 @@ def test_new_volumes_are_no_false_alarm_and_a_darker_delivery_is(tmp_path):
     from glamdebug.samples import volume_collection
     from glamdebug.data import split_collection
     from glamdebug.delivery import _reference_pass, _new_files_pass
-    from glamdebug.shift import domain_auc
+    from glamdebug.shift import domain_auc, compare_stats
+    from glamdebug.debug import _table_groups
     root = volume_collection(tmp_path/'vols', n_volumes=96, pages=8, new_volumes=32)
     d = split_collection(pd.read_csv(root/'collection.csv'), group='volume', verbose=False)
     set_seed(0, reproducible=True)
@@ -196,6 +197,14 @@ def test_new_volumes_are_no_false_alarm_and_a_darker_delivery_is(tmp_path):
     by_item = domain_auc(rf.numpy(), nf.numpy())
     print(f"delivery of new volumes: AUC {rep.auc:.2f} by volume, {by_item:.2f} by item")
     assert rep.auc < 0.65 and by_item > rep.auc + 0.1, (rep.auc, by_item)
+    # the image statistics' tests count volumes too: no statistic differs, and their p-values are those of volume means
+    with learn.no_bar(): rs, ns = _reference_pass(learn, 'valid')[1], _new_files_pass(learn, [Path(f) for f in new.fname], list(range(len(new))))[1]
+    by_page, by_vol = compare_stats(rs, ns), compare_stats(rs, ns, ref_groups=_table_groups(learn, ref.items)[1], new_groups=new.volume.to_numpy())
+    print(f"statistics' KS p by page: {by_page.ks_p.round(4).to_dict()}, by volume: {by_vol.ks_p.round(4).to_dict()}")
+    assert rep.differs == [], rep.stats
+    assert np.allclose(rep.stats.ks_p.sort_index().to_numpy(), by_vol.ks_p.sort_index().to_numpy(), rtol=0, atol=1e-12)
+    varies = by_page.ks_p < 1   # the pixel sizes are all 32 px
+    assert varies.sum() >= 4 and (by_vol.ks_p.reindex(by_page.index)[varies] > by_page.ks_p[varies]).sum() >= varies.sum() - 1, (by_page, by_vol)
     dark = tmp_path/'dark'
     for f, v in zip(new.fname, new.volume):
         (dark/v).mkdir(parents=True, exist_ok=True)
@@ -203,3 +212,4 @@ def test_new_volumes_are_no_false_alarm_and_a_darker_delivery_is(tmp_path):
     dr = learn.delivery_report(dark, progress=False)   # a folder: each file's volume folder is its group
     print(f"darker: {dr.verdict}, AUC {dr.auc:.2f}")
     assert dr.verdict == "differs" and dr.auc >= 0.7, (dr.verdict, dr.auc)
+    assert 'brightness' in dr.differs, dr.stats   # tested volume by volume, the darker pages still differ
