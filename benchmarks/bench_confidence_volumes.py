@@ -1,7 +1,7 @@
 """Benchmark: does a confidence threshold certified on valid hold for new volumes, when valid is drawn page by page?
 
 `learn.confidence_report(goal)` certifies the confidence above which the model errs on at most `goal` of the items (95 %
-sure, exact binomial tests on valid) and checks it on the other splits. Valid drawn page by page (fastai's `valid_pct`)
+sure, binomial tests on valid that count its volumes: `bench_confidence_clustered.py`) and checks it on the other splits. Valid drawn page by page (fastai's `valid_pct`)
 holds pages of the volumes training holds; the report now says so (`seen_items`). This measures what that costs a user
 and whether the warning is right, side by side in one run:
 
@@ -12,8 +12,8 @@ and whether the warning is right, side by side in one run:
    new volumes: the error among the items it sorts there, whether that is above the goal ("missed"), the share sorted,
    and whether the report warned. Seeded; one model per seed and split.
 2. The same models' `delivery_report` on the new volumes as an unlabelled delivery: does it look like valid (its features'
-   classifier takes whole volumes per fold), and does it offer valid's error to expect (flattering, when valid was drawn
-   page by page) and warn?
+   classifier takes whole volumes per fold, its image statistics are tested volume by volume), and does it offer valid's
+   error to expect (flattering, when valid was drawn page by page) and warn?
 3. Cost: `_seen_groups` (the check the report adds) against fastai's `get_preds` on valid and the whole report, on one
    of the learners above; and `_seen_groups` alone on a 100,000-row table of 9,500 volumes (`bench_split.catalogue`).
 
