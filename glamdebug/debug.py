@@ -880,6 +880,7 @@ def _table_groups(learn:Learner, items, column:str=None, who:str='report') -> tu
         like = _group_like(learn, col.train, min_share=0.)
         if not like: return None
     c = column if column is not None else like[0][0]
+    if not len(items): return c, np.array([], dtype=object)   # nothing to look up (a check of `column` alone): no map of the table
     names, vals = col.df[col.fn_col].astype(str).tolist(), col.df[c].tolist()
     m = dict(zip(names, vals))
     m.update(zip((os.path.normpath(os.path.join(str(col.path or ''), n)) for n in names), vals))
